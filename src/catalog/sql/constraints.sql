@@ -1,0 +1,16 @@
+-- Table constraints of the chosen tables (NOT NULL is a column property in PostgreSQL 15).
+-- Constraints cloned from a partitioned parent are left to the parent.
+SELECT con.conrelid,
+       con.conname,
+       con.contype::text AS contype,
+       pg_catalog.pg_get_constraintdef(con.oid) AS definition,
+       con.convalidated,
+       rn.nspname AS ref_schema,
+       rc.relname AS ref_table
+FROM pg_catalog.pg_constraint con
+LEFT JOIN pg_catalog.pg_class rc ON rc.oid = con.confrelid
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE con.conrelid = ANY ($1::oid[])
+  AND con.contype IN ('p', 'u', 'c', 'x', 'f')
+  AND con.conparentid = 0
+ORDER BY con.conrelid, con.contype, con.conname

@@ -1,0 +1,151 @@
+//! The command line as the user types it (clap derive). Nothing here is validated beyond
+//! syntax; [`crate::settings`] turns these raw flags and the config file into [`Settings`].
+//!
+//! [`Settings`]: crate::settings::Settings
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Clone PostgreSQL tables server to server through dblink: same columns, keys, constraints,
+/// indexes and sequences, writable on the target, refreshable later. The source is only read.
+#[derive(Debug, Parser)]
+#[command(name = "snapcopy", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:\n  \
+    snapcopy --source postgresql://ro@prod/app --target postgresql:///app_dev 'public.*'\n  \
+    snapcopy plan --exclude 'public.audit_*' 'public.*'\n  \
+    snapcopy init")]
+pub struct Cli {
+    /// A subcommand; without one, snapcopy copies or refreshes the tables.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the copy.
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the SQL a copy would run, in order, and change nothing.
+    Plan(CopyArgs),
+    /// Write a commented snapcopy.toml to start from.
+    Init(InitArgs),
+}
+
+/// Options shared by the copy and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CopyArgs {
+    /// Tables to copy: schema.table, a bare name (schema public), or a glob such as 'public.*'
+    /// or 'sales.order_*'. Double quotes keep case, dots and spaces: '"My Schema"."Order.Items"'.
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Leave out tables matching this pattern (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Source database: libpq URL or key=value conninfo; missing parts come from PGHOST, PGPORT,
+    /// PGUSER, PGPASSWORD, PGDATABASE and ~/.pgpass. Only ever read.
+    #[arg(
+        long,
+        env = "SNAPCOPY_SOURCE",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
+
+    /// How the target *server* reaches the source, when that differs from --source (a
+    /// container, a tunnel): parameters given here replace the source's, the rest is kept.
+    #[arg(
+        long,
+        env = "SNAPCOPY_SOURCE_VIA",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub source_via: Option<String>,
+
+    /// Target database: libpq URL or key=value conninfo, completed like --source.
+    #[arg(
+        long,
+        env = "SNAPCOPY_TARGET",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+
+    /// Configuration file [default: ./snapcopy.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// full: truncate and reload each table atomically. incremental: insert the missing rows.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// Staging object per table: a view over dblink (rows written once) or a materialized view
+    /// (a local copy of the source rows, written twice).
+    #[arg(long, value_enum)]
+    pub staging: Option<StagingKind>,
+
+    /// Schema on the target for snapcopy's own objects [default: snapcopy].
+    #[arg(long, value_name = "SCHEMA")]
+    pub staging_schema: Option<String>,
+
+    /// Target sessions working at once; each loads a group of tables that foreign keys join
+    /// [default: 1].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// More detail on stderr: every statement as it runs.
+    #[arg(long, short = 'v', conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Only errors on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Arguments of `snapcopy init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the file.
+    #[arg(default_value = "snapcopy.toml")]
+    pub path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Refresh modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Truncate and reload, atomically.
+    Full,
+    /// Insert the rows that are missing.
+    Incremental,
+}
+
+/// The staging object's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagingKind {
+    /// A view over dblink.
+    View,
+    /// A materialized view over dblink.
+    Matview,
+}
+
+impl StagingKind {
+    /// The word the registry and summaries use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StagingKind::View => "view",
+            StagingKind::Matview => "matview",
+        }
+    }
+}

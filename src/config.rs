@@ -1,0 +1,131 @@
+//! `snapcopy.toml`: the same choices as the command line, kept in a file. Unknown keys are
+//! errors that name the key, so a typo never silently changes what runs.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::cli::{Mode, StagingKind};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Table patterns to copy when none are given on the command line.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Patterns to leave out, added to `--exclude`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `full` or `incremental`.
+    pub mode: Option<Mode>,
+    /// `view` or `matview`.
+    pub staging: Option<StagingKind>,
+    /// Schema for snapcopy's objects on the target.
+    pub staging_schema: Option<String>,
+    /// Target sessions at once.
+    pub jobs: Option<usize>,
+    /// The source connection.
+    #[serde(default)]
+    pub source: SourceSection,
+    /// The target connection.
+    #[serde(default)]
+    pub target: TargetSection,
+}
+
+/// `[source]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// libpq URL or conninfo.
+    pub conninfo: Option<String>,
+    /// How the target server reaches the source.
+    pub via: Option<String>,
+}
+
+/// `[target]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// libpq URL or conninfo.
+    pub conninfo: Option<String>,
+}
+
+impl Config {
+    /// Reads and parses a config file; the error names the file, the line and the key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("could not read config file {}: {e}", path.display()))?;
+        Config::parse(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.trim_end()))
+    }
+
+    /// Parses config text; the error is toml's, which names the line and the unknown key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// The file `snapcopy init` writes: every key, commented, with its default.
+pub const TEMPLATE: &str = r#"# snapcopy.toml: what `snapcopy` copies, from where, to where.
+# Command-line flags and SNAPCOPY_* variables override what is set here.
+
+# Tables to copy when none are named on the command line: schema.table, a bare name (public),
+# or globs such as "public.*". Double quotes keep case: '"Sales"."Orders"'.
+tables = ["public.*"]
+
+# Tables to leave out.
+# exclude = ["public.audit_*"]
+
+# full: truncate and reload each table atomically. incremental: insert missing rows.
+# mode = "full"
+
+# view: a view over dblink per table. matview: a materialized view (rows kept locally too).
+# staging = "view"
+
+# Schema on the target for snapcopy's own objects (staging objects, its table registry).
+# staging_schema = "snapcopy"
+
+# Target sessions working at once.
+# jobs = 1
+
+[source]
+# libpq URL or key=value conninfo. Keep passwords in ~/.pgpass or PGPASSWORD, not here.
+# conninfo = "postgresql://readonly@prod-db.example.com/app"
+# How the target server reaches the source, if not the same way (a container, a tunnel).
+# via = "host=host.docker.internal"
+
+[target]
+# conninfo = "postgresql:///app_dev"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses() {
+        let c = Config::parse(TEMPLATE).unwrap();
+        assert_eq!(c.tables, ["public.*"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("tabels = [\"x\"]\n").unwrap_err();
+        assert!(err.contains("unknown field `tabels`"), "{err}");
+        let err = Config::parse("[source]\nconnifo = \"x\"\n").unwrap_err();
+        assert!(err.contains("unknown field `connifo`"), "{err}");
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let c = Config::parse(
+            "mode = \"full\"\nstaging = \"matview\"\njobs = 3\n[source]\nconninfo = \"host=a\"\nvia = \"host=b\"\n[target]\nconninfo = \"host=c\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.staging, Some(StagingKind::Matview));
+        assert_eq!(c.jobs, Some(3));
+        assert_eq!(c.source.via.as_deref(), Some("host=b"));
+        assert_eq!(c.target.conninfo.as_deref(), Some("host=c"));
+    }
+}

@@ -1,0 +1,255 @@
+//! Sessions and the server-to-server link.
+//!
+//! The tool opens one read-only session on the source (for the catalog) and sessions on the
+//! target; rows never pass through it. On the target, the link is the dblink extension, a
+//! `dblink_fdw` foreign server and a user mapping that holds the source credentials, so that
+//! no view definition ever contains a password.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, Context};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use crate::catalog::Catalog;
+use crate::cli::StagingKind;
+use crate::conninfo::ConnInfo;
+use crate::plan::{staging_name, Step, TargetState, REGISTRY};
+use crate::sql::{Ident, QualifiedName};
+
+/// Which server a session belongs to, for messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Side {
+    /// The production side, only read.
+    Source,
+    /// The developer's side.
+    Target,
+}
+
+impl Side {
+    fn word(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// Opens a session; the driver task runs in the background until the client is dropped.
+/// A source session is read-only from its first statement (`default_transaction_read_only`
+/// as a startup option, so no statement can run before it applies).
+pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
+    let mut config = info.to_driver_config()?;
+    if let Side::Source = side {
+        let options = match info.get("options") {
+            Some(o) => format!("{o} -c default_transaction_read_only=on"),
+            None => "-c default_transaction_read_only=on".to_string(),
+        };
+        config.options(&options);
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        anyhow!(
+            "could not connect to the {} database {}: {}",
+            side.word(),
+            info.label(),
+            describe(&e)
+        )
+    })?;
+    tokio::spawn(async move {
+        // The error, if any, surfaces on the next query through the client.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The server's own words for a database error, or the driver's for anything else, with the
+/// source chain, never a conninfo.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// Reads what the plan needs to know about the target. Only reads: `snapcopy plan` calls it.
+pub async fn target_state(
+    client: &Client,
+    staging_schema: &Ident,
+    catalog: &Catalog,
+) -> anyhow::Result<TargetState> {
+    let mut state = TargetState::default();
+    let row = client
+        .query_opt(
+            "SELECT n.nspname FROM pg_catalog.pg_extension e \
+             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink'",
+            &[],
+        )
+        .await
+        .context("could not read the target's extensions")?;
+    state.dblink_schema = row.map(|r| Ident::new(r.get::<_, String>(0)));
+
+    let registry_exists: bool = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
+             pg_catalog.quote_ident($2)) IS NOT NULL",
+            &[&staging_schema.raw(), &REGISTRY],
+        )
+        .await?
+        .get(0);
+    if registry_exists {
+        let sql = format!(
+            "SELECT table_schema, table_name FROM {}.{}",
+            staging_schema,
+            Ident::new(REGISTRY)
+        );
+        for r in client
+            .query(&sql, &[])
+            .await
+            .context("could not read snapcopy's registry")?
+        {
+            state.managed.insert(QualifiedName::new(
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+            ));
+        }
+    }
+
+    let staging_rows = client
+        .query(
+            "SELECT c.relname, c.relkind::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('v', 'm')",
+            &[&staging_schema.raw()],
+        )
+        .await?;
+    state.staging_objects = staging_rows
+        .iter()
+        .map(|r| {
+            let kind = if r.get::<_, String>(1) == "m" {
+                StagingKind::Matview
+            } else {
+                StagingKind::View
+            };
+            (r.get::<_, String>(0), kind)
+        })
+        .collect::<BTreeMap<_, _>>();
+    // Only the chosen tables' staging names matter; the map keeps the lookup cheap.
+    let wanted: BTreeSet<String> = catalog
+        .tables
+        .iter()
+        .map(|t| staging_name(&t.name))
+        .collect();
+    state.staging_objects.retain(|k, _| wanted.contains(k));
+
+    let schemas: Vec<&str> = catalog.tables.iter().map(|t| t.name.schema.raw()).collect();
+    let names: Vec<&str> = catalog.tables.iter().map(|t| t.name.name.raw()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, con.conname \
+             FROM unnest($1::text[], $2::text[]) AS w(schema_name, table_name) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema_name \
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.table_name \
+             LEFT JOIN pg_catalog.pg_constraint con ON con.conrelid = c.oid",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's tables")?;
+    for r in rows {
+        let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        if let Some(con) = r.get::<_, Option<String>>(2) {
+            state.existing_constraints.insert((name.clone(), con));
+        }
+        state.existing_tables.insert(name);
+    }
+
+    let type_schemas: Vec<&str> = catalog.types.iter().map(|t| t.name.schema.raw()).collect();
+    let type_names: Vec<&str> = catalog.types.iter().map(|t| t.name.name.raw()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, t.typname \
+             FROM unnest($1::text[], $2::text[]) AS w(schema_name, type_name) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema_name \
+             JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid AND t.typname = w.type_name",
+            &[&type_schemas, &type_names],
+        )
+        .await
+        .context("could not read the target's types")?;
+    for r in rows {
+        state.existing_types.insert(QualifiedName::new(
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+        ));
+    }
+    Ok(state)
+}
+
+/// Runs the plan's setup in one transaction. A failure changes nothing and comes back as an
+/// error that says what to do: dblink or an extension missing, or a privilege lacking.
+pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> anyhow::Result<()> {
+    let tx = client.transaction().await?;
+    for step in steps {
+        if verbose {
+            eprintln!("{};", step.shown);
+        }
+        if let Err(e) = tx.batch_execute(&step.sql).await {
+            return Err(setup_error(&e, &step.shown));
+        }
+    }
+    tx.commit()
+        .await
+        .context("could not commit the setup on the target")?;
+    Ok(())
+}
+
+fn setup_error(e: &tokio_postgres::Error, shown: &str) -> anyhow::Error {
+    let extension = shown
+        .strip_prefix("CREATE EXTENSION IF NOT EXISTS ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|n| n.trim_matches('"').to_string());
+    let message = describe(e);
+    match (e.code(), extension) {
+        (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(
+            "the extension {ext} is not installed on the target server ({message}); install its \
+             package there ({}) and run snapcopy again",
+            package_for(&ext)
+        ),
+        (Some(code), Some(ext)) if *code == SqlState::INSUFFICIENT_PRIVILEGE => anyhow!(
+            "the target role may not create the extension {ext} ({message}); ask a superuser to \
+             run CREATE EXTENSION {ext} in the target database, or connect as a role that may"
+        ),
+        (Some(code), None) if *code == SqlState::INSUFFICIENT_PRIVILEGE => anyhow!(
+            "the target role lacks a privilege snapcopy needs for its setup ({message}); it \
+             needs CREATE on the target database and USAGE on the dblink_fdw foreign-data \
+             wrapper. The statement was: {shown}"
+        ),
+        _ => anyhow!("setup on the target failed: {message}. The statement was: {shown}"),
+    }
+}
+
+/// The Debian package that ships an extension, for error messages.
+pub fn package_for(extension: &str) -> String {
+    match extension {
+        "postgis" | "postgis_raster" | "postgis_topology" | "postgis_sfcgal" => {
+            "Debian: postgresql-15-postgis-3".into()
+        }
+        "dblink" | "citext" | "hstore" | "ltree" | "pg_trgm" | "cube" | "isn" | "btree_gist"
+        | "btree_gin" | "uuid-ossp" | "pgcrypto" | "tablefunc" | "intarray" | "seg" => {
+            "Debian: postgresql-contrib".into()
+        }
+        other => format!("the package that provides {other}"),
+    }
+}

@@ -1,0 +1,248 @@
+//! Execution: runs a plan's units on the target, each in its own session and transaction.
+//!
+//! A unit's rows flow from the source to the target server through dblink; this process only
+//! sends SQL and reads command tags. The dblink connection is named after the foreign server,
+//! and dblink looks a name up among open connections before treating it as a server, so the
+//! staging objects (`dblink('<server>', ...)`) read through the unit's connection and its
+//! read-only source transaction. A failure rolls the unit back: its tables keep their previous
+//! contents, and the other units go on.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use tokio_postgres::error::SqlState;
+
+use crate::conninfo::ConnInfo;
+use crate::link::{connect, describe, Side};
+use crate::plan::{Action, Phase, Unit};
+use crate::report::{TableOutcome, TableStatus};
+use crate::settings::Verbosity;
+
+/// Runs the units, `jobs` at a time, and returns one outcome per table.
+pub async fn run_units(
+    target: &ConnInfo,
+    units: &[Unit],
+    jobs: usize,
+    verbosity: Verbosity,
+) -> Vec<TableOutcome> {
+    let results: Vec<Vec<TableOutcome>> = stream::iter(units)
+        .map(|unit| run_unit(target, unit, verbosity))
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// A failed statement, with the table it was about.
+struct StepError {
+    table: Option<usize>,
+    phase: Phase,
+    message: String,
+}
+
+async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<TableOutcome> {
+    let mut outcomes: Vec<TableOutcome> = unit
+        .tables
+        .iter()
+        .map(|t| TableOutcome {
+            name: t.name.clone(),
+            action: t.action,
+            status: TableStatus::Failed(String::new()),
+            rows: 0,
+            bytes: None,
+            seconds: 0.0,
+        })
+        .collect();
+    if verbosity != Verbosity::Quiet {
+        for t in &unit.tables {
+            let verb = match t.action {
+                Action::Create => "copying",
+                Action::Reload => "reloading",
+            };
+            if t.estimated_rows > 0 {
+                eprintln!(
+                    "{verb} {} (about {} rows)",
+                    t.name.human(),
+                    t.estimated_rows
+                );
+            } else {
+                eprintln!("{verb} {}", t.name.human());
+            }
+        }
+    }
+    match execute_unit(target, unit, verbosity, &mut outcomes).await {
+        Ok(client) => {
+            for o in outcomes.iter_mut() {
+                o.status = TableStatus::Done;
+                let size = client
+                    .query_one(
+                        "SELECT pg_catalog.pg_total_relation_size($1::text::regclass)",
+                        &[&o.name.to_string()],
+                    )
+                    .await;
+                o.bytes = size.ok().map(|r| r.get(0));
+                if verbosity != Verbosity::Quiet {
+                    eprintln!("{}: {} rows in {:.1} s", o.name.human(), o.rows, o.seconds);
+                }
+            }
+        }
+        Err(err) => {
+            let culprit = err.table.map(|i| unit.tables[i].name.human());
+            for (i, o) in outcomes.iter_mut().enumerate() {
+                o.rows = 0;
+                let message = match (&culprit, err.table) {
+                    (Some(_), Some(t)) if t == i => err.message.clone(),
+                    (Some(c), _) => format!(
+                        "not changed: {c}, which foreign keys tie to it, failed in the same \
+                         transaction"
+                    ),
+                    (None, _) => err.message.clone(),
+                };
+                o.status = TableStatus::Failed(message);
+            }
+            if verbosity != Verbosity::Quiet {
+                eprintln!(
+                    "error: {} ({:?} phase): {}",
+                    culprit.unwrap_or_else(|| "unit".into()),
+                    err.phase,
+                    err.message
+                );
+            }
+        }
+    }
+    outcomes
+}
+
+async fn execute_unit(
+    target: &ConnInfo,
+    unit: &Unit,
+    verbosity: Verbosity,
+    outcomes: &mut [TableOutcome],
+) -> Result<tokio_postgres::Client, StepError> {
+    let mut client = connect(target, Side::Target).await.map_err(|e| StepError {
+        table: None,
+        phase: Phase::Connect,
+        message: format!("{e:#}"),
+    })?;
+    // A bulk load must not be cut short by the target's own timeouts.
+    client
+        .batch_execute(
+            "SET statement_timeout = 0; SET lock_timeout = 0; \
+             SET idle_in_transaction_session_timeout = 0",
+        )
+        .await
+        .map_err(|e| StepError {
+            table: None,
+            phase: Phase::Connect,
+            message: describe(&e),
+        })?;
+
+    let fail = |step: &crate::plan::Step, e: tokio_postgres::Error| StepError {
+        table: step.table,
+        phase: step.phase,
+        message: explain(step, &e),
+    };
+    for step in unit.steps.iter().filter(|s| s.phase == Phase::Connect) {
+        log_step(verbosity, &step.shown);
+        client
+            .batch_execute(&step.sql)
+            .await
+            .map_err(|e| fail(step, e))?;
+    }
+    let tx = client.transaction().await.map_err(|e| StepError {
+        table: None,
+        phase: Phase::Connect,
+        message: describe(&e),
+    })?;
+    let inside = unit
+        .steps
+        .iter()
+        .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
+    for step in inside {
+        log_step(verbosity, &step.shown);
+        let started = Instant::now();
+        match step.phase {
+            Phase::Data => {
+                let rows = tx
+                    .execute(&step.sql, &[])
+                    .await
+                    .map_err(|e| fail(step, e))?;
+                if let Some(i) = step.table {
+                    outcomes[i].rows = rows as i64;
+                }
+            }
+            Phase::Record => {
+                let rows = step.table.map(|i| outcomes[i].rows).unwrap_or_default();
+                tx.execute(&step.sql, &[&rows])
+                    .await
+                    .map_err(|e| fail(step, e))?;
+            }
+            _ => tx
+                .batch_execute(&step.sql)
+                .await
+                .map_err(|e| fail(step, e))?,
+        }
+        if let Some(i) = step.table {
+            outcomes[i].seconds += elapsed(started);
+        }
+    }
+    tx.commit().await.map_err(|e| StepError {
+        table: None,
+        phase: Phase::ForeignKeys,
+        message: format!("the commit failed: {}", describe(&e)),
+    })?;
+    for step in unit.steps.iter().filter(|s| s.phase == Phase::Disconnect) {
+        log_step(verbosity, &step.shown);
+        // The target transaction is committed; closing the read-only source side cannot
+        // undo anything, and the session's end would close it anyway.
+        let _ = client.batch_execute(&step.sql).await;
+    }
+    Ok(client)
+}
+
+fn elapsed(started: Instant) -> f64 {
+    Duration::as_secs_f64(&started.elapsed())
+}
+
+fn log_step(verbosity: Verbosity, sql: &str) {
+    if verbosity == Verbosity::Verbose {
+        eprintln!("{sql};");
+    }
+}
+
+/// Turns a server error into a message that says what to do next.
+fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
+    let message = describe(e);
+    let code = e.code();
+    match step.phase {
+        Phase::Truncate if code == Some(&SqlState::FEATURE_NOT_SUPPORTED) => format!(
+            "could not truncate for the reload: {message}; name the referencing table in the \
+             same run, or drop its foreign key on the target"
+        ),
+        Phase::Connect => format!(
+            "the target server could not open its dblink connection to the source: {message}. \
+             Check that the target server can reach the source (see --source-via) and that the \
+             source accepts the credentials in the user mapping"
+        ),
+        Phase::Staging | Phase::Data
+            if message.contains("could not establish connection")
+                || message.contains("password is required") =>
+        {
+            format!("the target server could not read from the source: {message}")
+        }
+        _ => format!("{message} (while running: {})", first_line(&step.shown)),
+    }
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default();
+    if line.len() > 200 {
+        let mut end = 200;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &line[..end])
+    } else {
+        line.to_string()
+    }
+}

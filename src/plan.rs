@@ -1,0 +1,969 @@
+//! The plan: every statement a run will send to the target, decided up front.
+//!
+//! [`plan`] is a pure function of the source [`Catalog`], the [`TargetState`] and the options;
+//! it does no I/O, so it is snapshot-tested and printed as the dry run (`snapcopy plan`).
+//! Execution ([`crate::load`]) runs what the plan says and decides nothing.
+//!
+//! A plan has a setup (one transaction: dblink, the staging schema, the foreign server, the
+//! types) and units. A unit is a group of tables joined by foreign keys; it runs in one target
+//! transaction, reading the source through one dblink connection in one source transaction, so
+//! its tables change together or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Table, TypeKind};
+use crate::cli::{Mode, StagingKind};
+use crate::conninfo::ConnInfo;
+use crate::sql::{literal, Ident, QualifiedName};
+
+/// What the target already has, read before planning.
+#[derive(Debug, Clone, Default)]
+pub struct TargetState {
+    /// The schema holding the dblink functions, when the extension is installed.
+    pub dblink_schema: Option<Ident>,
+    /// Tables snapcopy created (its registry in the staging schema).
+    pub managed: BTreeSet<QualifiedName>,
+    /// Which of the chosen tables exist on the target.
+    pub existing_tables: BTreeSet<QualifiedName>,
+    /// Objects in the staging schema and their kind, by raw name.
+    pub staging_objects: BTreeMap<String, StagingKind>,
+    /// Which of the needed types exist on the target.
+    pub existing_types: BTreeSet<QualifiedName>,
+    /// Constraint names present on the chosen tables that exist on the target.
+    pub existing_constraints: BTreeSet<(QualifiedName, String)>,
+}
+
+/// Choices that shape the SQL.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Refresh mode.
+    pub mode: Mode,
+    /// Staging object kind.
+    pub staging: StagingKind,
+    /// Schema for snapcopy's objects.
+    pub staging_schema: Ident,
+    /// How the target server reaches the source (foreign server and user mapping).
+    pub link: ConnInfo,
+    /// A label of the source for the registry (`user@host:port/db`, no password).
+    pub source_label: String,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Statements run once, in one transaction, before any table.
+    pub setup: Vec<Step>,
+    /// Units of tables, each loaded in one transaction.
+    pub units: Vec<Unit>,
+    /// Tables that will not be copied, and why (each makes the run exit 1).
+    pub refused: Vec<(QualifiedName, String)>,
+    /// Things the user should know (skipped foreign keys, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Tables that load together.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unit {
+    /// The unit's tables, in load order.
+    pub tables: Vec<TableInfo>,
+    /// Statements in order; see [`Phase`] for which run inside the transaction.
+    pub steps: Vec<Step>,
+}
+
+/// What the summary and progress need to know of a planned table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    /// Schema and name.
+    pub name: QualifiedName,
+    /// Created now or reloaded.
+    pub action: Action,
+    /// The source's row estimate.
+    pub estimated_rows: i64,
+}
+
+/// Whether a table is created or reloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Action {
+    /// The table does not exist on the target: create it, load it, build its indexes.
+    Create,
+    /// snapcopy made it before: truncate and reload it in the same transaction.
+    Reload,
+}
+
+/// Where a statement belongs in a unit. `Connect` runs before the target transaction opens and
+/// `Disconnect` after it ends; everything else runs inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Schemas, extensions, the foreign server, types (setup only).
+    Setup,
+    /// Open the dblink connection and its read-only source transaction.
+    Connect,
+    /// Empty the tables being reloaded.
+    Truncate,
+    /// Sequences and the bare table.
+    PreData,
+    /// The staging view or materialized view.
+    Staging,
+    /// The rows: `INSERT ... SELECT` from the staging object.
+    Data,
+    /// Primary keys, unique and exclusion constraints, indexes.
+    PostData,
+    /// Foreign keys, last.
+    ForeignKeys,
+    /// Sequences set from the source, never below the table's max.
+    Sequences,
+    /// The registry row, with the number of rows loaded as `$1`.
+    Record,
+    /// End the source transaction and close the dblink connection.
+    Disconnect,
+}
+
+/// One statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Where it runs.
+    pub phase: Phase,
+    /// Index into the unit's tables, for steps about one table.
+    pub table: Option<usize>,
+    /// The SQL sent to the server.
+    #[serde(skip)]
+    pub sql: String,
+    /// What to show instead of `sql` when it holds a secret.
+    pub shown: String,
+}
+
+impl Step {
+    fn new(phase: Phase, table: Option<usize>, sql: String) -> Step {
+        Step {
+            phase,
+            table,
+            shown: sql.clone(),
+            sql,
+        }
+    }
+
+    fn secret(phase: Phase, sql: String, shown: String) -> Step {
+        Step {
+            phase,
+            table: None,
+            sql,
+            shown,
+        }
+    }
+}
+
+/// The registry table in the staging schema.
+pub const REGISTRY: &str = "managed_tables";
+
+/// The foreign server's name, derived from the staging schema so that two staging schemas in
+/// one database can point at two sources.
+pub fn server_name(staging_schema: &Ident) -> String {
+    truncate_bytes(&format!("{}_source", staging_schema.raw()), 63).to_string()
+}
+
+/// The staging object's name: `schema.table` as one identifier (it always holds a dot, so it
+/// never collides with the registry), shortened with a hash when it would pass 63 bytes.
+pub fn staging_name(table: &QualifiedName) -> String {
+    let full = format!("{}.{}", table.schema.raw(), table.name.raw());
+    if full.len() <= 63 {
+        return full;
+    }
+    format!(
+        "{}.{}~{:08x}",
+        truncate_bytes(table.schema.raw(), 27),
+        truncate_bytes(table.name.raw(), 26),
+        fnv1a(full.as_bytes()) as u32
+    )
+}
+
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// FNV-1a: a stable hash (std's hasher may change between Rust releases; names must not).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// Plans a run.
+pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> Plan {
+    let staging_schema = &options.staging_schema;
+    let server = server_name(staging_schema);
+    let dblink_schema = target
+        .dblink_schema
+        .clone()
+        .unwrap_or_else(|| staging_schema.clone());
+    let registry = QualifiedName {
+        schema: staging_schema.clone(),
+        name: Ident::new(REGISTRY),
+    };
+
+    let mut plan = Plan {
+        setup: setup_steps(catalog, target, options, &server),
+        units: Vec::new(),
+        refused: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
+    let mut accepted = Vec::new();
+    for table in &catalog.tables {
+        if target.existing_tables.contains(&table.name) && !target.managed.contains(&table.name) {
+            plan.refused.push((
+                table.name.clone(),
+                format!(
+                    "{} already exists on the target and snapcopy did not create it; \
+                     drop or rename it there, or leave it out with --exclude",
+                    table.name.human()
+                ),
+            ));
+        } else {
+            accepted.push(table.clone());
+        }
+    }
+    for table in &accepted {
+        for c in &table.constraints {
+            if let ConstraintKind::ForeignKey { references } = &c.kind {
+                if !chosen.contains(references) {
+                    plan.warnings.push(format!(
+                        "foreign key {} of {} is skipped: it references {}, which is not part \
+                         of this run; copy both tables in one run to keep it",
+                        c.name.raw(),
+                        table.name.human(),
+                        references.human()
+                    ));
+                }
+            }
+        }
+    }
+
+    let ctx = UnitContext {
+        options,
+        target,
+        server: &server,
+        dblink_schema: &dblink_schema,
+        registry: &registry,
+    };
+    for group in crate::catalog::foreign_key_groups(&accepted) {
+        let tables: Vec<&Table> = group.iter().map(|&i| &accepted[i]).collect();
+        plan.units.push(ctx.unit(&tables));
+    }
+    plan
+}
+
+fn setup_steps(
+    catalog: &Catalog,
+    target: &TargetState,
+    options: &PlanOptions,
+    server: &str,
+) -> Vec<Step> {
+    let staging = &options.staging_schema;
+    let mut steps = vec![Step::new(
+        Phase::Setup,
+        None,
+        format!("CREATE SCHEMA IF NOT EXISTS {staging}"),
+    )];
+    if target.dblink_schema.is_none() {
+        steps.push(Step::new(
+            Phase::Setup,
+            None,
+            format!("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA {staging}"),
+        ));
+    }
+    steps.push(Step::new(
+        Phase::Setup,
+        None,
+        format!(
+            "CREATE TABLE IF NOT EXISTS {staging}.{registry} (\n    \
+             table_schema text NOT NULL,\n    \
+             table_name text NOT NULL,\n    \
+             source text NOT NULL,\n    \
+             staging_object text NOT NULL,\n    \
+             staging_kind text NOT NULL,\n    \
+             mode text NOT NULL,\n    \
+             created_at timestamptz NOT NULL DEFAULT now(),\n    \
+             refreshed_at timestamptz NOT NULL DEFAULT now(),\n    \
+             rows bigint,\n    \
+             PRIMARY KEY (table_schema, table_name)\n)",
+            registry = Ident::new(REGISTRY)
+        ),
+    ));
+    let server_ident = Ident::new(server);
+    steps.push(Step::new(
+        Phase::Setup,
+        None,
+        format!("DROP SERVER IF EXISTS {server_ident} CASCADE"),
+    ));
+    let mut server_options = options.link.server_options();
+    let read_only = "-c default_transaction_read_only=on";
+    match server_options.iter_mut().find(|(k, _)| k == "options") {
+        Some((_, v)) => *v = format!("{v} {read_only}"),
+        None => server_options.push(("options".into(), read_only.into())),
+    }
+    if !server_options.iter().any(|(k, _)| k == "application_name") {
+        server_options.push(("application_name".into(), "snapcopy".into()));
+    }
+    steps.push(Step::new(
+        Phase::Setup,
+        None,
+        format!(
+            "CREATE SERVER {server_ident} FOREIGN DATA WRAPPER dblink_fdw OPTIONS ({})",
+            options_list(&server_options, false)
+        ),
+    ));
+    let mapping = options.link.user_mapping_options();
+    let mapping_sql = |redact: bool| {
+        let mut sql = format!("CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident}");
+        if !mapping.is_empty() {
+            write!(sql, " OPTIONS ({})", options_list(&mapping, redact)).unwrap();
+        }
+        sql
+    };
+    steps.push(Step::secret(
+        Phase::Setup,
+        mapping_sql(false),
+        mapping_sql(true),
+    ));
+
+    // CREATE SCHEMA checks the CREATE privilege before IF NOT EXISTS, so `public`, which
+    // every database has, is never named.
+    let create_schema = |schema: &Ident| {
+        (schema.raw() != "public").then(|| {
+            Step::new(
+                Phase::Setup,
+                None,
+                format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+            )
+        })
+    };
+    for ext in &catalog.extensions {
+        steps.extend(create_schema(&ext.schema));
+        steps.push(Step::new(
+            Phase::Setup,
+            None,
+            format!(
+                "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}",
+                Ident::new(&ext.name),
+                ext.schema
+            ),
+        ));
+    }
+    let mut schemas: BTreeSet<&Ident> = catalog.tables.iter().map(|t| &t.name.schema).collect();
+    schemas.extend(catalog.types.iter().map(|t| &t.name.schema));
+    for schema in schemas {
+        steps.extend(create_schema(schema));
+    }
+    for ty in &catalog.types {
+        if !target.existing_types.contains(&ty.name) {
+            steps.push(Step::new(Phase::Setup, None, create_type_sql(ty)));
+        }
+    }
+    steps
+}
+
+/// `key 'value', ...` for OPTIONS clauses, secrets replaced when `redact`.
+fn options_list(options: &[(String, String)], redact: bool) -> String {
+    options
+        .iter()
+        .map(|(k, v)| {
+            let value = if redact && (k == "password" || k == "sslpassword") {
+                literal("********")
+            } else {
+                literal(v)
+            };
+            format!("{} {value}", Ident::new(k.as_str()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn create_type_sql(ty: &crate::catalog::UserType) -> String {
+    match &ty.kind {
+        TypeKind::Enum { labels } => format!(
+            "CREATE TYPE {} AS ENUM ({})",
+            ty.name,
+            labels
+                .iter()
+                .map(|l| literal(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        TypeKind::Domain {
+            base_sql,
+            collation_sql,
+            default_sql,
+            not_null,
+            checks,
+        } => {
+            let mut sql = format!("CREATE DOMAIN {} AS {base_sql}", ty.name);
+            if let Some(c) = collation_sql {
+                write!(sql, " COLLATE {c}").unwrap();
+            }
+            if let Some(d) = default_sql {
+                write!(sql, " DEFAULT {d}").unwrap();
+            }
+            if *not_null {
+                sql.push_str(" NOT NULL");
+            }
+            for (name, def) in checks {
+                write!(sql, " CONSTRAINT {name} {def}").unwrap();
+            }
+            sql
+        }
+        TypeKind::Composite { attributes } => format!(
+            "CREATE TYPE {} AS ({})",
+            ty.name,
+            attributes
+                .iter()
+                .map(|(n, t, c)| match c {
+                    Some(c) => format!("{n} {t} COLLATE {c}"),
+                    None => format!("{n} {t}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        TypeKind::Range { subtype_sql } => {
+            format!("CREATE TYPE {} AS RANGE (SUBTYPE = {subtype_sql})", ty.name)
+        }
+    }
+}
+
+struct UnitContext<'a> {
+    options: &'a PlanOptions,
+    target: &'a TargetState,
+    server: &'a str,
+    dblink_schema: &'a Ident,
+    registry: &'a QualifiedName,
+}
+
+impl UnitContext<'_> {
+    fn unit(&self, group: &[&Table]) -> Unit {
+        let (ordered, cyclic) = load_order(group);
+        let infos: Vec<TableInfo> = ordered
+            .iter()
+            .map(|t| TableInfo {
+                name: t.name.clone(),
+                action: if self.target.existing_tables.contains(&t.name) {
+                    Action::Reload
+                } else {
+                    Action::Create
+                },
+                estimated_rows: t.estimated_rows,
+            })
+            .collect();
+        let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        let mut steps = vec![
+            Step::new(
+                Phase::Connect,
+                None,
+                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, \
+                     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
+                ),
+            ),
+        ];
+
+        let reloads: Vec<&QualifiedName> = infos
+            .iter()
+            .filter(|i| i.action == Action::Reload)
+            .map(|i| &i.name)
+            .collect();
+        // Constraints that a reload cannot keep while rows go in are dropped first and added
+        // back after: foreign keys on a cycle (no load order satisfies them row by row) and
+        // NOT VALID constraints (old rows that break them would be refused; they come back
+        // NOT VALID, without a scan).
+        let mut readd: Vec<(QualifiedName, &Constraint)> = Vec::new();
+        for (table, info) in ordered.iter().zip(&infos) {
+            if info.action != Action::Reload {
+                continue;
+            }
+            for c in &table.constraints {
+                let exists = self
+                    .target
+                    .existing_constraints
+                    .contains(&(table.name.clone(), c.name.raw().to_string()));
+                let on_cycle = match &c.kind {
+                    ConstraintKind::ForeignKey { references } => {
+                        cyclic.contains(&table.name) && cyclic.contains(references)
+                    }
+                    _ => false,
+                };
+                if exists && (on_cycle || !c.validated) {
+                    steps.push(Step::new(
+                        Phase::Truncate,
+                        None,
+                        format!("ALTER TABLE {} DROP CONSTRAINT {}", table.name, c.name),
+                    ));
+                    readd.push((table.name.clone(), c));
+                }
+            }
+        }
+        if !reloads.is_empty() {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                format!(
+                    "TRUNCATE {}",
+                    reloads
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            if info.action == Action::Create {
+                steps.extend(create_table_steps(table, i));
+            }
+            steps.extend(self.staging_steps(table, i));
+            steps.push(Step::new(Phase::Data, Some(i), self.load_sql(table)));
+            if info.action == Action::Create {
+                steps.extend(post_data_steps(table, i));
+            }
+            for (_, c) in readd.iter().filter(|(t, c)| {
+                *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
+            }) {
+                steps.push(Step::new(
+                    Phase::PostData,
+                    Some(i),
+                    format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                        table.name, c.name, c.definition
+                    ),
+                ));
+            }
+        }
+
+        for (table, info) in ordered.iter().zip(&infos) {
+            for c in &table.constraints {
+                let ConstraintKind::ForeignKey { references } = &c.kind else {
+                    continue;
+                };
+                if !in_unit.contains(references) {
+                    continue;
+                }
+                let exists = self
+                    .target
+                    .existing_constraints
+                    .contains(&(table.name.clone(), c.name.raw().to_string()));
+                let dropped = readd
+                    .iter()
+                    .any(|(t, d)| *t == table.name && d.name == c.name);
+                if info.action == Action::Create || !exists || dropped {
+                    steps.push(Step::new(
+                        Phase::ForeignKeys,
+                        None,
+                        format!(
+                            "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                            table.name, c.name, c.definition
+                        ),
+                    ));
+                }
+            }
+        }
+
+        for (i, table) in ordered.iter().enumerate() {
+            for seq in &table.sequences {
+                steps.push(Step::new(
+                    Phase::Sequences,
+                    Some(i),
+                    self.setval_sql(table, seq),
+                ));
+            }
+        }
+        for (i, table) in ordered.iter().enumerate() {
+            steps.push(Step::new(Phase::Record, Some(i), self.record_sql(table)));
+        }
+        steps.push(Step::new(
+            Phase::Disconnect,
+            None,
+            format!("SELECT {dblink}.dblink_exec({conn}, 'COMMIT')"),
+        ));
+        steps.push(Step::new(
+            Phase::Disconnect,
+            None,
+            format!("SELECT {dblink}.dblink_disconnect({conn})"),
+        ));
+        Unit {
+            tables: infos,
+            steps,
+        }
+    }
+
+    fn staging_ident(&self, table: &QualifiedName) -> QualifiedName {
+        QualifiedName {
+            schema: self.options.staging_schema.clone(),
+            name: Ident::new(staging_name(table)),
+        }
+    }
+
+    /// Drops the previous staging object (whatever its kind) and creates the new one. A
+    /// materialized view reads the source here, through the unit's dblink connection.
+    fn staging_steps(&self, table: &Table, i: usize) -> Vec<Step> {
+        let name = self.staging_ident(&table.name);
+        let mut steps = Vec::new();
+        match self.target.staging_objects.get(name.name.raw()) {
+            Some(StagingKind::View) => steps.push(Step::new(
+                Phase::Staging,
+                Some(i),
+                format!("DROP VIEW {name}"),
+            )),
+            Some(StagingKind::Matview) => steps.push(Step::new(
+                Phase::Staging,
+                Some(i),
+                format!("DROP MATERIALIZED VIEW {name}"),
+            )),
+            None => {}
+        }
+        let loaded: Vec<_> = table.columns.iter().filter(|c| c.is_loaded()).collect();
+        let remote = format!(
+            "SELECT {} FROM ONLY {}",
+            loaded
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            table.name
+        );
+        let definition = loaded
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.type_sql))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kind = match self.options.staging {
+            StagingKind::View => "VIEW",
+            StagingKind::Matview => "MATERIALIZED VIEW",
+        };
+        steps.push(Step::new(
+            Phase::Staging,
+            Some(i),
+            format!(
+                "CREATE {kind} {name} AS SELECT * FROM {}.dblink({}, {}) AS t({definition})",
+                self.dblink_schema,
+                literal(self.server),
+                literal(&remote)
+            ),
+        ));
+        steps
+    }
+
+    fn load_sql(&self, table: &Table) -> String {
+        let columns = table
+            .columns
+            .iter()
+            .filter(|c| c.is_loaded())
+            .map(|c| c.name.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let overriding = if table
+            .columns
+            .iter()
+            .any(|c| c.identity == Some(Identity::Always))
+        {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
+        format!(
+            "INSERT INTO {} ({columns}){overriding} SELECT {columns} FROM {}",
+            table.name,
+            self.staging_ident(&table.name)
+        )
+    }
+
+    /// Sets a sequence from the source's state, read through the unit's dblink connection (so
+    /// in the same source transaction as the rows), but never behind the table's own extreme
+    /// key, so that the next local insert cannot collide. `setval` is strict, so an empty table
+    /// (no max) keeps the source state as it is.
+    fn setval_sql(&self, table: &Table, seq: &crate::catalog::Sequence) -> String {
+        let remote = format!("SELECT last_value, is_called FROM {}", seq.name);
+        let (agg, cmp) = if seq.increment >= 0 {
+            ("max", ">=")
+        } else {
+            ("min", "<=")
+        };
+        format!(
+            "SELECT pg_catalog.setval({seq_name}::regclass, \
+             CASE WHEN m.v {cmp} s.last_value THEN m.v ELSE s.last_value END, \
+             CASE WHEN m.v {cmp} s.last_value THEN true ELSE s.is_called END) \
+             FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean), \
+             (SELECT {agg}({column})::bigint AS v FROM {table}) AS m",
+            seq_name = literal(&seq.name.to_string()),
+            dblink = self.dblink_schema,
+            conn = literal(self.server),
+            remote = literal(&remote),
+            column = seq.column,
+            table = table.name,
+        )
+    }
+
+    fn record_sql(&self, table: &Table) -> String {
+        format!(
+            "INSERT INTO {registry} (table_schema, table_name, source, staging_object, \
+             staging_kind, mode, rows) VALUES ({schema}, {name}, {source}, {staging}, {kind}, \
+             {mode}, $1) ON CONFLICT (table_schema, table_name) DO UPDATE SET \
+             source = EXCLUDED.source, staging_object = EXCLUDED.staging_object, \
+             staging_kind = EXCLUDED.staging_kind, mode = EXCLUDED.mode, \
+             refreshed_at = now(), rows = EXCLUDED.rows",
+            registry = self.registry,
+            schema = literal(table.name.schema.raw()),
+            name = literal(table.name.name.raw()),
+            source = literal(&self.options.source_label),
+            staging = literal(&staging_name(&table.name)),
+            kind = literal(self.options.staging.as_str()),
+            mode = literal(match self.options.mode {
+                Mode::Full => "full",
+                Mode::Incremental => "incremental",
+            }),
+        )
+    }
+}
+
+/// Orders tables so that a referenced table loads before the tables that reference it (an
+/// existing foreign key checks each inserted row). Tables on a cycle keep their catalog order
+/// and are returned in the second set.
+fn load_order<'a>(group: &[&'a Table]) -> (Vec<&'a Table>, BTreeSet<QualifiedName>) {
+    let names: BTreeSet<&QualifiedName> = group.iter().map(|t| &t.name).collect();
+    let mut remaining: Vec<&Table> = group.to_vec();
+    let mut ordered = Vec::new();
+    let mut placed: BTreeSet<QualifiedName> = BTreeSet::new();
+    loop {
+        let ready = remaining.iter().position(|t| {
+            t.constraints.iter().all(|c| match &c.kind {
+                ConstraintKind::ForeignKey { references } => {
+                    references == &t.name
+                        || !names.contains(references)
+                        || placed.contains(references)
+                }
+                _ => true,
+            })
+        });
+        match ready {
+            Some(i) => {
+                let t = remaining.remove(i);
+                placed.insert(t.name.clone());
+                ordered.push(t);
+            }
+            None => break,
+        }
+    }
+    let cyclic = remaining.iter().map(|t| t.name.clone()).collect();
+    ordered.extend(remaining);
+    (ordered, cyclic)
+}
+
+/// Serial sequences, the bare table (valid CHECKs inline: cheaper than a scan afterwards),
+/// sequence ownership and comments.
+fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for seq in table.sequences.iter().filter(|s| !s.identity) {
+        steps.push(Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "CREATE SEQUENCE IF NOT EXISTS {} {}",
+                seq.name,
+                seq.options_sql()
+            ),
+        ));
+    }
+    let mut lines = Vec::new();
+    for col in &table.columns {
+        let mut line = format!("    {} {}", col.name, col.type_sql);
+        if let Some(c) = &col.collation_sql {
+            write!(line, " COLLATE {c}").unwrap();
+        }
+        if let Some(identity) = col.identity {
+            let seq = table
+                .sequences
+                .iter()
+                .find(|s| s.identity && s.column == col.name);
+            write!(
+                line,
+                " GENERATED {} AS IDENTITY",
+                match identity {
+                    Identity::Always => "ALWAYS",
+                    Identity::ByDefault => "BY DEFAULT",
+                }
+            )
+            .unwrap();
+            if let Some(seq) = seq {
+                write!(
+                    line,
+                    " (SEQUENCE NAME {} {})",
+                    seq.name,
+                    seq.options_sql()
+                        .trim_start_matches(&format!("AS {} ", seq.data_type))
+                )
+                .unwrap();
+            }
+        }
+        if let Some(g) = &col.generated_sql {
+            write!(line, " GENERATED ALWAYS AS ({g}) STORED").unwrap();
+        }
+        if let Some(d) = &col.default_sql {
+            write!(line, " DEFAULT {d}").unwrap();
+        }
+        if col.not_null {
+            line.push_str(" NOT NULL");
+        }
+        lines.push(line);
+    }
+    for c in &table.constraints {
+        if c.kind == ConstraintKind::Check && c.validated {
+            lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
+        }
+    }
+    steps.push(Step::new(
+        Phase::PreData,
+        Some(i),
+        format!("CREATE TABLE {} (\n{}\n)", table.name, lines.join(",\n")),
+    ));
+    for seq in table.sequences.iter().filter(|s| !s.identity) {
+        steps.push(Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "ALTER SEQUENCE {} OWNED BY {}.{}",
+                seq.name, table.name, seq.column
+            ),
+        ));
+    }
+    if let Some(comment) = &table.comment {
+        steps.push(Step::new(
+            Phase::PreData,
+            Some(i),
+            format!("COMMENT ON TABLE {} IS {}", table.name, literal(comment)),
+        ));
+    }
+    for col in &table.columns {
+        if let Some(comment) = &col.comment {
+            steps.push(Step::new(
+                Phase::PreData,
+                Some(i),
+                format!(
+                    "COMMENT ON COLUMN {}.{} IS {}",
+                    table.name,
+                    col.name,
+                    literal(comment)
+                ),
+            ));
+        }
+    }
+    steps
+}
+
+/// After the rows: primary key, unique and exclusion constraints, NOT VALID checks (they stay
+/// NOT VALID), then every other index.
+fn post_data_steps(table: &Table, i: usize) -> Vec<Step> {
+    let rank = |k: &ConstraintKind| match k {
+        ConstraintKind::PrimaryKey => 0,
+        ConstraintKind::Unique => 1,
+        ConstraintKind::Exclude => 2,
+        ConstraintKind::Check => 3,
+        ConstraintKind::ForeignKey { .. } => 4,
+    };
+    let mut constraints: Vec<_> = table
+        .constraints
+        .iter()
+        .filter(|c| match c.kind {
+            ConstraintKind::Check => !c.validated,
+            ConstraintKind::ForeignKey { .. } => false,
+            _ => true,
+        })
+        .collect();
+    constraints.sort_by_key(|c| rank(&c.kind));
+    let mut steps: Vec<Step> = constraints
+        .into_iter()
+        .map(|c| {
+            Step::new(
+                Phase::PostData,
+                Some(i),
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                    table.name, c.name, c.definition
+                ),
+            )
+        })
+        .collect();
+    steps.extend(
+        table
+            .indexes
+            .iter()
+            .map(|idx| Step::new(Phase::PostData, Some(i), idx.definition.clone())),
+    );
+    steps
+}
+
+impl fmt::Display for Plan {
+    /// The dry run: SQL a person can read, and run by hand, in execution order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "-- setup, in one transaction")?;
+        writeln!(f, "BEGIN;")?;
+        for step in &self.setup {
+            writeln!(f, "{};", step.shown)?;
+        }
+        writeln!(f, "COMMIT;")?;
+        for (name, reason) in &self.refused {
+            writeln!(f, "\n-- {} is not copied: {reason}", name.human())?;
+        }
+        for (n, unit) in self.units.iter().enumerate() {
+            let names: Vec<String> = unit
+                .tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} ({})",
+                        t.name.human(),
+                        match t.action {
+                            Action::Create => "create",
+                            Action::Reload => "reload",
+                        }
+                    )
+                })
+                .collect();
+            writeln!(f, "\n-- unit {}: {}", n + 1, names.join(", "))?;
+            let mut in_transaction = false;
+            for step in &unit.steps {
+                let inside = !matches!(step.phase, Phase::Connect | Phase::Disconnect);
+                if inside && !in_transaction {
+                    writeln!(f, "BEGIN;")?;
+                    in_transaction = true;
+                }
+                if !inside && in_transaction {
+                    writeln!(f, "COMMIT;")?;
+                    in_transaction = false;
+                }
+                if step.phase == Phase::Record {
+                    writeln!(f, "-- $1: the number of rows the load inserted")?;
+                }
+                writeln!(f, "{};", step.shown)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,362 @@
+//! Snapshot tests of the SQL planned for a fixture catalog: the DDL, the dblink staging SQL,
+//! the load and the sequence statements, and the rules that pick among them.
+
+use super::*;
+use crate::catalog::{
+    Column, Constraint, ConstraintKind, Extension, Identity, Index, Sequence, Table, TypeKind,
+    UserType,
+};
+
+fn column(name: &str, type_sql: &str) -> Column {
+    Column {
+        name: Ident::new(name),
+        type_sql: type_sql.into(),
+        not_null: false,
+        default_sql: None,
+        generated_sql: None,
+        identity: None,
+        collation_sql: None,
+        comment: None,
+    }
+}
+
+fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint {
+    Constraint {
+        name: Ident::new(name),
+        kind,
+        definition: definition.into(),
+        validated: !definition.ends_with("NOT VALID"),
+    }
+}
+
+fn sequence(table: &str, column: &str, identity: bool) -> Sequence {
+    Sequence {
+        name: QualifiedName::new("public", format!("{table}_{column}_seq")),
+        column: Ident::new(column),
+        identity,
+        data_type: "bigint".into(),
+        start: 1,
+        increment: 1,
+        min: 1,
+        max: i64::MAX,
+        cache: 1,
+        cycle: false,
+    }
+}
+
+fn table(name: &str) -> Table {
+    Table {
+        oid: 0,
+        name: QualifiedName::new("public", name),
+        comment: None,
+        columns: Vec::new(),
+        constraints: Vec::new(),
+        indexes: Vec::new(),
+        sequences: Vec::new(),
+        estimated_rows: 100,
+        total_bytes: 8192,
+    }
+}
+
+/// customers (serial key, citext email, comment) ← orders (identity ALWAYS, enum, domain,
+/// generated column, FK, check, partial and GIN indexes) and a lone audit table whose FK points
+/// outside the run.
+fn fixture() -> Catalog {
+    let mut customers = table("customers");
+    customers.comment = Some("People who order; it's them".into());
+    customers.columns = vec![
+        Column {
+            not_null: true,
+            default_sql: Some("nextval('public.customers_id_seq'::regclass)".into()),
+            ..column("id", "integer")
+        },
+        Column {
+            not_null: true,
+            comment: Some("login".into()),
+            ..column("email", "public.citext")
+        },
+        Column {
+            collation_sql: Some("pg_catalog.\"C\"".into()),
+            ..column("Name", "text")
+        },
+    ];
+    customers.constraints = vec![
+        constraint(
+            "customers_pkey",
+            ConstraintKind::PrimaryKey,
+            "PRIMARY KEY (id)",
+        ),
+        constraint(
+            "customers_email_key",
+            ConstraintKind::Unique,
+            "UNIQUE (email)",
+        ),
+    ];
+    customers.sequences = vec![Sequence {
+        data_type: "integer".into(),
+        max: i32::MAX as i64,
+        ..sequence("customers", "id", false)
+    }];
+
+    let mut orders = table("orders");
+    orders.columns = vec![
+        Column {
+            not_null: true,
+            identity: Some(Identity::Always),
+            ..column("id", "bigint")
+        },
+        Column {
+            not_null: true,
+            ..column("customer_id", "integer")
+        },
+        Column {
+            default_sql: Some("'new'::shop.order_status".into()),
+            ..column("status", "shop.order_status")
+        },
+        column("total", "shop.money_amount"),
+        column("tags", "text[]"),
+        column("details", "jsonb"),
+        Column {
+            generated_sql: Some("(total * 1.2)".into()),
+            ..column("total_with_tax", "numeric")
+        },
+    ];
+    orders.constraints = vec![
+        constraint(
+            "orders_pkey",
+            ConstraintKind::PrimaryKey,
+            "PRIMARY KEY (id)",
+        ),
+        constraint(
+            "orders_customer_id_fkey",
+            ConstraintKind::ForeignKey {
+                references: QualifiedName::new("public", "customers"),
+            },
+            "FOREIGN KEY (customer_id) REFERENCES public.customers(id) ON DELETE CASCADE",
+        ),
+        constraint(
+            "orders_total_check",
+            ConstraintKind::Check,
+            "CHECK ((total >= (0)::numeric))",
+        ),
+        constraint(
+            "orders_old_check",
+            ConstraintKind::Check,
+            "CHECK ((id > 0)) NOT VALID",
+        ),
+    ];
+    orders.indexes = vec![
+        Index {
+            name: Ident::new("orders_open_idx"),
+            definition: "CREATE INDEX orders_open_idx ON public.orders USING btree (customer_id) WHERE (status = 'new'::shop.order_status)".into(),
+        },
+        Index {
+            name: Ident::new("orders_details_idx"),
+            definition: "CREATE INDEX orders_details_idx ON public.orders USING gin (details)".into(),
+        },
+    ];
+    orders.sequences = vec![sequence("orders", "id", true)];
+
+    let mut audit = table("audit");
+    audit.columns = vec![column("id", "bigint"), column("user_id", "integer")];
+    audit.constraints = vec![constraint(
+        "audit_user_id_fkey",
+        ConstraintKind::ForeignKey {
+            references: QualifiedName::new("auth", "users"),
+        },
+        "FOREIGN KEY (user_id) REFERENCES auth.users(id)",
+    )];
+
+    Catalog {
+        tables: vec![audit, customers, orders],
+        types: vec![
+            UserType {
+                name: QualifiedName::new("shop", "order_status"),
+                kind: TypeKind::Enum {
+                    labels: vec!["new".into(), "paid".into(), "it's shipped".into()],
+                },
+            },
+            UserType {
+                name: QualifiedName::new("shop", "money_amount"),
+                kind: TypeKind::Domain {
+                    base_sql: "numeric(12,2)".into(),
+                    collation_sql: None,
+                    default_sql: None,
+                    not_null: false,
+                    checks: vec![(
+                        Ident::new("money_amount_check"),
+                        "CHECK ((VALUE >= (0)::numeric))".into(),
+                    )],
+                },
+            },
+        ],
+        extensions: vec![Extension {
+            name: "citext".into(),
+            schema: Ident::new("public"),
+        }],
+    }
+}
+
+fn options(staging: StagingKind) -> PlanOptions {
+    PlanOptions {
+        mode: Mode::Full,
+        staging,
+        staging_schema: Ident::new("snapcopy"),
+        link: ConnInfo::parse("host=/tmp port=5432 dbname=prod user=reader password=s3cret")
+            .unwrap(),
+        source_label: "reader@/tmp:5432/prod".into(),
+    }
+}
+
+#[test]
+fn first_copy_with_views() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn first_copy_with_matviews() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &options(StagingKind::Matview),
+    );
+    let unit = plan.to_string();
+    let staging: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("CREATE MATERIALIZED VIEW"))
+        .collect();
+    insta::assert_snapshot!(staging.join("\n"));
+}
+
+#[test]
+fn second_run_reloads_parents_first_and_replaces_staging_objects() {
+    let catalog = fixture();
+    let mut state = TargetState {
+        dblink_schema: Some(Ident::new("public")),
+        ..TargetState::default()
+    };
+    for t in &catalog.tables {
+        state.managed.insert(t.name.clone());
+        state.existing_tables.insert(t.name.clone());
+        state
+            .staging_objects
+            .insert(staging_name(&t.name), StagingKind::Matview);
+        for c in &t.constraints {
+            state
+                .existing_constraints
+                .insert((t.name.clone(), c.name.raw().to_string()));
+        }
+    }
+    for ty in &catalog.types {
+        state.existing_types.insert(ty.name.clone());
+    }
+    let plan = plan(&catalog, &state, &options(StagingKind::View));
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn the_password_is_only_in_the_executed_user_mapping() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    let printed = plan.to_string();
+    assert!(!printed.contains("s3cret"), "{printed}");
+    let mapping = plan
+        .setup
+        .iter()
+        .find(|s| s.sql.starts_with("CREATE USER MAPPING"))
+        .unwrap();
+    assert!(mapping.sql.contains("'s3cret'"));
+    let with_secret: Vec<_> = plan
+        .setup
+        .iter()
+        .chain(plan.units.iter().flat_map(|u| &u.steps))
+        .filter(|s| s.sql.contains("s3cret"))
+        .collect();
+    assert_eq!(
+        with_secret.len(),
+        1,
+        "only the user mapping holds the password"
+    );
+}
+
+#[test]
+fn an_unmanaged_table_in_the_way_is_refused_and_others_go_on() {
+    let catalog = fixture();
+    let mut state = TargetState::default();
+    state
+        .existing_tables
+        .insert(QualifiedName::new("public", "audit"));
+    let plan = plan(&catalog, &state, &options(StagingKind::View));
+    assert_eq!(plan.refused.len(), 1);
+    assert!(plan.refused[0]
+        .1
+        .contains("public.audit already exists on the target"));
+    let planned: Vec<String> = plan
+        .units
+        .iter()
+        .flat_map(|u| u.tables.iter().map(|t| t.name.human()))
+        .collect();
+    assert_eq!(planned, ["public.customers", "public.orders"]);
+}
+
+#[test]
+fn foreign_keys_outside_the_run_are_warned_about_by_both_names() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    assert_eq!(plan.warnings.len(), 1);
+    let w = &plan.warnings[0];
+    assert!(
+        w.contains("audit_user_id_fkey") && w.contains("public.audit") && w.contains("auth.users"),
+        "{w}"
+    );
+    assert!(!plan.to_string().contains("audit_user_id_fkey"));
+}
+
+#[test]
+fn related_tables_share_a_unit_and_unrelated_ones_do_not() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    let units: Vec<Vec<String>> = plan
+        .units
+        .iter()
+        .map(|u| u.tables.iter().map(|t| t.name.human()).collect())
+        .collect();
+    assert_eq!(
+        units,
+        [
+            vec!["public.audit"],
+            vec!["public.customers", "public.orders"]
+        ]
+    );
+}
+
+#[test]
+fn long_names_get_short_unique_staging_names() {
+    let long = "x".repeat(63);
+    let a = staging_name(&QualifiedName::new(&long, format!("{long}a")));
+    let b = staging_name(&QualifiedName::new(&long, format!("{long}b")));
+    assert!(a.len() <= 63 && b.len() <= 63);
+    assert_ne!(a, b);
+    assert!(a.contains('.'));
+    let unicode = "é".repeat(40);
+    let c = staging_name(&QualifiedName::new("public", unicode));
+    assert!(c.len() <= 63);
+    assert_eq!(
+        staging_name(&QualifiedName::new("public", "orders")),
+        "public.orders"
+    );
+}

@@ -1,0 +1,144 @@
+//! The one door through which names and values enter generated SQL.
+//!
+//! Every identifier snapcopy writes into a statement is an [`Ident`], which can only be made by
+//! quoting; every literal goes through [`literal`]. Both use postgres-protocol's escaping, the
+//! same rules as libpq's `PQescapeIdentifier` / `PQescapeLiteral`, so a table named
+//! `x"; DROP TABLE y; --` stays a name.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A quoted SQL identifier. The raw name is kept for messages and matching.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ident(String);
+
+impl Ident {
+    /// Wraps a raw name as PostgreSQL stores it (case and all).
+    pub fn new(name: impl Into<String>) -> Ident {
+        Ident(name.into())
+    }
+
+    /// The raw, unquoted name.
+    pub fn raw(&self) -> &str {
+        &self.0
+    }
+
+    /// The name quoted for SQL.
+    pub fn quoted(&self) -> String {
+        postgres_protocol::escape::escape_identifier(&self.0)
+    }
+}
+
+impl fmt::Display for Ident {
+    /// Displays the quoted form, which is what SQL text needs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.quoted())
+    }
+}
+
+impl fmt::Debug for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.quoted())
+    }
+}
+
+/// A schema-qualified object name.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualifiedName {
+    /// The schema.
+    pub schema: Ident,
+    /// The object's name inside the schema.
+    pub name: Ident,
+}
+
+impl QualifiedName {
+    /// Builds a qualified name from raw schema and object names.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: Ident::new(schema),
+            name: Ident::new(name),
+        }
+    }
+
+    /// `schema.name` as a person reads it: unquoted unless a part needs quotes, like psql's `\d`.
+    pub fn human(&self) -> String {
+        format!(
+            "{}.{}",
+            human_ident(self.schema.raw()),
+            human_ident(self.name.raw())
+        )
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    /// The quoted `"schema"."name"` form for SQL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+impl fmt::Debug for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// A name as psql shows it: bare when it is a plain lower-case identifier, quoted otherwise.
+pub fn human_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        postgres_protocol::escape::escape_identifier(name)
+    }
+}
+
+/// A quoted SQL string literal (`E'...'` when it holds a backslash).
+pub fn literal(value: &str) -> String {
+    postgres_protocol::escape::escape_literal(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted() {
+        assert_eq!(Ident::new("orders").quoted(), "\"orders\"");
+        assert_eq!(Ident::new("Order\"Items").quoted(), "\"Order\"\"Items\"");
+        assert_eq!(
+            Ident::new("x\"; DROP TABLE y; --").quoted(),
+            "\"x\"\"; DROP TABLE y; --\""
+        );
+        assert_eq!(
+            QualifiedName::new("My Schema", "t").to_string(),
+            "\"My Schema\".\"t\""
+        );
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal(r"a\b"), r" E'a\\b'");
+    }
+
+    #[test]
+    fn human_names_quote_only_when_needed() {
+        assert_eq!(
+            QualifiedName::new("public", "orders").human(),
+            "public.orders"
+        );
+        assert_eq!(
+            QualifiedName::new("Sales", "order items").human(),
+            "\"Sales\".\"order items\""
+        );
+    }
+}

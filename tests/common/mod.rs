@@ -1,0 +1,375 @@
+//! Throwaway PostgreSQL servers for integration tests.
+//!
+//! Each [`PgServer`] is a fresh cluster in its own temp dir (copied from a cached `initdb`
+//! template, which is just files), on a free port with its unix socket in that dir, started as
+//! the `postgres` OS user when the tests run as root (PostgreSQL refuses root). Dropping it,
+//! also during a panic, stops the server and removes the directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The directory holding initdb, pg_ctl and psql: `SNAPCOPY_PG_BIN`, or the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("SNAPCOPY_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    for version in ["17", "16", "15"] {
+        let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    panic!("PostgreSQL server binaries not found: run scripts/test.sh, which installs them");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+/// Runs a server binary, as `postgres` when we are root.
+fn server_command(program: &str) -> Command {
+    let path = pg_bin().join(program);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn check(output: Output, what: &str) -> Output {
+    if !output.status.success() {
+        panic!(
+            "{what} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        check(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(path)
+                .output()
+                .unwrap(),
+            "chown",
+        );
+    }
+}
+
+/// An initdb'ed data directory made once per machine and copied for every server.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let version = pg_bin()
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let root = std::env::temp_dir().join(format!("snapcopy-pg-template-{version}-v1"));
+        let data = root.join("data");
+        if data.join("PG_VERSION").exists() {
+            return data;
+        }
+        let staging = std::env::temp_dir().join(format!(
+            "snapcopy-pg-template-{version}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).unwrap();
+        chown_postgres(&staging);
+        check(
+            server_command("initdb")
+                .arg("-D")
+                .arg(staging.join("data"))
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "-N",
+                ])
+                .output()
+                .unwrap(),
+            "initdb",
+        );
+        // Another test process may have won the race; either template is as good.
+        if std::fs::rename(&staging, &root).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        data
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running throwaway server.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    /// The TCP port (also the socket's name).
+    pub port: u16,
+}
+
+impl PgServer {
+    /// Starts a server with extra `postgresql.conf` lines.
+    pub fn start_with(settings: &[&str]) -> PgServer {
+        let template = template();
+        let dir = tempfile::Builder::new()
+            .prefix("snapcopy-pg-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        check(
+            Command::new("cp")
+                .arg("-a")
+                .arg(template)
+                .arg(&data)
+                .output()
+                .unwrap(),
+            "copy of the template cluster",
+        );
+        let mut conf = String::from(
+            "\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             shared_buffers = 32MB\nmax_connections = 40\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '",
+        );
+        conf.push_str(&dir.path().to_string_lossy());
+        conf.push_str("'\n");
+        for s in settings {
+            conf.push_str(s);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).unwrap();
+        chown_postgres(dir.path());
+        let mut server = PgServer { dir, port: 0 };
+        for attempt in 0..5 {
+            let port = free_port();
+            let out = server_command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(server.dir.path().join("log"))
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!("-p {port}"))
+                .arg("start")
+                .output()
+                .unwrap();
+            if out.status.success() {
+                server.port = port;
+                return server;
+            }
+            if attempt == 4 {
+                let log =
+                    std::fs::read_to_string(server.dir.path().join("log")).unwrap_or_default();
+                panic!(
+                    "could not start a test server: {}\n{log}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        unreachable!()
+    }
+
+    /// Starts a server with the test defaults.
+    pub fn start() -> PgServer {
+        PgServer::start_with(&[])
+    }
+
+    /// The socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A key=value conninfo for `db` as the superuser `postgres`.
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host={} port={} dbname={db} user=postgres",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
+    /// Runs SQL through psql and returns its unaligned, tuples-only output; panics on error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = check(
+            self.psql_command(db).arg("-c").arg(sql).output().unwrap(),
+            sql,
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+
+    /// Runs a SQL file through psql; panics on error.
+    pub fn psql_file(&self, db: &str, path: &Path) {
+        check(
+            self.psql_command(db).arg("-f").arg(path).output().unwrap(),
+            &path.display().to_string(),
+        );
+    }
+
+    fn psql_command(&self, db: &str) -> Command {
+        let mut c = Command::new(pg_bin().join("psql"));
+        c.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket_dir())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db])
+            .env_remove("PGOPTIONS");
+        c
+    }
+
+    /// Creates a database.
+    pub fn create_db(&self, name: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = server_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// A source and a target server with a database `app` on the source and `dev` on the target.
+pub struct Pair {
+    /// The production side.
+    pub source: PgServer,
+    /// The developer's side.
+    pub target: PgServer,
+    /// A home directory without a .pgpass, so the machine's own never leaks in.
+    pub home: tempfile::TempDir,
+}
+
+impl Pair {
+    /// Starts both servers and creates the databases.
+    pub fn start() -> Pair {
+        let (source, target) = std::thread::scope(|s| {
+            let a = s.spawn(PgServer::start);
+            let b = s.spawn(PgServer::start);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        source.create_db("app");
+        target.create_db("dev");
+        Pair {
+            source,
+            target,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The snapcopy binary with SNAPCOPY_SOURCE and SNAPCOPY_TARGET set (flags override them)
+    /// and no other connection settings from the environment.
+    pub fn snapcopy(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("snapcopy").unwrap();
+        for var in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGPASSFILE",
+            "PGSSLMODE",
+            "PGOPTIONS",
+            "SNAPCOPY_SOURCE",
+            "SNAPCOPY_TARGET",
+            "SNAPCOPY_SOURCE_VIA",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", self.home.path())
+            .current_dir(self.home.path())
+            .env("SNAPCOPY_SOURCE", self.source.conninfo("app"))
+            .env("SNAPCOPY_TARGET", self.target.conninfo("dev"));
+        cmd
+    }
+
+    /// Loads a fixture from `tests/fixtures` into the source database.
+    pub fn load_fixture(&self, name: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        self.source.psql_file("app", &path);
+    }
+}
+
+/// Row count and an order-independent checksum of a table's rows.
+pub fn checksum(server: &PgServer, db: &str, table: &str) -> String {
+    server.psql(
+        db,
+        &format!(
+            "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) \
+             FROM {table} t"
+        ),
+    )
+}
+
+/// Everything a user would compare about a table's definition: columns with types, defaults,
+/// identity, generation, collation and comments; constraints; indexes; the table comment.
+pub fn definition(server: &PgServer, db: &str, table: &str) -> String {
+    let t = format!("'{table}'::regclass");
+    let columns = server.psql(
+        db,
+        &format!(
+            "SELECT a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+             || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') \
+             || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text \
+             || ' collation=' || coalesce(co.collname, '-') \
+             || ' comment=' || coalesce(col_description(a.attrelid, a.attnum), '-') \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+             WHERE a.attrelid = {t} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ),
+    );
+    let constraints = server.psql(
+        db,
+        &format!(
+            "SELECT conname || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) || ' valid=' || convalidated \
+             || ' deferrable=' || condeferrable FROM pg_constraint WHERE conrelid = {t} ORDER BY conname"
+        ),
+    );
+    let indexes = server.psql(
+        db,
+        &format!(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = {t} \
+             ORDER BY indexrelid::regclass::text"
+        ),
+    );
+    let comment = server.psql(
+        db,
+        &format!("SELECT coalesce(obj_description({t}, 'pg_class'), '-')"),
+    );
+    format!(
+        "columns:\n{columns}\nconstraints:\n{constraints}\nindexes:\n{indexes}\ncomment: {comment}"
+    )
+}
