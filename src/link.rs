@@ -48,8 +48,13 @@ pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
         config.options(&options);
     }
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let hint = if e.as_db_error().is_none() {
+            "; is the server running there and accepting connections?"
+        } else {
+            ""
+        };
         anyhow!(
-            "could not connect to the {} database {}: {}",
+            "could not connect to the {} database {}: {}{hint}",
             side.word(),
             info.label(),
             describe(&e)
