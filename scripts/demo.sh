@@ -116,7 +116,15 @@ pg_psql target shop_dev -c "INSERT INTO customers (email, name) VALUES ('dev@exa
 echo "== the source moves on: 100 new orders"
 pg_psql source shop -c "INSERT INTO orders (customer_id, placed_at) SELECT 1 + g, now() FROM generate_series(1, 100) g"
 
-echo "== refresh: snapcopy reloads the tables it manages, each group atomically"
-"$snapcopy" 'public.*'
-pg_psql target shop_dev -c "SELECT count(*) AS orders_on_target FROM orders"
+echo "== snapcopy --mode incremental: inserts what is missing, keeps local rows; only new rows travel"
+"$snapcopy" --mode incremental
+pg_psql target shop_dev -c "SELECT (SELECT count(*) FROM orders) AS orders_on_target,
+       (SELECT name FROM customers WHERE email = 'dev@example.com') AS local_row_kept"
+
+echo "== snapcopy status"
+"$snapcopy" status
+
+echo "== snapcopy --mode full: back to exactly the source (local rows go), each group atomically"
+"$snapcopy" --mode full -q
+"$snapcopy" status
 echo "== done; the servers are being stopped and removed"

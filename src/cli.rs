@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the SQL a copy would run, in order, and change nothing.
     Plan(CopyArgs),
+    /// List the tables snapcopy manages on the target: mode, last refresh, rows.
+    Status(StatusArgs),
     /// Write a commented snapcopy.toml to start from.
     Init(InitArgs),
 }
@@ -38,6 +40,7 @@ pub enum Command {
 pub struct CopyArgs {
     /// Tables to copy: schema.table, a bare name (schema public), or a glob such as 'public.*'
     /// or 'sales.order_*'. Double quotes keep case, dots and spaces: '"My Schema"."Order.Items"'.
+    /// Without any (here or in the config), every table snapcopy manages is refreshed.
     #[arg(value_name = "TABLE")]
     pub tables: Vec<String>,
 
@@ -78,7 +81,9 @@ pub struct CopyArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// full: truncate and reload each table atomically. incremental: insert the missing rows.
+    /// full: truncate and reload each table atomically (rebuild it if the source's shape
+    /// changed). incremental: insert the rows whose key is missing, reading only new rows from
+    /// the source when the key grows [default: full].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
 
@@ -107,6 +112,31 @@ pub struct CopyArgs {
     /// Only errors on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// Arguments of `snapcopy status`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatusArgs {
+    /// Target database: libpq URL or key=value conninfo.
+    #[arg(
+        long,
+        env = "SNAPCOPY_TARGET",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+
+    /// Configuration file [default: ./snapcopy.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Schema on the target for snapcopy's own objects [default: snapcopy].
+    #[arg(long, value_name = "SCHEMA")]
+    pub staging_schema: Option<String>,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `snapcopy init`.

@@ -1,6 +1,7 @@
 //! `snapcopy.toml`: the same choices as the command line, kept in a file. Unknown keys are
 //! errors that name the key, so a typo never silently changes what runs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -31,6 +32,18 @@ pub struct Config {
     /// The target connection.
     #[serde(default)]
     pub target: TargetSection,
+    /// Per-table settings, keyed by `schema.table` (a bare name means `public`).
+    #[serde(default)]
+    pub table: BTreeMap<String, TableSection>,
+}
+
+/// `[table."schema.name"]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    /// A column whose values only grow (a timestamp, a bigint sequence): incremental mode
+    /// reads only rows at or above the last copy's maximum of it.
+    pub key: Option<String>,
 }
 
 /// `[source]`.
@@ -97,6 +110,11 @@ tables = ["public.*"]
 
 [target]
 # conninfo = "postgresql:///app_dev"
+
+# Per table: a column whose values only grow, for incremental refreshes of tables whose key
+# does not (a uuid key, say). Rows at or above the last copy's maximum are read.
+# [table."public.events"]
+# key = "created_at"
 "#;
 
 #[cfg(test)]
@@ -127,5 +145,13 @@ mod tests {
         assert_eq!(c.jobs, Some(3));
         assert_eq!(c.source.via.as_deref(), Some("host=b"));
         assert_eq!(c.target.conninfo.as_deref(), Some("host=c"));
+    }
+
+    #[test]
+    fn reads_per_table_keys_and_names_unknown_ones() {
+        let c = Config::parse("[table.\"public.events\"]\nkey = \"created_at\"\n").unwrap();
+        assert_eq!(c.table["public.events"].key.as_deref(), Some("created_at"));
+        let err = Config::parse("[table.events]\ncursor = \"x\"\n").unwrap_err();
+        assert!(err.contains("unknown field `cursor`"), "{err}");
     }
 }

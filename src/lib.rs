@@ -19,12 +19,12 @@ pub mod sql;
 use anyhow::{bail, Context};
 
 use crate::catalog::Candidate;
-use crate::cli::{Cli, Command, CopyArgs, InitArgs};
+use crate::cli::{Cli, Command, CopyArgs, InitArgs, StatusArgs};
 use crate::conninfo::Env;
 use crate::link::{connect, Side};
 use crate::plan::PlanOptions;
 use crate::report::TableStatus;
-use crate::settings::{Settings, Verbosity};
+use crate::settings::{Settings, StatusSettings, Verbosity};
 
 /// How a run ended, for the exit code: 0 all done, 1 some table failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Some(Command::Init(args)) => init(&args),
         Some(Command::Plan(args)) => copy(&args, true).await,
+        Some(Command::Status(args)) => status(&args).await,
         None => copy(&cli.copy, false).await,
     }
 }
@@ -58,7 +59,7 @@ fn init(args: &InitArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
-    let settings = Settings::from_args(args, &Env::from_process())?;
+    let mut settings = Settings::from_args(args, &Env::from_process())?;
     let quiet = settings.verbosity == Verbosity::Quiet;
 
     let source = connect(&settings.source, Side::Source).await?;
@@ -66,11 +67,41 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         .batch_execute("SET search_path = ''")
         .await
         .context("could not prepare the source session")?;
+    let mut target = connect(&settings.target, Side::Target).await?;
     let candidates = catalog::candidates(&source).await?;
-    let (chosen, refused) = choose(&settings, &candidates)?;
+    let mut gone = Vec::new();
+    if settings.include.is_empty() {
+        // No tables named: refresh every table snapcopy manages here.
+        let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+        if managed.is_empty() {
+            bail!(
+                "no tables named, and snapcopy manages none in the target database yet: give \
+                 patterns such as 'public.*' or 'public.orders', or set tables in snapcopy.toml"
+            );
+        }
+        for (name, _) in managed {
+            if candidates.iter().any(|c| c.name == name) {
+                settings.include.push(pattern::TablePattern::exact(&name));
+            } else {
+                gone.push((
+                    name.clone(),
+                    format!(
+                        "{} is managed by snapcopy but no longer exists on the source; drop it \
+                         on the target if it is not needed any more",
+                        name.human()
+                    ),
+                ));
+            }
+        }
+    }
+    let (chosen, mut refused) = if settings.include.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        choose(&settings, &candidates)?
+    };
+    refused.extend(gone);
     let catalog = catalog::introspect(&source, &chosen).await?;
 
-    let mut target = connect(&settings.target, Side::Target).await?;
     let state = link::target_state(&target, &settings.staging_schema, &catalog).await?;
     let options = PlanOptions {
         mode: settings.mode,
@@ -78,6 +109,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         staging_schema: settings.staging_schema.clone(),
         link: settings.link.clone(),
         source_label: settings.source.label(),
+        cursors: settings.cursors.clone(),
     };
     let mut plan = plan::plan(&catalog, &state, &options);
     plan.refused.extend(refused);
@@ -114,8 +146,11 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
             action: plan::Action::Create,
             status: TableStatus::Failed(reason.clone()),
             rows: 0,
+            skipped: 0,
             bytes: None,
             seconds: 0.0,
+            note: String::new(),
+            high_water: None,
         });
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -128,6 +163,48 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Success
     })
+}
+
+async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
+    let settings = StatusSettings::from_args(args, &Env::from_process())?;
+    let target = connect(&settings.target, Side::Target).await?;
+    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let rows = if managed.is_empty() {
+        Vec::new()
+    } else {
+        let sql = format!(
+            "SELECT pg_catalog.quote_ident(table_schema) || '.' || \
+             pg_catalog.quote_ident(table_name), source, \
+             pg_catalog.quote_ident(source_schema) || '.' || pg_catalog.quote_ident(source_table), \
+             staging_kind, mode, \
+             pg_catalog.to_char(refreshed_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+             pg_catalog.to_char(source_snapshot_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+             rows_loaded, rows_total, pushed_down \
+             FROM {}.{} ORDER BY table_schema, table_name",
+            settings.staging_schema,
+            sql::Ident::new(plan::REGISTRY)
+        );
+        target
+            .query(&sql, &[])
+            .await
+            .context("could not read snapcopy's registry")?
+            .iter()
+            .map(|r| report::StatusRow {
+                table: r.get(0),
+                source: r.get(1),
+                source_table: r.get(2),
+                staging: r.get(3),
+                mode: r.get(4),
+                refreshed_at: r.get(5),
+                source_snapshot_at: r.get(6),
+                rows_loaded: r.get(7),
+                rows_total: r.get(8),
+                pushed_down: r.get(9),
+            })
+            .collect()
+    };
+    report::print_status(&rows, settings.json);
+    Ok(Outcome::Success)
 }
 
 /// Applies the patterns to the source's tables. A pattern that names nothing is an error

@@ -11,10 +11,10 @@ use anyhow::{anyhow, Context};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Shape};
 use crate::cli::StagingKind;
 use crate::conninfo::ConnInfo;
-use crate::plan::{staging_name, Step, TargetState, REGISTRY};
+use crate::plan::{staging_name, StagingObject, Step, TargetState, REGISTRY};
 use crate::sql::{Ident, QualifiedName};
 
 /// Which server a session belongs to, for messages.
@@ -107,35 +107,14 @@ pub async fn target_state(
         .context("could not read the target's extensions")?;
     state.dblink_schema = row.map(|r| Ident::new(r.get::<_, String>(0)));
 
-    let registry_exists: bool = client
-        .query_one(
-            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
-             pg_catalog.quote_ident($2)) IS NOT NULL",
-            &[&staging_schema.raw(), &REGISTRY],
-        )
-        .await?
-        .get(0);
-    if registry_exists {
-        let sql = format!(
-            "SELECT table_schema, table_name FROM {}.{}",
-            staging_schema,
-            Ident::new(REGISTRY)
-        );
-        for r in client
-            .query(&sql, &[])
-            .await
-            .context("could not read snapcopy's registry")?
-        {
-            state.managed.insert(QualifiedName::new(
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-            ));
-        }
+    for (name, shape) in managed_tables(client, staging_schema).await? {
+        state.managed.insert(name, shape);
     }
 
     let staging_rows = client
         .query(
-            "SELECT c.relname, c.relkind::text FROM pg_catalog.pg_class c \
+            "SELECT c.relname, c.relkind::text, EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+             WHERE i.indrelid = c.oid AND i.indisunique) FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relkind IN ('v', 'm')",
             &[&staging_schema.raw()],
@@ -149,7 +128,11 @@ pub async fn target_state(
             } else {
                 StagingKind::View
             };
-            (r.get::<_, String>(0), kind)
+            let object = StagingObject {
+                kind,
+                unique_index: r.get(2),
+            };
+            (r.get::<_, String>(0), object)
         })
         .collect::<BTreeMap<_, _>>();
     // Only the chosen tables' staging names matter; the map keeps the lookup cheap.
@@ -200,6 +183,45 @@ pub async fn target_state(
         ));
     }
     Ok(state)
+}
+
+/// The tables snapcopy manages on the target, with the source shape recorded at their last
+/// refresh; empty when the staging schema has no registry yet.
+pub async fn managed_tables(
+    client: &Client,
+    staging_schema: &Ident,
+) -> anyhow::Result<Vec<(QualifiedName, Option<Shape>)>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
+             pg_catalog.quote_ident($2)) IS NOT NULL",
+            &[&staging_schema.raw(), &REGISTRY],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT table_schema, table_name, source_shape::text FROM {}.{} \
+         ORDER BY table_schema, table_name",
+        staging_schema,
+        Ident::new(REGISTRY)
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .context("could not read snapcopy's registry of managed tables")?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            let shape = r
+                .get::<_, Option<String>>(2)
+                .and_then(|json| serde_json::from_str(&json).ok());
+            (name, shape)
+        })
+        .collect())
 }
 
 /// Runs the plan's setup in one transaction. A failure changes nothing and comes back as an

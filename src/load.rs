@@ -49,8 +49,11 @@ async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<T
             action: t.action,
             status: TableStatus::Failed(String::new()),
             rows: 0,
+            skipped: 0,
             bytes: None,
             seconds: 0.0,
+            note: t.note(),
+            high_water: None,
         })
         .collect();
     if verbosity != Verbosity::Quiet {
@@ -58,6 +61,8 @@ async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<T
             let verb = match t.action {
                 Action::Create => "copying",
                 Action::Reload => "reloading",
+                Action::Rebuild => "rebuilding",
+                Action::Insert => "adding missing rows to",
             };
             if t.estimated_rows > 0 {
                 eprintln!(
@@ -83,6 +88,22 @@ async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<T
                 o.bytes = size.ok().map(|r| r.get(0));
                 if verbosity != Verbosity::Quiet {
                     eprintln!("{}: {} rows in {:.1} s", o.name.human(), o.rows, o.seconds);
+                }
+                let pushed_down = unit
+                    .tables
+                    .iter()
+                    .find(|t| t.name == o.name)
+                    .and_then(|t| t.pushdown.as_deref())
+                    .is_some_and(|p| !p.starts_with("all keys"));
+                // Without pushdown every row already copied counts as skipped: no news there.
+                if o.skipped > 0 && pushed_down && verbosity != Verbosity::Quiet {
+                    eprintln!(
+                        "warning: {}: {} source rows were not inserted because a row with the \
+                         same key exists on the target (kept as it is); rows inserted locally \
+                         may collide with newer source rows: --mode full takes the source's",
+                        o.name.human(),
+                        o.skipped
+                    );
                 }
             }
         }
@@ -171,9 +192,32 @@ async fn execute_unit(
                     outcomes[i].rows = rows as i64;
                 }
             }
+            Phase::Insert => {
+                let row = tx
+                    .query_one(&step.sql, &[])
+                    .await
+                    .map_err(|e| fail(step, e))?;
+                if let Some(i) = step.table {
+                    let read: i64 = row.get(0);
+                    let inserted: i64 = row.get(1);
+                    outcomes[i].rows = inserted;
+                    outcomes[i].skipped = read - inserted;
+                    outcomes[i].high_water = row.get(2);
+                }
+            }
             Phase::Record => {
-                let rows = step.table.map(|i| outcomes[i].rows).unwrap_or_default();
-                tx.execute(&step.sql, &[&rows])
+                let Some(i) = step.table else { continue };
+                let o = &outcomes[i];
+                let pushed_down = unit.tables[i]
+                    .pushdown
+                    .as_ref()
+                    .is_some_and(|p| !p.starts_with("all keys"));
+                let values: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&o.rows, &o.skipped, &pushed_down, &o.high_water];
+                // Each mode's registry statement uses the leading parameters it needs.
+                let statement = tx.prepare(&step.sql).await.map_err(|e| fail(step, e))?;
+                let used = statement.params().len();
+                tx.execute(&statement, &values[..used])
                     .await
                     .map_err(|e| fail(step, e))?;
             }

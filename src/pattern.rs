@@ -112,6 +112,29 @@ impl TablePattern {
         glob_match(&self.schema, table.schema.raw()) && glob_match(&self.name, table.name.raw())
     }
 
+    /// The one table a pattern without wildcards names.
+    pub fn exact_name(&self) -> Option<QualifiedName> {
+        let text = |pieces: &[Piece]| {
+            pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Char(c) => Some(*c),
+                    _ => None,
+                })
+                .collect::<Option<String>>()
+        };
+        Some(QualifiedName::new(text(&self.schema)?, text(&self.name)?))
+    }
+
+    /// A pattern that names exactly this table.
+    pub fn exact(name: &QualifiedName) -> TablePattern {
+        TablePattern {
+            text: name.human(),
+            schema: name.schema.raw().chars().map(Piece::Char).collect(),
+            name: name.name.raw().chars().map(Piece::Char).collect(),
+        }
+    }
+
     /// Whether the pattern has wildcards (a pattern without them names exactly one table).
     pub fn is_glob(&self) -> bool {
         self.schema

@@ -1,4 +1,5 @@
-//! The summary of a run: one row per table on stdout, as a table or as JSON.
+//! What the user reads on stdout: the summary of a run, and `snapcopy status`. Each as a table
+//! or, with `--json`, as JSON.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
@@ -12,16 +13,24 @@ pub struct TableOutcome {
     /// Schema and name.
     #[serde(serialize_with = "human_name")]
     pub name: QualifiedName,
-    /// Created or reloaded.
+    /// Created, reloaded, rebuilt, or missing rows inserted.
     pub action: Action,
     /// Done, or failed and why.
+    #[serde(flatten)]
     pub status: TableStatus,
-    /// Rows loaded.
+    /// Rows inserted.
     pub rows: i64,
+    /// Rows read from the source but not inserted because their key exists on the target.
+    pub skipped: i64,
     /// Size on the target after the load (table, TOAST, indexes).
     pub bytes: Option<i64>,
     /// Seconds spent on the table's statements.
     pub seconds: f64,
+    /// Pushdown used, or what changed on the source.
+    pub note: String,
+    /// The highest cursor value read (incremental).
+    #[serde(skip)]
+    pub high_water: Option<String>,
 }
 
 /// The end state of a table.
@@ -38,7 +47,11 @@ fn human_name<S: serde::Serializer>(name: &QualifiedName, s: S) -> Result<S::Ok,
     s.serialize_str(&name.human())
 }
 
-/// Prints the summary on stdout.
+fn right(value: impl ToString) -> Cell {
+    Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
+}
+
+/// Prints the summary of a run on stdout.
 pub fn print(outcomes: &[TableOutcome], json: bool) {
     if json {
         println!(
@@ -49,24 +62,87 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
         return;
     }
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["table", "action", "rows", "size", "seconds", "status"]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "table", "action", "rows", "skipped", "size", "seconds", "status", "note",
+    ]);
     for o in outcomes {
         table.add_row(vec![
             Cell::new(o.name.human()),
-            Cell::new(match o.action {
-                Action::Create => "created",
-                Action::Reload => "reloaded",
-            }),
-            Cell::new(o.rows).set_alignment(CellAlignment::Right),
-            Cell::new(o.bytes.map(human_bytes).unwrap_or_default())
-                .set_alignment(CellAlignment::Right),
-            Cell::new(format!("{:.2}", o.seconds)).set_alignment(CellAlignment::Right),
+            Cell::new(o.action.done_word()),
+            right(o.rows),
+            right(o.skipped),
+            right(o.bytes.map(human_bytes).unwrap_or_default()),
+            right(format!("{:.2}", o.seconds)),
             Cell::new(match &o.status {
                 TableStatus::Done => "ok".to_string(),
                 TableStatus::Failed(why) => format!("FAILED: {why}"),
             }),
+            Cell::new(&o.note),
+        ]);
+    }
+    println!("{table}");
+}
+
+/// One managed table as `snapcopy status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    /// Schema and name on the target.
+    pub table: String,
+    /// The source it came from (`user@host:port/db`).
+    pub source: String,
+    /// The source table.
+    pub source_table: String,
+    /// `view` or `matview`.
+    pub staging: String,
+    /// The mode of the last refresh.
+    pub mode: String,
+    /// When the last refresh committed.
+    pub refreshed_at: String,
+    /// The source's time of the snapshot the last refresh read.
+    pub source_snapshot_at: Option<String>,
+    /// Rows the last refresh inserted.
+    pub rows_loaded: Option<i64>,
+    /// Rows in the table after the last refresh.
+    pub rows_total: Option<i64>,
+    /// Whether the last refresh read only new rows from the source.
+    pub pushed_down: Option<bool>,
+}
+
+/// Prints `snapcopy status`.
+pub fn print_status(rows: &[StatusRow], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "tables": rows }))
+                .expect("status rows serialize")
+        );
+        return;
+    }
+    if rows.is_empty() {
+        println!("snapcopy manages no tables in this database yet");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "table",
+        "mode",
+        "staging",
+        "last refresh",
+        "rows",
+        "loaded",
+        "source snapshot",
+        "source",
+    ]);
+    for r in rows {
+        table.add_row(vec![
+            Cell::new(&r.table),
+            Cell::new(&r.mode),
+            Cell::new(&r.staging),
+            Cell::new(&r.refreshed_at),
+            right(r.rows_total.map(|n| n.to_string()).unwrap_or_default()),
+            right(r.rows_loaded.map(|n| n.to_string()).unwrap_or_default()),
+            Cell::new(r.source_snapshot_at.clone().unwrap_or_default()),
+            Cell::new(format!("{} {}", r.source, r.source_table)),
         ]);
     }
     println!("{table}");

@@ -2,15 +2,16 @@
 //! `PG*` environment merged once (flags win over the file). A [`Settings`] exists only when
 //! every part made sense, so the rest of the program never re-checks input.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{CopyArgs, Mode, StagingKind};
+use crate::cli::{CopyArgs, Mode, StagingKind, StatusArgs};
 use crate::config::Config;
 use crate::conninfo::{ConnInfo, Env};
 use crate::pattern::TablePattern;
-use crate::sql::Ident;
+use crate::sql::{Ident, QualifiedName};
 
 /// How much to say on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Settings {
     pub staging_schema: Ident,
     /// Target sessions at once.
     pub jobs: usize,
+    /// Growing columns named per table in the config (incremental pushdown).
+    pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Summary as JSON.
     pub json: bool,
     /// stderr detail.
@@ -105,17 +108,15 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
 
         let mode = args.mode.or(config.mode).unwrap_or(Mode::Full);
-        if mode == Mode::Incremental {
-            bail!(
-                "--mode incremental is not available in this version of snapcopy yet; \
-                 use --mode full (truncate and reload)"
-            );
-        }
-        if include.is_empty() {
-            bail!(
-                "no tables named: give patterns such as 'public.*' or 'public.orders', or set \
-                 tables in snapcopy.toml"
-            );
+        let mut cursors = BTreeMap::new();
+        for (table, section) in &config.table {
+            let pattern = TablePattern::parse(table)?;
+            let Some(name) = pattern.exact_name() else {
+                bail!("config file: [table.\"{table}\"] must name one table, without wildcards");
+            };
+            if let Some(key) = &section.key {
+                cursors.insert(name, Ident::new(key.as_str()));
+            }
         }
         let jobs = args.jobs.or(config.jobs).unwrap_or(1);
         if jobs == 0 {
@@ -140,6 +141,7 @@ impl Settings {
             staging: args.staging.or(config.staging).unwrap_or(StagingKind::View),
             staging_schema: Ident::new(staging_schema),
             jobs,
+            cursors,
             json: args.json,
             verbosity: if args.quiet {
                 Verbosity::Quiet
@@ -148,6 +150,49 @@ impl Settings {
             } else {
                 Verbosity::Normal
             },
+        })
+    }
+}
+
+/// What `snapcopy status` needs: the target and the staging schema.
+#[derive(Debug, Clone)]
+pub struct StatusSettings {
+    /// The tool's connection to the target.
+    pub target: ConnInfo,
+    /// Schema for snapcopy's objects on the target.
+    pub staging_schema: Ident,
+    /// JSON output.
+    pub json: bool,
+}
+
+impl StatusSettings {
+    /// Merges `status` flags with the config file and the environment.
+    pub fn from_args(args: &StatusArgs, env: &Env) -> anyhow::Result<StatusSettings> {
+        let config = match config_path(args.config.as_deref()) {
+            Some(path) => Config::load(&path)?,
+            None => Config::default(),
+        };
+        let target_text = args
+            .target
+            .clone()
+            .or(config.target.conninfo.clone())
+            .context(
+                "no target database: give --target, set SNAPCOPY_TARGET, or set target.conninfo \
+                 in snapcopy.toml",
+            )?;
+        let target = ConnInfo::parse(&target_text)
+            .context("--target")?
+            .resolve(env);
+        target.to_driver_config().context("--target")?;
+        Ok(StatusSettings {
+            target,
+            staging_schema: Ident::new(
+                args.staging_schema
+                    .clone()
+                    .or(config.staging_schema)
+                    .unwrap_or_else(|| "snapcopy".into()),
+            ),
+            json: args.json,
         })
     }
 }

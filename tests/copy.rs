@@ -140,7 +140,7 @@ fn copy_every_object_kind(staging: &str) {
     assert_no_password_in_definitions(&pair, password);
     let registry = pair.target.psql(
         "dev",
-        "SELECT count(*) || ' ' || sum(rows) FROM snapcopy.managed_tables",
+        "SELECT count(*) || ' ' || sum(rows_total) FROM snapcopy.managed_tables",
     );
     let total: i64 = KIND_TABLES
         .iter()
@@ -212,12 +212,19 @@ fn a_failed_reload_keeps_the_previous_rows() {
         .success();
     let parents = checksum(&pair.target, "dev", "public.parents");
     let children = checksum(&pair.target, "dev", "public.children");
-    // The source grows a column the target table lacks, so the reload's INSERT fails after
-    // the TRUNCATE: the unit must roll back as a whole, parents included.
+    // A trigger the developer added locally refuses one of the new source rows, so the reload
+    // fails after parents were truncated and reloaded: the unit must roll back as a whole.
+    pair.target.psql(
+        "dev",
+        "CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN IF NEW.id = 201 THEN RAISE EXCEPTION 'local rule refuses child 201'; END IF; \
+         RETURN NEW; END$$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON public.children FOR EACH ROW EXECUTE FUNCTION public.refuse()",
+    );
     pair.source.psql(
         "app",
         "INSERT INTO public.parents VALUES (99, 'late'); \
-         ALTER TABLE public.children ADD COLUMN extra text DEFAULT 'x'; \
+         INSERT INTO public.children VALUES (201, 99, NULL); \
          INSERT INTO public.generated (id, price) VALUES (1000, 1)",
     );
     let assert = pair
@@ -226,7 +233,11 @@ fn a_failed_reload_keeps_the_previous_rows() {
         .assert()
         .code(1);
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("local rule refuses child 201"), "{stdout}");
+    assert!(
+        stdout.contains("not changed: public.children, which foreign keys tie to it, failed"),
+        "{stdout}"
+    );
     assert_eq!(checksum(&pair.target, "dev", "public.parents"), parents);
     assert_eq!(checksum(&pair.target, "dev", "public.children"), children);
     // The unrelated table was reloaded all the same.

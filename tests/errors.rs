@@ -55,22 +55,16 @@ fn a_pattern_matching_nothing_is_an_error() {
 }
 
 #[test]
-fn incremental_mode_says_it_is_not_available_yet() {
-    snapcopy_offline()
-        .args([
-            "--source",
-            "host=/nowhere",
-            "--target",
-            "host=/nowhere",
-            "--mode",
-            "incremental",
-            "t",
-        ])
+fn no_tables_and_nothing_managed_yet_says_what_to_name() {
+    let pair = Pair::start();
+    pair.snapcopy()
+        .args(["--mode", "incremental"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "--mode incremental is not available",
+            "no tables named, and snapcopy manages none in the target database yet",
         ));
+    target_untouched(&pair.target);
 }
 
 #[test]

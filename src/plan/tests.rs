@@ -21,11 +21,21 @@ fn column(name: &str, type_sql: &str) -> Column {
 }
 
 fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint {
+    // The key columns, read back from `... (a, b)` the way pg_get_constraintdef prints them.
+    let columns = match kind {
+        ConstraintKind::PrimaryKey | ConstraintKind::Unique => definition
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(cols, _)| cols.split(", ").map(Ident::new).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Constraint {
         name: Ident::new(name),
         kind,
         definition: definition.into(),
         validated: !definition.ends_with("NOT VALID"),
+        columns,
     }
 }
 
@@ -205,7 +215,40 @@ fn options(staging: StagingKind) -> PlanOptions {
         link: ConnInfo::parse("host=/tmp port=5432 dbname=prod user=reader password=s3cret")
             .unwrap(),
         source_label: "reader@/tmp:5432/prod".into(),
+        cursors: BTreeMap::new(),
     }
+}
+
+/// The target after a first copy of the whole fixture: everything exists and is managed, with
+/// the shapes as they are now, and matviews as staging objects.
+fn copied(catalog: &Catalog) -> TargetState {
+    let mut state = TargetState {
+        dblink_schema: Some(Ident::new("public")),
+        ..TargetState::default()
+    };
+    for t in &catalog.tables {
+        state.managed.insert(t.name.clone(), Some(t.shape()));
+        state.existing_tables.insert(t.name.clone());
+        state.staging_objects.insert(
+            staging_name(&t.name),
+            StagingObject {
+                kind: StagingKind::Matview,
+                unique_index: t
+                    .constraints
+                    .iter()
+                    .any(|c| c.kind == ConstraintKind::PrimaryKey),
+            },
+        );
+        for c in &t.constraints {
+            state
+                .existing_constraints
+                .insert((t.name.clone(), c.name.raw().to_string()));
+        }
+    }
+    for ty in &catalog.types {
+        state.existing_types.insert(ty.name.clone());
+    }
+    state
 }
 
 #[test]
@@ -236,27 +279,110 @@ fn first_copy_with_matviews() {
 #[test]
 fn second_run_reloads_parents_first_and_replaces_staging_objects() {
     let catalog = fixture();
-    let mut state = TargetState {
-        dblink_schema: Some(Ident::new("public")),
-        ..TargetState::default()
-    };
-    for t in &catalog.tables {
-        state.managed.insert(t.name.clone());
-        state.existing_tables.insert(t.name.clone());
-        state
-            .staging_objects
-            .insert(staging_name(&t.name), StagingKind::Matview);
-        for c in &t.constraints {
-            state
-                .existing_constraints
-                .insert((t.name.clone(), c.name.raw().to_string()));
-        }
-    }
-    for ty in &catalog.types {
-        state.existing_types.insert(ty.name.clone());
-    }
-    let plan = plan(&catalog, &state, &options(StagingKind::View));
+    let plan = plan(&catalog, &copied(&catalog), &options(StagingKind::View));
     insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn matviews_of_unchanged_tables_are_refreshed_not_recreated() {
+    let catalog = fixture();
+    let plan = plan(&catalog, &copied(&catalog), &options(StagingKind::Matview));
+    let text = plan.to_string();
+    assert!(text.contains("REFRESH MATERIALIZED VIEW CONCURRENTLY \"snapcopy\".\"public.orders\""));
+    assert!(
+        text.contains("REFRESH MATERIALIZED VIEW \"snapcopy\".\"public.audit\""),
+        "{text}"
+    );
+    assert!(!text.contains("CREATE MATERIALIZED VIEW"), "{text}");
+}
+
+#[test]
+fn a_changed_source_table_is_rebuilt_and_the_change_named() {
+    let mut catalog = fixture();
+    let state = copied(&catalog);
+    catalog.tables[1].columns.push(column("note", "text"));
+    catalog.tables[1].columns[0].type_sql = "bigint".into();
+    let plan = plan(&catalog, &state, &options(StagingKind::View));
+    let unit = &plan.units[1];
+    assert_eq!(unit.tables[0].action, Action::Rebuild);
+    assert_eq!(
+        unit.tables[0].changes,
+        [
+            "column id changed (integer DEFAULT nextval('public.customers_id_seq'::regclass) \
+             NOT NULL -> bigint DEFAULT nextval('public.customers_id_seq'::regclass) NOT NULL)",
+            "column note added (text)"
+        ]
+    );
+    let text = plan.to_string();
+    assert!(
+        text.contains("DROP TABLE \"public\".\"customers\" CASCADE;"),
+        "{text}"
+    );
+    assert!(text.contains("TRUNCATE \"public\".\"orders\";"), "{text}");
+    // orders' foreign key went with the CASCADE and comes back.
+    assert!(
+        text.contains("ADD CONSTRAINT \"orders_customer_id_fkey\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn incremental_pushes_the_key_predicate_into_the_remote_query() {
+    let catalog = fixture();
+    let mut opts = options(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    let plan = plan(&catalog, &copied(&catalog), &opts);
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn incremental_refuses_drift_and_keyless_tables_with_the_way_out() {
+    let mut catalog = fixture();
+    let state = copied(&catalog);
+    catalog.tables[2].indexes.pop();
+    let mut opts = options(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    let plan = plan(&catalog, &state, &opts);
+    let reasons: Vec<&str> = plan.refused.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("public.audit has no primary key"),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons[0].contains("use --mode full"));
+    assert!(
+        reasons[1].contains("index orders_details_idx dropped")
+            && reasons[1].contains("run snapcopy --mode full public.orders"),
+        "{}",
+        reasons[1]
+    );
+}
+
+#[test]
+fn a_configured_cursor_column_is_compared_with_at_least() {
+    let mut catalog = fixture();
+    catalog.tables[0].constraints.push(constraint(
+        "audit_pkey",
+        ConstraintKind::PrimaryKey,
+        "PRIMARY KEY (id)",
+    ));
+    catalog.tables[0].columns[0].not_null = true;
+    catalog.tables[0]
+        .columns
+        .push(column("at", "timestamp with time zone"));
+    let state = copied(&catalog);
+    let mut opts = options(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    opts.cursors
+        .insert(catalog.tables[0].name.clone(), Ident::new("at"));
+    let plan = plan(&catalog, &state, &opts);
+    let text = plan.to_string();
+    assert!(text.contains(r#"' WHERE "at" >= '"#), "{text}");
+    assert_eq!(
+        plan.units[0].tables[0].pushdown.as_deref(),
+        Some("at >= last copy's max")
+    );
 }
 
 #[test]
@@ -320,7 +446,9 @@ fn foreign_keys_outside_the_run_are_warned_about_by_both_names() {
         w.contains("audit_user_id_fkey") && w.contains("public.audit") && w.contains("auth.users"),
         "{w}"
     );
-    assert!(!plan.to_string().contains("audit_user_id_fkey"));
+    assert!(!plan
+        .to_string()
+        .contains("ADD CONSTRAINT \"audit_user_id_fkey\""));
 }
 
 #[test]

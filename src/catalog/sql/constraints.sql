@@ -5,6 +5,11 @@ SELECT con.conrelid,
        con.contype::text AS contype,
        pg_catalog.pg_get_constraintdef(con.oid) AS definition,
        con.convalidated,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+              ORDER BY k.ord) AS columns,
        rn.nspname AS ref_schema,
        rc.relname AS ref_table
 FROM pg_catalog.pg_constraint con

@@ -7,33 +7,48 @@
 //! A plan has a setup (one transaction: dblink, the staging schema, the foreign server, the
 //! types) and units. A unit is a group of tables joined by foreign keys; it runs in one target
 //! transaction, reading the source through one dblink connection in one source transaction, so
-//! its tables change together or not at all.
+//! its tables change together or not at all. What happens to the rows of a table that already
+//! exists is the refresh mode's business ([`refresh`]).
+
+mod refresh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Table, TypeKind};
+use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Shape, Table, TypeKind};
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
 use crate::sql::{literal, Ident, QualifiedName};
+
+pub use refresh::{Full, Incremental, Refresh};
 
 /// What the target already has, read before planning.
 #[derive(Debug, Clone, Default)]
 pub struct TargetState {
     /// The schema holding the dblink functions, when the extension is installed.
     pub dblink_schema: Option<Ident>,
-    /// Tables snapcopy created (its registry in the staging schema).
-    pub managed: BTreeSet<QualifiedName>,
+    /// Tables snapcopy created (its registry in the staging schema), with the source shape
+    /// recorded at their last refresh.
+    pub managed: BTreeMap<QualifiedName, Option<Shape>>,
     /// Which of the chosen tables exist on the target.
     pub existing_tables: BTreeSet<QualifiedName>,
-    /// Objects in the staging schema and their kind, by raw name.
-    pub staging_objects: BTreeMap<String, StagingKind>,
+    /// Objects in the staging schema, by raw name.
+    pub staging_objects: BTreeMap<String, StagingObject>,
     /// Which of the needed types exist on the target.
     pub existing_types: BTreeSet<QualifiedName>,
     /// Constraint names present on the chosen tables that exist on the target.
     pub existing_constraints: BTreeSet<(QualifiedName, String)>,
+}
+
+/// A staging object found on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagingObject {
+    /// View or materialized view.
+    pub kind: StagingKind,
+    /// Whether it has a unique index (so a materialized view can refresh CONCURRENTLY).
+    pub unique_index: bool,
 }
 
 /// Choices that shape the SQL.
@@ -49,6 +64,8 @@ pub struct PlanOptions {
     pub link: ConnInfo,
     /// A label of the source for the registry (`user@host:port/db`, no password).
     pub source_label: String,
+    /// Growing columns the configuration names per table, for incremental pushdown.
+    pub cursors: BTreeMap<QualifiedName, Ident>,
 }
 
 /// The whole plan.
@@ -78,19 +95,56 @@ pub struct Unit {
 pub struct TableInfo {
     /// Schema and name.
     pub name: QualifiedName,
-    /// Created now or reloaded.
+    /// What happens to it.
     pub action: Action,
+    /// What changed on the source since the last copy (for a rebuild).
+    pub changes: Vec<String>,
+    /// How incremental mode chooses the rows to read, for the summary.
+    pub pushdown: Option<String>,
     /// The source's row estimate.
     pub estimated_rows: i64,
 }
 
-/// Whether a table is created or reloaded.
+/// What happens to a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// The table does not exist on the target: create it, load it, build its indexes.
     Create,
     /// snapcopy made it before: truncate and reload it in the same transaction.
     Reload,
+    /// Its shape changed on the source: drop it and create it anew (full mode).
+    Rebuild,
+    /// Insert the rows whose key is missing (incremental mode).
+    Insert,
+}
+
+impl TableInfo {
+    /// What the summary says besides the numbers: the pushdown, or what changed.
+    pub fn note(&self) -> String {
+        if !self.changes.is_empty() {
+            format!("source changed: {}", self.changes.join("; "))
+        } else {
+            self.pushdown.clone().unwrap_or_default()
+        }
+    }
+}
+
+impl Action {
+    /// The past-tense word the summary uses.
+    pub fn done_word(self) -> &'static str {
+        match self {
+            Action::Create => "created",
+            Action::Reload => "reloaded",
+            Action::Rebuild => "rebuilt",
+            Action::Insert => "inserted",
+        }
+    }
+
+    /// Whether the table is (re)created from the catalog in this run.
+    pub fn creates(self) -> bool {
+        matches!(self, Action::Create | Action::Rebuild)
+    }
 }
 
 /// Where a statement belongs in a unit. `Connect` runs before the target transaction opens and
@@ -101,21 +155,24 @@ pub enum Phase {
     Setup,
     /// Open the dblink connection and its read-only source transaction.
     Connect,
-    /// Empty the tables being reloaded.
+    /// Empty, or drop, the tables being reloaded or rebuilt.
     Truncate,
     /// Sequences and the bare table.
     PreData,
     /// The staging view or materialized view.
     Staging,
-    /// The rows: `INSERT ... SELECT` from the staging object.
+    /// The rows: `INSERT ... SELECT` from the staging object; the command tag counts them.
     Data,
+    /// The missing rows (incremental): returns rows read, rows inserted, new high-water mark.
+    Insert,
     /// Primary keys, unique and exclusion constraints, indexes.
     PostData,
     /// Foreign keys, last.
     ForeignKeys,
     /// Sequences set from the source, never below the table's max.
     Sequences,
-    /// The registry row, with the number of rows loaded as `$1`.
+    /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
+    /// high-water mark read.
     Record,
     /// End the source transaction and close the dblink connection.
     Disconnect,
@@ -209,6 +266,10 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         schema: staging_schema.clone(),
         name: Ident::new(REGISTRY),
     };
+    let mode: &dyn Refresh = match options.mode {
+        Mode::Full => &Full,
+        Mode::Incremental => &Incremental,
+    };
 
     let mut plan = Plan {
         setup: setup_steps(catalog, target, options, &server),
@@ -218,22 +279,39 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     };
 
     let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
-    let mut accepted = Vec::new();
+    let mut accepted: Vec<(Table, TableInfo)> = Vec::new();
     for table in &catalog.tables {
-        if target.existing_tables.contains(&table.name) && !target.managed.contains(&table.name) {
-            plan.refused.push((
-                table.name.clone(),
-                format!(
-                    "{} already exists on the target and snapcopy did not create it; \
-                     drop or rename it there, or leave it out with --exclude",
-                    table.name.human()
-                ),
-            ));
-        } else {
-            accepted.push(table.clone());
+        let exists = target.existing_tables.contains(&table.name);
+        let decision = match (exists, target.managed.get(&table.name)) {
+            (false, _) => Ok(Decision::new(Action::Create)),
+            (true, None) => Err(format!(
+                "{} already exists on the target and snapcopy did not create it; drop or \
+                 rename it there, or leave it out with --exclude",
+                table.name.human()
+            )),
+            (true, Some(stored)) => {
+                let changes = stored
+                    .as_ref()
+                    .map(|old| table.shape().changes_since(old))
+                    .unwrap_or_default();
+                mode.existing(table, changes, options.cursors.get(&table.name))
+            }
+        };
+        match decision {
+            Ok(d) => accepted.push((
+                table.clone(),
+                TableInfo {
+                    name: table.name.clone(),
+                    action: d.action,
+                    changes: d.changes,
+                    pushdown: d.pushdown,
+                    estimated_rows: table.estimated_rows,
+                },
+            )),
+            Err(reason) => plan.refused.push((table.name.clone(), reason)),
         }
     }
-    for table in &accepted {
+    for (table, _) in &accepted {
         for c in &table.constraints {
             if let ConstraintKind::ForeignKey { references } = &c.kind {
                 if !chosen.contains(references) {
@@ -252,15 +330,37 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     let ctx = UnitContext {
         options,
         target,
+        mode,
         server: &server,
         dblink_schema: &dblink_schema,
         registry: &registry,
     };
-    for group in crate::catalog::foreign_key_groups(&accepted) {
-        let tables: Vec<&Table> = group.iter().map(|&i| &accepted[i]).collect();
-        plan.units.push(ctx.unit(&tables));
+    let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
+    for group in crate::catalog::foreign_key_groups(&tables) {
+        let members: Vec<(&Table, &TableInfo)> = group
+            .iter()
+            .map(|&i| (&accepted[i].0, &accepted[i].1))
+            .collect();
+        plan.units.push(ctx.unit(&members));
     }
     plan
+}
+
+/// A refresh mode's verdict on one table.
+pub struct Decision {
+    action: Action,
+    changes: Vec<String>,
+    pushdown: Option<String>,
+}
+
+impl Decision {
+    fn new(action: Action) -> Decision {
+        Decision {
+            action,
+            changes: Vec::new(),
+            pushdown: None,
+        }
+    }
 }
 
 fn setup_steps(
@@ -290,12 +390,20 @@ fn setup_steps(
              table_schema text NOT NULL,\n    \
              table_name text NOT NULL,\n    \
              source text NOT NULL,\n    \
+             source_schema text NOT NULL,\n    \
+             source_table text NOT NULL,\n    \
              staging_object text NOT NULL,\n    \
              staging_kind text NOT NULL,\n    \
              mode text NOT NULL,\n    \
              created_at timestamptz NOT NULL DEFAULT now(),\n    \
              refreshed_at timestamptz NOT NULL DEFAULT now(),\n    \
-             rows bigint,\n    \
+             source_snapshot_at timestamptz,\n    \
+             rows_loaded bigint,\n    \
+             rows_skipped bigint,\n    \
+             rows_total bigint,\n    \
+             pushed_down boolean,\n    \
+             high_water text,\n    \
+             source_shape jsonb,\n    \
              PRIMARY KEY (table_schema, table_name)\n)",
             registry = Ident::new(REGISTRY)
         ),
@@ -440,30 +548,34 @@ fn create_type_sql(ty: &crate::catalog::UserType) -> String {
     }
 }
 
-struct UnitContext<'a> {
+/// What every unit needs to know to write its SQL.
+pub struct UnitContext<'a> {
     options: &'a PlanOptions,
     target: &'a TargetState,
+    mode: &'a dyn Refresh,
     server: &'a str,
     dblink_schema: &'a Ident,
     registry: &'a QualifiedName,
 }
 
 impl UnitContext<'_> {
-    fn unit(&self, group: &[&Table]) -> Unit {
-        let (ordered, cyclic) = load_order(group);
-        let infos: Vec<TableInfo> = ordered
-            .iter()
-            .map(|t| TableInfo {
-                name: t.name.clone(),
-                action: if self.target.existing_tables.contains(&t.name) {
-                    Action::Reload
-                } else {
-                    Action::Create
-                },
-                estimated_rows: t.estimated_rows,
-            })
-            .collect();
+    fn unit(&self, group: &[(&Table, &TableInfo)]) -> Unit {
+        let tables: Vec<&Table> = group.iter().map(|(t, _)| *t).collect();
+        let (ordered, cyclic) = load_order(&tables);
+        let info_of = |name: &QualifiedName| {
+            group
+                .iter()
+                .find(|(t, _)| &t.name == name)
+                .map(|(_, i)| (*i).clone())
+                .expect("every ordered table is in the group")
+        };
+        let infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
+        let rebuilt: BTreeSet<&QualifiedName> = infos
+            .iter()
+            .filter(|i| i.action == Action::Rebuild)
+            .map(|i| &i.name)
+            .collect();
         let dblink = self.dblink_schema;
         let conn = literal(self.server);
         let mut steps = vec![
@@ -482,11 +594,6 @@ impl UnitContext<'_> {
             ),
         ];
 
-        let reloads: Vec<&QualifiedName> = infos
-            .iter()
-            .filter(|i| i.action == Action::Reload)
-            .map(|i| &i.name)
-            .collect();
         // Constraints that a reload cannot keep while rows go in are dropped first and added
         // back after: foreign keys on a cycle (no load order satisfies them row by row) and
         // NOT VALID constraints (old rows that break them would be refused; they come back
@@ -497,10 +604,7 @@ impl UnitContext<'_> {
                 continue;
             }
             for c in &table.constraints {
-                let exists = self
-                    .target
-                    .existing_constraints
-                    .contains(&(table.name.clone(), c.name.raw().to_string()));
+                let exists = self.has_constraint(&table.name, c);
                 let on_cycle = match &c.kind {
                     ConstraintKind::ForeignKey { references } => {
                         cyclic.contains(&table.name) && cyclic.contains(references)
@@ -517,28 +621,32 @@ impl UnitContext<'_> {
                 }
             }
         }
+        for name in &rebuilt {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                format!("DROP TABLE {name} CASCADE"),
+            ));
+        }
+        let reloads: Vec<String> = infos
+            .iter()
+            .filter(|i| i.action == Action::Reload)
+            .map(|i| i.name.to_string())
+            .collect();
         if !reloads.is_empty() {
             steps.push(Step::new(
                 Phase::Truncate,
                 None,
-                format!(
-                    "TRUNCATE {}",
-                    reloads
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("TRUNCATE {}", reloads.join(", ")),
             ));
         }
 
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            if info.action == Action::Create {
+            if info.action.creates() {
                 steps.extend(create_table_steps(table, i));
             }
-            steps.extend(self.staging_steps(table, i));
-            steps.push(Step::new(Phase::Data, Some(i), self.load_sql(table)));
-            if info.action == Action::Create {
+            steps.extend(self.mode.rows(self, table, info, i));
+            if info.action.creates() {
                 steps.extend(post_data_steps(table, i));
             }
             for (_, c) in readd.iter().filter(|(t, c)| {
@@ -563,14 +671,11 @@ impl UnitContext<'_> {
                 if !in_unit.contains(references) {
                     continue;
                 }
-                let exists = self
-                    .target
-                    .existing_constraints
-                    .contains(&(table.name.clone(), c.name.raw().to_string()));
                 let dropped = readd
                     .iter()
-                    .any(|(t, d)| *t == table.name && d.name == c.name);
-                if info.action == Action::Create || !exists || dropped {
+                    .any(|(t, d)| *t == table.name && d.name == c.name)
+                    || rebuilt.contains(references);
+                if info.action.creates() || !self.has_constraint(&table.name, c) || dropped {
                     steps.push(Step::new(
                         Phase::ForeignKeys,
                         None,
@@ -583,17 +688,21 @@ impl UnitContext<'_> {
             }
         }
 
-        for (i, table) in ordered.iter().enumerate() {
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
             for seq in &table.sequences {
                 steps.push(Step::new(
                     Phase::Sequences,
                     Some(i),
-                    self.setval_sql(table, seq),
+                    self.setval_sql(table, seq, info.action == Action::Insert),
                 ));
             }
         }
-        for (i, table) in ordered.iter().enumerate() {
-            steps.push(Step::new(Phase::Record, Some(i), self.record_sql(table)));
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            steps.push(Step::new(
+                Phase::Record,
+                Some(i),
+                self.record_sql(table, info),
+            ));
         }
         steps.push(Step::new(
             Phase::Disconnect,
@@ -611,6 +720,12 @@ impl UnitContext<'_> {
         }
     }
 
+    fn has_constraint(&self, table: &QualifiedName, c: &Constraint) -> bool {
+        self.target
+            .existing_constraints
+            .contains(&(table.clone(), c.name.raw().to_string()))
+    }
+
     fn staging_ident(&self, table: &QualifiedName) -> QualifiedName {
         QualifiedName {
             schema: self.options.staging_schema.clone(),
@@ -618,39 +733,57 @@ impl UnitContext<'_> {
         }
     }
 
-    /// Drops the previous staging object (whatever its kind) and creates the new one. A
-    /// materialized view reads the source here, through the unit's dblink connection.
-    fn staging_steps(&self, table: &Table, i: usize) -> Vec<Step> {
-        let name = self.staging_ident(&table.name);
-        let mut steps = Vec::new();
-        match self.target.staging_objects.get(name.name.raw()) {
-            Some(StagingKind::View) => steps.push(Step::new(
-                Phase::Staging,
-                Some(i),
-                format!("DROP VIEW {name}"),
-            )),
-            Some(StagingKind::Matview) => steps.push(Step::new(
-                Phase::Staging,
-                Some(i),
-                format!("DROP MATERIALIZED VIEW {name}"),
-            )),
-            None => {}
-        }
-        let loaded: Vec<_> = table.columns.iter().filter(|c| c.is_loaded()).collect();
-        let remote = format!(
-            "SELECT {} FROM ONLY {}",
-            loaded
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            table.name
-        );
-        let definition = loaded
+    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`.
+    fn remote_select(&self, table: &Table) -> String {
+        format!("SELECT {} FROM ONLY {}", loaded_columns(table), table.name)
+    }
+
+    /// `AS t(<column> <exact source type>, ...)`: dblink parses each value with the declared
+    /// type's input function, so the type must be the source's own.
+    fn column_definitions(&self, table: &Table) -> String {
+        table
+            .columns
             .iter()
+            .filter(|c| c.is_loaded())
             .map(|c| format!("{} {}", c.name, c.type_sql))
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(", ")
+    }
+
+    /// Brings the staging object up to date. An existing materialized view of an unchanged
+    /// table is refreshed (CONCURRENTLY when it has a unique index); anything else is dropped
+    /// and created. Either way a materialized view reads the source here, once, through the
+    /// unit's dblink connection.
+    fn staging_steps(&self, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
+        let name = self.staging_ident(&table.name);
+        let existing = self.target.staging_objects.get(name.name.raw());
+        let mut steps = Vec::new();
+        if let Some(obj) = existing {
+            if obj.kind == StagingKind::Matview
+                && self.options.staging == StagingKind::Matview
+                && info.action == Action::Reload
+            {
+                let concurrently = if obj.unique_index {
+                    " CONCURRENTLY"
+                } else {
+                    ""
+                };
+                steps.push(Step::new(
+                    Phase::Staging,
+                    Some(i),
+                    format!("REFRESH MATERIALIZED VIEW{concurrently} {name}"),
+                ));
+                return steps;
+            }
+            steps.push(Step::new(
+                Phase::Staging,
+                Some(i),
+                match obj.kind {
+                    StagingKind::View => format!("DROP VIEW {name}"),
+                    StagingKind::Matview => format!("DROP MATERIALIZED VIEW {name}"),
+                },
+            ));
+        }
         let kind = match self.options.staging {
             StagingKind::View => "VIEW",
             StagingKind::Matview => "MATERIALIZED VIEW",
@@ -659,23 +792,38 @@ impl UnitContext<'_> {
             Phase::Staging,
             Some(i),
             format!(
-                "CREATE {kind} {name} AS SELECT * FROM {}.dblink({}, {}) AS t({definition})",
+                "CREATE {kind} {name} AS SELECT * FROM {}.dblink({}, {}) AS t({})",
                 self.dblink_schema,
                 literal(self.server),
-                literal(&remote)
+                literal(&self.remote_select(table)),
+                self.column_definitions(table)
             ),
         ));
+        if self.options.staging == StagingKind::Matview {
+            if let Some(pk) = table
+                .constraints
+                .iter()
+                .find(|c| c.kind == ConstraintKind::PrimaryKey && !c.columns.is_empty())
+            {
+                steps.push(Step::new(
+                    Phase::Staging,
+                    Some(i),
+                    format!(
+                        "CREATE UNIQUE INDEX ON {name} ({})",
+                        pk.columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
         steps
     }
 
-    fn load_sql(&self, table: &Table) -> String {
-        let columns = table
-            .columns
-            .iter()
-            .filter(|c| c.is_loaded())
-            .map(|c| c.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+    /// `INSERT INTO <table> (<loaded columns>) [OVERRIDING SYSTEM VALUE]`.
+    fn insert_head(&self, table: &Table) -> String {
         let overriding = if table
             .columns
             .iter()
@@ -686,29 +834,47 @@ impl UnitContext<'_> {
             ""
         };
         format!(
-            "INSERT INTO {} ({columns}){overriding} SELECT {columns} FROM {}",
+            "INSERT INTO {} ({}){overriding}",
             table.name,
-            self.staging_ident(&table.name)
+            loaded_columns(table)
         )
     }
 
     /// Sets a sequence from the source's state, read through the unit's dblink connection (so
     /// in the same source transaction as the rows), but never behind the table's own extreme
-    /// key, so that the next local insert cannot collide. `setval` is strict, so an empty table
-    /// (no max) keeps the source state as it is.
-    fn setval_sql(&self, table: &Table, seq: &crate::catalog::Sequence) -> String {
+    /// key, so that the next local insert cannot collide; with `keep_local`, never behind the
+    /// target sequence's own position either (incremental mode moves sequences forward only).
+    /// When the source's state wins it is copied as it is (`is_called` included).
+    fn setval_sql(
+        &self,
+        table: &Table,
+        seq: &crate::catalog::Sequence,
+        keep_local: bool,
+    ) -> String {
         let remote = format!("SELECT last_value, is_called FROM {}", seq.name);
-        let (agg, cmp) = if seq.increment >= 0 {
-            ("max", ">=")
+        let inc = seq.increment;
+        let (pick, agg) = if inc >= 0 {
+            ("greatest", "max")
         } else {
-            ("min", "<=")
+            ("least", "min")
+        };
+        let local = if keep_local {
+            format!(
+                ", (SELECT CASE WHEN is_called THEN last_value + {inc} ELSE last_value END FROM {})",
+                seq.name
+            )
+        } else {
+            String::new()
         };
         format!(
-            "SELECT pg_catalog.setval({seq_name}::regclass, \
-             CASE WHEN m.v {cmp} s.last_value THEN m.v ELSE s.last_value END, \
-             CASE WHEN m.v {cmp} s.last_value THEN true ELSE s.is_called END) \
-             FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean), \
-             (SELECT {agg}({column})::bigint AS v FROM {table}) AS m",
+            "SELECT CASE WHEN n.want = x.src \
+             THEN pg_catalog.setval({seq_name}::regclass, s.last_value, s.is_called) \
+             ELSE pg_catalog.setval({seq_name}::regclass, n.want - {inc}, true) END \
+             FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean) \
+             CROSS JOIN LATERAL (SELECT CASE WHEN s.is_called THEN s.last_value + {inc} \
+             ELSE s.last_value END AS src) AS x \
+             CROSS JOIN LATERAL (SELECT {pick}(x.src, \
+             (SELECT {agg}({column}) FROM {table})::bigint + {inc}{local}) AS want) AS n",
             seq_name = literal(&seq.name.to_string()),
             dblink = self.dblink_schema,
             conn = literal(self.server),
@@ -718,26 +884,68 @@ impl UnitContext<'_> {
         )
     }
 
-    fn record_sql(&self, table: &Table) -> String {
+    /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
+    /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the highest cursor value read.
+    fn record_sql(&self, table: &Table, info: &TableInfo) -> String {
+        let registry = self.registry;
+        let cursor = table
+            .key(self.options.cursors.get(&table.name))
+            .and_then(|k| k.cursor);
+        let incremental = info.action == Action::Insert;
+        let (rows_total, high_water) = match (&cursor, incremental) {
+            (_, true) => (
+                format!("(SELECT count(*) FROM {})", table.name),
+                "$4::text".to_string(),
+            ),
+            (Some(c), false) => (
+                "$1::bigint".to_string(),
+                format!("(SELECT max({})::text FROM {})", c.column, table.name),
+            ),
+            (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
+        };
+        let staging_update = if incremental {
+            format!("high_water = coalesce(EXCLUDED.high_water, {registry}.high_water)")
+        } else {
+            "staging_object = EXCLUDED.staging_object, staging_kind = EXCLUDED.staging_kind, \
+             high_water = EXCLUDED.high_water"
+                .to_string()
+        };
+        let shape = serde_json::to_string(&table.shape()).expect("a shape serializes");
         format!(
-            "INSERT INTO {registry} (table_schema, table_name, source, staging_object, \
-             staging_kind, mode, rows) VALUES ({schema}, {name}, {source}, {staging}, {kind}, \
-             {mode}, $1) ON CONFLICT (table_schema, table_name) DO UPDATE SET \
-             source = EXCLUDED.source, staging_object = EXCLUDED.staging_object, \
-             staging_kind = EXCLUDED.staging_kind, mode = EXCLUDED.mode, \
-             refreshed_at = now(), rows = EXCLUDED.rows",
-            registry = self.registry,
+            "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
+             source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
+             rows_skipped, rows_total, pushed_down, high_water, source_shape) \
+             VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
+             (SELECT s.t FROM {dblink}.dblink({conn}, 'SELECT pg_catalog.now()') AS s(t timestamptz)), \
+             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb) \
+             ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
+             mode = EXCLUDED.mode, refreshed_at = now(), \
+             source_snapshot_at = EXCLUDED.source_snapshot_at, \
+             rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
+             rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
+             source_shape = EXCLUDED.source_shape, {staging_update}",
             schema = literal(table.name.schema.raw()),
             name = literal(table.name.name.raw()),
             source = literal(&self.options.source_label),
             staging = literal(&staging_name(&table.name)),
             kind = literal(self.options.staging.as_str()),
-            mode = literal(match self.options.mode {
-                Mode::Full => "full",
-                Mode::Incremental => "incremental",
-            }),
+            mode = literal(self.mode.name()),
+            dblink = self.dblink_schema,
+            conn = literal(self.server),
+            shape = literal(&shape),
         )
     }
+}
+
+/// The loaded columns (stored generated columns compute themselves), quoted, in order.
+fn loaded_columns(table: &Table) -> String {
+    table
+        .columns
+        .iter()
+        .filter(|c| c.is_loaded())
+        .map(|c| c.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Orders tables so that a referenced table loads before the tables that reference it (an
@@ -939,6 +1147,8 @@ impl fmt::Display for Plan {
                         match t.action {
                             Action::Create => "create",
                             Action::Reload => "reload",
+                            Action::Rebuild => "rebuild",
+                            Action::Insert => "insert missing rows",
                         }
                     )
                 })
@@ -956,7 +1166,10 @@ impl fmt::Display for Plan {
                     in_transaction = false;
                 }
                 if step.phase == Phase::Record {
-                    writeln!(f, "-- $1: the number of rows the load inserted")?;
+                    writeln!(
+                        f,
+                        "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
+                    )?;
                 }
                 writeln!(f, "{};", step.shown)?;
             }

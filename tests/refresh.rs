@@ -1,0 +1,301 @@
+//! Refreshes after the first copy: full reloads, incremental inserts with pushdown, schema
+//! drift, and `snapcopy status`.
+
+mod common;
+
+use common::{checksum, definition, Pair};
+use predicates::prelude::*;
+
+/// A parent/child pair and a keyless table, 1,000 orders.
+const SHOP: &str = "
+    CREATE TABLE public.customers (id serial PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE public.orders (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        customer_id integer NOT NULL REFERENCES public.customers (id),
+        amount numeric(10,2) NOT NULL,
+        note text
+    );
+    CREATE TABLE public.events (at timestamptz NOT NULL, what text);
+    INSERT INTO public.customers (name) SELECT 'c' || g FROM generate_series(1, 100) g;
+    INSERT INTO public.orders (customer_id, amount) SELECT 1 + g % 100, g FROM generate_series(1, 1000) g;
+    INSERT INTO public.events SELECT now(), 'boot';
+    ANALYZE;
+";
+
+fn start() -> Pair {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair
+}
+
+fn same(pair: &Pair, table: &str) {
+    assert_eq!(
+        checksum(&pair.target, "dev", table),
+        checksum(&pair.source, "app", table),
+        "rows of {table}"
+    );
+}
+
+/// Rows the source has handed out of a table so far (sequential and index reads), once the
+/// statistics of every finished backend are in.
+fn tuples_read(pair: &Pair, table: &str) -> i64 {
+    let sql = format!(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables \
+         WHERE relid = '{table}'::regclass"
+    );
+    // A backend reports its counts when it exits; give the dblink session's backend a moment.
+    let mut last = pair.source.psql("app", &sql);
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = pair.source.psql("app", &sql);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last.parse().unwrap()
+}
+
+#[test]
+fn a_full_refresh_makes_the_target_equal_to_the_source() {
+    let pair = start();
+    pair.snapcopy()
+        .args(["customers", "orders"])
+        .assert()
+        .success();
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.customers (name) VALUES ('new'); \
+         INSERT INTO public.orders (customer_id, amount) SELECT 101, 5 FROM generate_series(1, 10); \
+         UPDATE public.orders SET note = 'changed' WHERE id % 7 = 0; \
+         DELETE FROM public.orders WHERE id % 11 = 0",
+    );
+    pair.target.psql(
+        "dev",
+        "UPDATE public.orders SET note = 'local edit' WHERE id = 1",
+    );
+    // No table named: every managed table is refreshed.
+    pair.snapcopy()
+        .args(["--mode", "full"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("reloaded"));
+    same(&pair, "public.customers");
+    same(&pair, "public.orders");
+    assert_eq!(
+        definition(&pair.target, "dev", "public.orders"),
+        definition(&pair.source, "app", "public.orders")
+    );
+}
+
+#[test]
+fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_rows() {
+    let pair = start();
+    pair.snapcopy()
+        .args(["customers", "orders"])
+        .assert()
+        .success();
+    pair.target.psql(
+        "dev",
+        "UPDATE public.orders SET note = 'local edit' WHERE id = 5; \
+         DELETE FROM public.orders WHERE id = 6",
+    );
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.customers (name) SELECT 'late' || g FROM generate_series(1, 5) g; \
+         INSERT INTO public.orders (customer_id, amount) SELECT 100 + g % 5, g FROM generate_series(1, 10) g",
+    );
+    let before = tuples_read(&pair, "public.orders");
+    let assert = pair
+        .snapcopy()
+        .args(["--mode", "incremental", "--json"])
+        .assert()
+        .success();
+    let summary: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let orders = summary["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.orders")
+        .unwrap();
+    assert_eq!(orders["rows"], 10, "{summary}");
+    assert_eq!(orders["skipped"], 0);
+    assert_eq!(orders["action"], "insert");
+    assert_eq!(orders["note"], "id > last copy's max");
+    // Only the new rows left the source (an index scan on id > 1000), not the 1,000 old ones.
+    let read = tuples_read(&pair, "public.orders") - before;
+    assert!(read <= 20, "the source handed out {read} rows of orders");
+
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) || ' ' || count(*) FILTER (WHERE id = 6) || ' ' || \
+             (SELECT note FROM public.orders WHERE id = 5) FROM public.orders"
+        ),
+        "1009 0 local edit",
+        "new rows in, the local edit and the local delete kept"
+    );
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT count(*) FROM public.customers"),
+        "105"
+    );
+    // Sequences only move forward, past every key.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT nextval(pg_get_serial_sequence('public.orders', 'id')) > max(id) FROM public.orders"
+        ),
+        "t"
+    );
+
+    let status = pair
+        .snapcopy()
+        .args(["status", "--json"])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    let row = status["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.orders")
+        .unwrap()
+        .clone();
+    assert_eq!(row["mode"], "incremental");
+    assert_eq!(row["rows_loaded"], 10);
+    assert_eq!(row["rows_total"], 1009);
+    assert_eq!(row["pushed_down"], true);
+    assert_eq!(row["staging"], "view");
+    assert!(row["source_snapshot_at"].is_string());
+    pair.snapcopy().arg("status").assert().success().stdout(
+        predicate::str::contains("public.customers").and(predicate::str::contains("incremental")),
+    );
+}
+
+#[test]
+fn a_local_row_that_collides_with_a_new_source_row_is_kept_and_reported() {
+    let pair = start();
+    pair.snapcopy().arg("customers").assert().success();
+    // The developer inserts locally; the sequence hands out 101. The source later does too.
+    pair.target
+        .psql("dev", "INSERT INTO public.customers (name) VALUES ('mine')");
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.customers (name) VALUES ('theirs'), ('theirs too')",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental", "customers"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "public.customers: 1 source rows were not inserted because a row with the same key exists",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT name FROM public.customers WHERE id IN (101, 102) ORDER BY id"
+        ),
+        "mine\ntheirs too"
+    );
+}
+
+#[test]
+fn incremental_without_a_key_or_after_drift_says_to_use_full() {
+    let pair = start();
+    pair.snapcopy()
+        .args(["customers", "orders", "events"])
+        .assert()
+        .success();
+    pair.source
+        .psql("app", "ALTER TABLE public.customers ADD COLUMN email text");
+    let before = checksum(&pair.target, "dev", "public.customers");
+    pair.snapcopy()
+        .args(["--mode", "incremental"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains(
+                "public.events has no primary key and no unique key on NOT NULL columns",
+            )
+            .and(predicate::str::contains("use --mode full"))
+            .and(predicate::str::contains(
+                "public.customers changed on the source since the last copy (column email added (text))",
+            ))
+            .and(predicate::str::contains("run snapcopy --mode full public.customers")),
+        );
+    assert_eq!(checksum(&pair.target, "dev", "public.customers"), before);
+
+    // Full mode rebuilds the changed table, says what changed, and keeps the child's key.
+    pair.snapcopy()
+        .args(["--mode", "full", "customers", "orders"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("rebuilt").and(predicate::str::contains(
+                "source changed: column email added",
+            )),
+        );
+    for table in ["public.customers", "public.orders"] {
+        assert_eq!(
+            definition(&pair.target, "dev", table),
+            definition(&pair.source, "app", table)
+        );
+        same(&pair, table);
+    }
+}
+
+#[test]
+fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key() {
+    let pair = start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.visits (id uuid PRIMARY KEY, at timestamptz NOT NULL); \
+         INSERT INTO public.visits SELECT md5(g::text)::uuid, timestamptz '2024-01-01' + g * interval '1 minute' \
+         FROM generate_series(1, 500) g",
+    );
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        "[table.\"public.visits\"]\nkey = \"at\"\n",
+    )
+    .unwrap();
+    pair.snapcopy().arg("visits").assert().success();
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.visits SELECT md5((g + 1000)::text)::uuid, timestamptz '2025-01-01' + g * interval '1 minute' \
+         FROM generate_series(1, 7) g",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental", "visits"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("at >= last copy's max"));
+    same(&pair, "public.visits");
+}
+
+#[test]
+fn a_matview_refresh_reads_the_source_once() {
+    let pair = start();
+    pair.snapcopy()
+        .args(["--staging", "matview", "customers", "orders"])
+        .assert()
+        .success();
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.orders (customer_id, amount) VALUES (1, 1)",
+    );
+    let before = tuples_read(&pair, "public.orders");
+    pair.snapcopy()
+        .args(["--staging", "matview", "--mode", "full"])
+        .assert()
+        .success();
+    let read = tuples_read(&pair, "public.orders") - before;
+    assert_eq!(read, 1001, "one pass over the source's 1,001 rows");
+    same(&pair, "public.orders");
+    same(&pair, "public.customers");
+    // The target's matview is the source's rows too.
+    assert_eq!(
+        checksum(&pair.target, "dev", "snapcopy.\"public.orders\""),
+        checksum(&pair.source, "app", "public.orders")
+    );
+}
