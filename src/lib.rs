@@ -62,11 +62,22 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut settings = Settings::from_args(args, &Env::from_process())?;
     let quiet = settings.verbosity == Verbosity::Quiet;
 
+    // One snapshot for the run: this session reads the catalog in it and holds it open while
+    // every dblink session imports it, so all tables are read as of one moment. It must not
+    // be ended for idling in its transaction while the loads run.
     let source = connect(&settings.source, Side::Source).await?;
     source
-        .batch_execute("SET search_path = ''")
+        .batch_execute(
+            "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
+             SET search_path = ''; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
         .await
         .context("could not prepare the source session")?;
+    let snapshot: String = source
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await
+        .context("could not export a snapshot on the source")?
+        .get(0);
     let mut target = connect(&settings.target, Side::Target).await?;
     let candidates = catalog::candidates(&source).await?;
     let mut gone = Vec::new();
@@ -134,9 +145,12 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         &settings.target,
         &plan.units,
         settings.jobs,
+        &snapshot,
         settings.verbosity,
     )
     .await;
+    // The snapshot is needed no longer; end the read-only transaction cleanly.
+    let _ = source.batch_execute("COMMIT").await;
     for (name, reason) in &plan.refused {
         if !quiet {
             eprintln!("error: {reason}");

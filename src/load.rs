@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
 
 use crate::conninfo::ConnInfo;
 use crate::link::{connect, describe, Side};
@@ -18,15 +20,17 @@ use crate::plan::{Action, Phase, Unit};
 use crate::report::{TableOutcome, TableStatus};
 use crate::settings::Verbosity;
 
-/// Runs the units, `jobs` at a time, and returns one outcome per table.
+/// Runs the units, `jobs` at a time, and returns one outcome per table. `snapshot` is the id
+/// of the source snapshot every unit reads in.
 pub async fn run_units(
     target: &ConnInfo,
     units: &[Unit],
     jobs: usize,
+    snapshot: &str,
     verbosity: Verbosity,
 ) -> Vec<TableOutcome> {
     let results: Vec<Vec<TableOutcome>> = stream::iter(units)
-        .map(|unit| run_unit(target, unit, verbosity))
+        .map(|unit| run_unit(target, unit, snapshot, verbosity))
         .buffer_unordered(jobs)
         .collect()
         .await;
@@ -40,7 +44,12 @@ struct StepError {
     message: String,
 }
 
-async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<TableOutcome> {
+async fn run_unit(
+    target: &ConnInfo,
+    unit: &Unit,
+    snapshot: &str,
+    verbosity: Verbosity,
+) -> Vec<TableOutcome> {
     let mut outcomes: Vec<TableOutcome> = unit
         .tables
         .iter()
@@ -75,7 +84,7 @@ async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<T
             }
         }
     }
-    match execute_unit(target, unit, verbosity, &mut outcomes).await {
+    match execute_unit(target, unit, snapshot, verbosity, &mut outcomes).await {
         Ok(client) => {
             for o in outcomes.iter_mut() {
                 o.status = TableStatus::Done;
@@ -137,6 +146,7 @@ async fn run_unit(target: &ConnInfo, unit: &Unit, verbosity: Verbosity) -> Vec<T
 async fn execute_unit(
     target: &ConnInfo,
     unit: &Unit,
+    snapshot: &str,
     verbosity: Verbosity,
     outcomes: &mut [TableOutcome],
 ) -> Result<tokio_postgres::Client, StepError> {
@@ -165,8 +175,7 @@ async fn execute_unit(
     };
     for step in unit.steps.iter().filter(|s| s.phase == Phase::Connect) {
         log_step(verbosity, &step.shown);
-        client
-            .batch_execute(&step.sql)
+        execute_with(&client, &step.sql, &[&snapshot])
             .await
             .map_err(|e| fail(step, e))?;
     }
@@ -212,14 +221,13 @@ async fn execute_unit(
                     .pushdown
                     .as_ref()
                     .is_some_and(|p| !p.starts_with("all keys"));
-                let values: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                    [&o.rows, &o.skipped, &pushed_down, &o.high_water];
-                // Each mode's registry statement uses the leading parameters it needs.
-                let statement = tx.prepare(&step.sql).await.map_err(|e| fail(step, e))?;
-                let used = statement.params().len();
-                tx.execute(&statement, &values[..used])
-                    .await
-                    .map_err(|e| fail(step, e))?;
+                execute_with(
+                    &tx,
+                    &step.sql,
+                    &[&o.rows, &o.skipped, &pushed_down, &o.high_water],
+                )
+                .await
+                .map_err(|e| fail(step, e))?;
             }
             _ => tx
                 .batch_execute(&step.sql)
@@ -242,6 +250,18 @@ async fn execute_unit(
         let _ = client.batch_execute(&step.sql).await;
     }
     Ok(client)
+}
+
+/// Runs a statement with as many of `values` as it has parameters: each statement the plan
+/// writes uses the leading ones it needs (the registry row of a full reload has no `$4`).
+async fn execute_with(
+    client: &impl GenericClient,
+    sql: &str,
+    values: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare(sql).await?;
+    let used = statement.params().len();
+    client.execute(&statement, &values[..used]).await
 }
 
 fn elapsed(started: Instant) -> f64 {

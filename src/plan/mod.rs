@@ -153,7 +153,8 @@ impl Action {
 pub enum Phase {
     /// Schemas, extensions, the foreign server, types (setup only).
     Setup,
-    /// Open the dblink connection and its read-only source transaction.
+    /// Open the dblink connection and its read-only source transaction, in the run's snapshot
+    /// (`$1`, exported by the tool's own source session, which holds it open for the run).
     Connect,
     /// Empty, or drop, the tables being reloaded or rebuilt.
     Truncate,
@@ -590,6 +591,14 @@ impl UnitContext<'_> {
                 format!(
                     "SELECT {dblink}.dblink_exec({conn}, \
                      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
+                ),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
+                     pg_catalog.quote_literal($1::text))"
                 ),
             ),
         ];
