@@ -390,3 +390,38 @@ fn environment_variables_complete_the_connection() {
         checksum(&pair.source, "app", "public.parents")
     );
 }
+
+#[test]
+fn source_via_is_how_the_target_server_reaches_the_source() {
+    let pair = Pair::start();
+    pair.load_fixture("kinds.sql");
+    // The tool reads the catalog over the unix socket; the target server goes over TCP.
+    pair.snapcopy()
+        .args(["--source-via", "host=127.0.0.1", "public.parents"])
+        .assert()
+        .success();
+    let options = pair.target.psql(
+        "dev",
+        "SELECT array_to_string(srvoptions, ',') FROM pg_foreign_server WHERE srvname = 'snapcopy_source'",
+    );
+    assert!(options.contains("host=127.0.0.1"), "{options}");
+    assert!(
+        options.contains(&format!("port={}", pair.source.port)),
+        "{options}"
+    );
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.parents"),
+        checksum(&pair.source, "app", "public.parents")
+    );
+    // A way the target server cannot use fails that table cleanly and says what to check.
+    let before = checksum(&pair.target, "dev", "public.parents");
+    pair.snapcopy()
+        .args(["--source-via", "host=127.0.0.1 port=1", "public.parents"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "the target server could not open its dblink connection to the source",
+        ))
+        .stdout(predicate::str::contains("--source-via"));
+    assert_eq!(checksum(&pair.target, "dev", "public.parents"), before);
+}
