@@ -31,6 +31,9 @@ pub enum Command {
     Plan(CopyArgs),
     /// List the tables snapcopy manages on the target: mode, last refresh, rows.
     Status(StatusArgs),
+    /// Compare target tables with the source: rows, checksums and definitions, computed on
+    /// each server. Exits 1 when any table differs.
+    Verify(VerifyArgs),
     /// Write a commented snapcopy.toml to start from.
     Init(InitArgs),
 }
@@ -112,6 +115,65 @@ pub struct CopyArgs {
     /// Only errors on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// Arguments of `snapcopy verify`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VerifyArgs {
+    /// Tables to compare, as for a copy [default: every table snapcopy manages].
+    #[arg(value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Leave out tables matching this pattern (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Source database: libpq URL or key=value conninfo. Only ever read.
+    #[arg(
+        long,
+        env = "SNAPCOPY_SOURCE",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
+
+    /// Target database: libpq URL or key=value conninfo.
+    #[arg(
+        long,
+        env = "SNAPCOPY_TARGET",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+
+    /// Configuration file [default: ./snapcopy.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Schema on the target for snapcopy's own objects [default: snapcopy].
+    #[arg(long, value_name = "SCHEMA")]
+    pub staging_schema: Option<String>,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerifyArgs {
+    /// The same choices in the copy's terms, for the shared settings.
+    pub fn as_copy_args(&self) -> CopyArgs {
+        CopyArgs {
+            tables: self.tables.clone(),
+            exclude: self.exclude.clone(),
+            source: self.source.clone(),
+            target: self.target.clone(),
+            config: self.config.clone(),
+            staging_schema: self.staging_schema.clone(),
+            json: self.json,
+            quiet: true,
+            ..CopyArgs::default()
+        }
+    }
 }
 
 /// Arguments of `snapcopy status`.

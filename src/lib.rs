@@ -15,6 +15,7 @@ pub mod plan;
 pub mod report;
 pub mod settings;
 pub mod sql;
+pub mod verify;
 
 use anyhow::{bail, Context};
 
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Init(args)) => init(&args),
         Some(Command::Plan(args)) => copy(&args, true).await,
         Some(Command::Status(args)) => status(&args).await,
+        Some(Command::Verify(args)) => verify_tables(&args.as_copy_args()).await,
         None => copy(&cli.copy, false).await,
     }
 }
@@ -64,12 +66,15 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
 
     // One snapshot for the run: this session reads the catalog in it and holds it open while
     // every dblink session imports it, so all tables are read as of one moment. It must not
-    // be ended for idling in its transaction while the loads run.
+    // be ended for idling in its transaction while the loads run. Expressions the catalog
+    // prints (defaults, bounds, checks) must parse on any target: as pg_dump does, constants
+    // print in ISO dates, postgres-style intervals and exact floats.
     let source = connect(&settings.source, Side::Source).await?;
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
-             SET search_path = ''; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+             SET search_path = ''; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; \
+             SET extra_float_digits = 3; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )
         .await
         .context("could not prepare the source session")?;
@@ -80,31 +85,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         .get(0);
     let mut target = connect(&settings.target, Side::Target).await?;
     let candidates = catalog::candidates(&source).await?;
-    let mut gone = Vec::new();
-    if settings.include.is_empty() {
-        // No tables named: refresh every table snapcopy manages here.
-        let managed = link::managed_tables(&target, &settings.staging_schema).await?;
-        if managed.is_empty() {
-            bail!(
-                "no tables named, and snapcopy manages none in the target database yet: give \
-                 patterns such as 'public.*' or 'public.orders', or set tables in snapcopy.toml"
-            );
-        }
-        for (name, _) in managed {
-            if candidates.iter().any(|c| c.name == name) {
-                settings.include.push(pattern::TablePattern::exact(&name));
-            } else {
-                gone.push((
-                    name.clone(),
-                    format!(
-                        "{} is managed by snapcopy but no longer exists on the source; drop it \
-                         on the target if it is not needed any more",
-                        name.human()
-                    ),
-                ));
-            }
-        }
-    }
+    let gone = tables_to_use(&mut settings, &target, &candidates).await?;
     let (chosen, mut refused) = if settings.include.is_empty() {
         (Vec::new(), Vec::new())
     } else {
@@ -179,6 +160,69 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     })
 }
 
+/// The tables named, or every managed table; `Err` when there are none.
+async fn tables_to_use(
+    settings: &mut Settings,
+    target: &tokio_postgres::Client,
+    candidates: &[Candidate],
+) -> anyhow::Result<Vec<Refusal>> {
+    let mut gone = Vec::new();
+    if !settings.include.is_empty() {
+        return Ok(gone);
+    }
+    let managed = link::managed_tables(target, &settings.staging_schema).await?;
+    if managed.is_empty() {
+        bail!(
+            "no tables named, and snapcopy manages none in the target database yet: give \
+             patterns such as 'public.*' or 'public.orders', or set tables in snapcopy.toml"
+        );
+    }
+    for (name, _) in managed {
+        if candidates.iter().any(|c| c.name == name) {
+            settings.include.push(pattern::TablePattern::exact(&name));
+        } else {
+            gone.push((
+                name.clone(),
+                format!(
+                    "{} is managed by snapcopy but no longer exists on the source; drop it on \
+                     the target if it is not needed any more",
+                    name.human()
+                ),
+            ));
+        }
+    }
+    Ok(gone)
+}
+
+async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
+    let mut settings = Settings::from_args(args, &Env::from_process())?;
+    let source = connect(&settings.source, Side::Source).await?;
+    let target = connect(&settings.target, Side::Target).await?;
+    for client in [&source, &target] {
+        client
+            .batch_execute(verify::OUTPUT_SETTINGS)
+            .await
+            .context("could not prepare a session for verify")?;
+    }
+    let candidates = catalog::candidates(&source).await?;
+    let gone = tables_to_use(&mut settings, &target, &candidates).await?;
+    let (chosen, _) = choose(&settings, &candidates)?;
+    let catalog = catalog::introspect(&source, &chosen).await?;
+    let mut verdicts = verify::verify(&source, &target, &catalog).await?;
+    verdicts.extend(gone.into_iter().map(|(name, reason)| verify::Verdict {
+        table: name.human(),
+        source_rows: 0,
+        target_rows: None,
+        differences: vec![reason],
+    }));
+    verify::print(&verdicts, settings.json);
+    Ok(if verdicts.iter().all(|v| v.same()) {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
+    })
+}
+
 async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     let settings = StatusSettings::from_args(args, &Env::from_process())?;
     let target = connect(&settings.target, Side::Target).await?;
@@ -222,8 +266,8 @@ async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Applies the patterns to the source's tables. A pattern that names nothing is an error
-/// before anything changes, as is an empty selection. Partitioned tables and partitions are
-/// refused per table for now: recreating partition trees is planned separately.
+/// before anything changes, as is an empty selection. A partitioned table comes with all its
+/// partitions; a partition named without its parent is copied as a plain table. Both are said.
 type Refusal = (sql::QualifiedName, String);
 
 fn choose(
@@ -246,29 +290,36 @@ fn choose(
             );
         }
     }
-    let mut chosen = Vec::new();
-    let mut refused = Vec::new();
-    for c in candidates {
-        let included = settings.include.iter().any(|p| p.matches(&c.name));
-        let excluded = settings.exclude.iter().any(|p| p.matches(&c.name));
-        if !included || excluded {
-            continue;
-        }
-        if c.relkind == "p" || c.is_partition {
-            refused.push((
-                c.name.clone(),
-                format!(
-                    "{} is partitioned or a partition, which this version of snapcopy does not \
-                     copy yet; leave it out with --exclude",
-                    c.name.human()
-                ),
-            ));
-        } else {
-            chosen.push(c.clone());
-        }
-    }
-    if chosen.is_empty() && refused.is_empty() {
+    let chosen: Vec<Candidate> = candidates
+        .iter()
+        .filter(|c| {
+            settings.include.iter().any(|p| p.matches(&c.name))
+                && !settings.exclude.iter().any(|p| p.matches(&c.name))
+        })
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
         bail!("every table the patterns matched is excluded; nothing to copy");
     }
-    Ok((chosen, refused))
+    let chosen_oids: std::collections::BTreeSet<_> = chosen.iter().map(|c| c.oid).collect();
+    let quiet = settings.verbosity == Verbosity::Quiet;
+    for c in &chosen {
+        if c.is_partition && !c.parent_oid.is_some_and(|p| chosen_oids.contains(&p)) && !quiet {
+            eprintln!(
+                "note: {} is a partition; it is copied as a plain table with its own rows \
+                 (name its parent to copy the whole partitioned table)",
+                c.name.human()
+            );
+        }
+    }
+    let (expanded, trees) = catalog::with_partitions(candidates, chosen);
+    for (root, count) in trees {
+        if !quiet {
+            eprintln!(
+                "note: {} is partitioned; its {count} partitions are copied with it",
+                root.human()
+            );
+        }
+    }
+    Ok((expanded, Vec::new()))
 }

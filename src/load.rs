@@ -90,11 +90,13 @@ async fn run_unit(
                 o.status = TableStatus::Done;
                 let size = client
                     .query_one(
-                        "SELECT pg_catalog.pg_total_relation_size($1::text::regclass)",
+                        "SELECT coalesce((SELECT sum(pg_catalog.pg_total_relation_size(relid)) \
+                         FROM pg_catalog.pg_partition_tree($1::text::regclass))::bigint, \
+                         pg_catalog.pg_total_relation_size($1::text::regclass))",
                         &[&o.name.to_string()],
                     )
                     .await;
-                o.bytes = size.ok().map(|r| r.get(0));
+                o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
                 if verbosity != Verbosity::Quiet {
                     eprintln!("{}: {} rows in {:.1} s", o.name.human(), o.rows, o.seconds);
                 }

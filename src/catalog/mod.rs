@@ -54,6 +54,13 @@ pub struct Table {
     pub estimated_rows: i64,
     /// Table, TOAST and index size on the source.
     pub total_bytes: i64,
+    /// `pg_get_partkeydef` of a partitioned table (`RANGE (at)`).
+    pub partition_by: Option<String>,
+    /// For a partition copied with its parent: the parent and the bound
+    /// (`FOR VALUES FROM (...) TO (...)`, `DEFAULT`).
+    pub partition_of: Option<(QualifiedName, String)>,
+    /// For a partitioned table: every partition below it, parents before their children.
+    pub partitions: Vec<Table>,
 }
 
 /// One column.
@@ -117,6 +124,9 @@ pub struct Shape {
     pub constraints: BTreeMap<String, String>,
     /// Index name to definition.
     pub indexes: BTreeMap<String, String>,
+    /// For a partitioned table: each partition below it, with its bound and key.
+    #[serde(default)]
+    pub partitions: BTreeMap<String, String>,
 }
 
 impl Shape {
@@ -127,6 +137,7 @@ impl Shape {
             ("column", &self.columns, &old.columns),
             ("constraint", &self.constraints, &old.constraints),
             ("index", &self.indexes, &old.indexes),
+            ("partition", &self.partitions, &old.partitions),
         ] {
             for (name, def) in new {
                 match old.get(name) {
@@ -185,7 +196,24 @@ impl Table {
                 .iter()
                 .map(|i| (i.name.raw().to_string(), i.definition.clone()))
                 .collect(),
+            partitions: self
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (parent, bound) = p.partition_of.clone().unwrap_or_default();
+                    let mut def = format!("of {} {bound}", parent.human());
+                    if let Some(key) = &p.partition_by {
+                        def.push_str(&format!(" PARTITION BY {key}"));
+                    }
+                    (p.name.human(), def)
+                })
+                .collect(),
         }
+    }
+
+    /// Whether rows must be read through the whole partition tree (no `ONLY`).
+    pub fn is_partitioned(&self) -> bool {
+        self.partition_by.is_some()
     }
 
     /// The key rows are told apart by: the primary key, else the first unique constraint
@@ -246,6 +274,9 @@ pub struct Constraint {
     pub validated: bool,
     /// The constrained columns, in key order (empty for expression-only constraints).
     pub columns: Vec<Ident>,
+    /// False for a constraint only inherited from a parent table.
+    #[serde(skip)]
+    pub local: bool,
 }
 
 /// The kinds of table constraints snapcopy recreates.
@@ -372,9 +403,13 @@ pub struct Candidate {
     pub is_partition: bool,
     /// Whether it inherits from another table (inheritance or partition).
     pub is_child: bool,
+    /// The partitioned parent's oid, for a partition.
+    pub parent_oid: Option<Oid>,
     comment: Option<String>,
     estimated_rows: i64,
     total_bytes: i64,
+    partkey: Option<String>,
+    bound: Option<String>,
 }
 
 /// Lists every table that patterns may name on the source.
@@ -391,17 +426,70 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
             relkind: r.get("relkind"),
             is_partition: r.get("relispartition"),
             is_child: r.get("is_child"),
+            parent_oid: r.get("parent_oid"),
             comment: r.get("comment"),
             estimated_rows: r.get("estimated_rows"),
             total_bytes: r.get("total_bytes"),
+            partkey: r.get("partkey"),
+            bound: r.get("bound"),
         })
         .collect())
+}
+
+/// The chosen tables with the partitions of every chosen partitioned table added (a partition
+/// tree is copied whole), and which chosen partitions stand alone (their parent is not
+/// chosen: they become plain tables). Returns the expanded list and, for messages, each tree
+/// root with its number of partitions.
+pub fn with_partitions(
+    all: &[Candidate],
+    chosen: Vec<Candidate>,
+) -> (Vec<Candidate>, Vec<(QualifiedName, usize)>) {
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut trees = Vec::new();
+    let chosen_oids: BTreeSet<Oid> = chosen.iter().map(|c| c.oid).collect();
+    let parent_of: HashMap<Oid, Oid> = all
+        .iter()
+        .filter_map(|c| c.parent_oid.map(|p| (c.oid, p)))
+        .collect();
+    let has_chosen_ancestor = |mut oid: Oid| {
+        while let Some(&parent) = parent_of.get(&oid) {
+            if chosen_oids.contains(&parent) {
+                return true;
+            }
+            oid = parent;
+        }
+        false
+    };
+    for c in chosen {
+        if has_chosen_ancestor(c.oid) {
+            continue;
+        }
+        let mut tree = vec![c.clone()];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i].oid;
+            tree.extend(all.iter().filter(|k| k.parent_oid == Some(parent)).cloned());
+            i += 1;
+        }
+        if tree.len() > 1 {
+            trees.push((c.name.clone(), tree.len() - 1));
+        }
+        out.extend(tree);
+    }
+    (out, trees)
 }
 
 /// Reads columns, constraints, indexes, sequences and the types they need for the chosen
 /// tables. The client must have `search_path = ''`.
 pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result<Catalog> {
     let oids: Vec<Oid> = chosen.iter().map(|c| c.oid).collect();
+    let chosen_oids: BTreeSet<Oid> = oids.iter().copied().collect();
+    // Partitions whose parent is not copied become plain tables and keep what they inherit.
+    let standalone: Vec<Oid> = chosen
+        .iter()
+        .filter(|c| c.parent_oid.is_some_and(|p| !chosen_oids.contains(&p)))
+        .map(|c| c.oid)
+        .collect();
     let mut tables: Vec<Table> = chosen
         .iter()
         .map(|c| Table {
@@ -414,6 +502,9 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
             sequences: Vec::new(),
             estimated_rows: c.estimated_rows,
             total_bytes: c.total_bytes,
+            partition_by: c.partkey.clone(),
+            partition_of: None,
+            partitions: Vec::new(),
         })
         .collect();
     let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
@@ -438,13 +529,10 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         });
     }
 
-    for r in query(
-        client,
-        include_str!("sql/constraints.sql"),
-        &oids,
-        "constraints",
-    )
-    .await?
+    for r in client
+        .query(include_str!("sql/constraints.sql"), &[&oids, &standalone])
+        .await
+        .context("could not read the constraints of the chosen tables from the source")?
     {
         let table = &mut tables[position[&r.get::<_, Oid>("conrelid")]];
         let kind = match r.get::<_, String>("contype").as_str() {
@@ -469,10 +557,15 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
                 .into_iter()
                 .map(Ident::new)
                 .collect(),
+            local: r.get("conislocal"),
         });
     }
 
-    for r in query(client, include_str!("sql/indexes.sql"), &oids, "indexes").await? {
+    for r in client
+        .query(include_str!("sql/indexes.sql"), &[&oids, &standalone])
+        .await
+        .context("could not read the indexes of the chosen tables from the source")?
+    {
         let table = &mut tables[position[&r.get::<_, Oid>("indrelid")]];
         table.indexes.push(Index {
             name: Ident::new(r.get::<_, String>("index_name")),
@@ -505,10 +598,44 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
 
     let (types, extensions) = user_types(client, column_type_oids).await?;
     Ok(Catalog {
-        tables,
+        tables: nest_partitions(chosen, tables),
         types,
         extensions,
     })
+}
+
+/// Moves every partition whose parent is chosen under its tree's root, parents first, with
+/// its parent and bound recorded; what is left are the tables the plan handles one by one.
+fn nest_partitions(chosen: &[Candidate], tables: Vec<Table>) -> Vec<Table> {
+    let by_oid: HashMap<Oid, &Candidate> = chosen.iter().map(|c| (c.oid, c)).collect();
+    let root_of = |mut oid: Oid| {
+        while let Some(parent) = by_oid[&oid].parent_oid.filter(|p| by_oid.contains_key(p)) {
+            oid = parent;
+        }
+        oid
+    };
+    let mut roots: Vec<Table> = Vec::new();
+    let mut members: Vec<(Oid, Table)> = Vec::new();
+    for (candidate, mut table) in chosen.iter().zip(tables) {
+        match candidate.parent_oid.and_then(|p| by_oid.get(&p)) {
+            Some(parent) => {
+                table.partition_of = Some((
+                    parent.name.clone(),
+                    candidate.bound.clone().unwrap_or_default(),
+                ));
+                // What a partition inherits comes from its parent on the target too.
+                table.constraints.retain(|c| c.local);
+                members.push((root_of(candidate.oid), table));
+            }
+            None => roots.push(table),
+        }
+    }
+    for (root, member) in members {
+        if let Some(r) = roots.iter_mut().find(|t| t.oid == root) {
+            r.partitions.push(member);
+        }
+    }
+    roots
 }
 
 async fn query(

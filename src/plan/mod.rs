@@ -416,7 +416,9 @@ fn setup_steps(
         format!("DROP SERVER IF EXISTS {server_ident} CASCADE"),
     ));
     let mut server_options = options.link.server_options();
-    let read_only = "-c default_transaction_read_only=on";
+    // Read-only, and floats printed exactly: dblink matches DateStyle and IntervalStyle to the
+    // source's when parsing, but a source set to extra_float_digits = 0 would round floats.
+    let read_only = "-c default_transaction_read_only=on -c extra_float_digits=3";
     match server_options.iter_mut().find(|(k, _)| k == "options") {
         Some((_, v)) => *v = format!("{v} {read_only}"),
         None => server_options.push(("options".into(), read_only.into())),
@@ -655,6 +657,18 @@ impl UnitContext<'_> {
                 steps.extend(create_table_steps(table, i));
             }
             steps.extend(self.mode.rows(self, table, info, i));
+            // Rows checked by an existing INITIALLY DEFERRED key leave trigger events pending,
+            // and PostgreSQL refuses ALTER TABLE while they are: check them now (parents are
+            // loaded first, so they hold).
+            if !info.action.creates()
+                && has_deferred_key(&ordered, &self.target.existing_constraints)
+            {
+                steps.push(Step::new(
+                    Phase::Data,
+                    None,
+                    "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
+                ));
+            }
             if info.action.creates() {
                 steps.extend(post_data_steps(table, i));
             }
@@ -744,7 +758,8 @@ impl UnitContext<'_> {
 
     /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`.
     fn remote_select(&self, table: &Table) -> String {
-        format!("SELECT {} FROM ONLY {}", loaded_columns(table), table.name)
+        let only = if table.is_partitioned() { "" } else { "ONLY " };
+        format!("SELECT {} FROM {only}{}", loaded_columns(table), table.name)
     }
 
     /// `AS t(<column> <exact source type>, ...)`: dblink parses each value with the declared
@@ -946,6 +961,18 @@ impl UnitContext<'_> {
     }
 }
 
+/// Whether any table of the unit has an existing deferrable foreign key on the target.
+fn has_deferred_key(tables: &[&Table], existing: &BTreeSet<(QualifiedName, String)>) -> bool {
+    tables.iter().any(|t| {
+        t.constraints.iter().any(|c| {
+            matches!(c.kind, ConstraintKind::ForeignKey { .. })
+                && c.definition.contains("DEFERRABLE")
+                && !c.definition.contains("NOT DEFERRABLE")
+                && existing.contains(&(t.name.clone(), c.name.raw().to_string()))
+        })
+    })
+}
+
 /// The loaded columns (stored generated columns compute themselves), quoted, in order.
 fn loaded_columns(table: &Table) -> String {
     table
@@ -1052,11 +1079,46 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
             lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
         }
     }
+    let partition_by = table
+        .partition_by
+        .as_ref()
+        .map(|key| format!(" PARTITION BY {key}"))
+        .unwrap_or_default();
     steps.push(Step::new(
         Phase::PreData,
         Some(i),
-        format!("CREATE TABLE {} (\n{}\n)", table.name, lines.join(",\n")),
+        format!(
+            "CREATE TABLE {} (\n{}\n){partition_by}",
+            table.name,
+            lines.join(",\n")
+        ),
     ));
+    // Partitions take their columns from the parent; parents come before their children.
+    for part in &table.partitions {
+        let Some((parent, bound)) = &part.partition_of else {
+            continue;
+        };
+        let sub = part
+            .partition_by
+            .as_ref()
+            .map(|key| format!(" PARTITION BY {key}"))
+            .unwrap_or_default();
+        steps.push(Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "CREATE TABLE {} PARTITION OF {parent} {bound}{sub}",
+                part.name
+            ),
+        ));
+        if let Some(comment) = &part.comment {
+            steps.push(Step::new(
+                Phase::PreData,
+                Some(i),
+                format!("COMMENT ON TABLE {} IS {}", part.name, literal(comment)),
+            ));
+        }
+    }
     for seq in table.sequences.iter().filter(|s| !s.identity) {
         steps.push(Step::new(
             Phase::PreData,
@@ -1101,35 +1163,43 @@ fn post_data_steps(table: &Table, i: usize) -> Vec<Step> {
         ConstraintKind::Check => 3,
         ConstraintKind::ForeignKey { .. } => 4,
     };
-    let mut constraints: Vec<_> = table
-        .constraints
-        .iter()
-        .filter(|c| match c.kind {
-            ConstraintKind::Check => !c.validated,
-            ConstraintKind::ForeignKey { .. } => false,
-            _ => true,
-        })
-        .collect();
-    constraints.sort_by_key(|c| rank(&c.kind));
-    let mut steps: Vec<Step> = constraints
-        .into_iter()
-        .map(|c| {
+    let mut steps = Vec::new();
+    // The parent's constraints and indexes first: on a partitioned table they recurse into
+    // every partition. Then what partitions have of their own (their CHECKs too: a partition
+    // is created without a column list, so it has no inline constraints).
+    let members = std::iter::once((table, false)).chain(table.partitions.iter().map(|p| (p, true)));
+    for (t, is_partition) in members {
+        let mut constraints: Vec<_> = t
+            .constraints
+            .iter()
+            .filter(|c| match c.kind {
+                ConstraintKind::Check => is_partition || !c.validated,
+                ConstraintKind::ForeignKey { .. } => false,
+                _ => true,
+            })
+            .collect();
+        constraints.sort_by_key(|c| rank(&c.kind));
+        steps.extend(constraints.into_iter().map(|c| {
             Step::new(
                 Phase::PostData,
                 Some(i),
                 format!(
                     "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                    table.name, c.name, c.definition
+                    t.name, c.name, c.definition
                 ),
             )
-        })
-        .collect();
-    steps.extend(
-        table
-            .indexes
-            .iter()
-            .map(|idx| Step::new(Phase::PostData, Some(i), idx.definition.clone())),
-    );
+        }));
+        steps.extend(t.indexes.iter().map(|idx| {
+            // pg_get_indexdef says ON ONLY for a partitioned parent's index; without ONLY the
+            // index is built on every partition too, once, as on the source.
+            let sql = if t.is_partitioned() {
+                idx.definition.replacen(" ON ONLY ", " ON ", 1)
+            } else {
+                idx.definition.clone()
+            };
+            Step::new(Phase::PostData, Some(i), sql)
+        }));
+    }
     steps
 }
 

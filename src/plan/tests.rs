@@ -36,6 +36,7 @@ fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint 
         definition: definition.into(),
         validated: !definition.ends_with("NOT VALID"),
         columns,
+        local: true,
     }
 }
 
@@ -65,6 +66,9 @@ fn table(name: &str) -> Table {
         sequences: Vec::new(),
         estimated_rows: 100,
         total_bytes: 8192,
+        partition_by: None,
+        partition_of: None,
+        partitions: Vec::new(),
     }
 }
 

@@ -274,9 +274,14 @@ pub struct Pair {
 impl Pair {
     /// Starts both servers and creates the databases.
     pub fn start() -> Pair {
+        Pair::start_with(&[], &[])
+    }
+
+    /// Starts both servers with extra `postgresql.conf` lines each.
+    pub fn start_with(source_settings: &[&str], target_settings: &[&str]) -> Pair {
         let (source, target) = std::thread::scope(|s| {
-            let a = s.spawn(PgServer::start);
-            let b = s.spawn(PgServer::start);
+            let a = s.spawn(|| PgServer::start_with(source_settings));
+            let b = s.spawn(|| PgServer::start_with(target_settings));
             (a.join().unwrap(), b.join().unwrap())
         });
         source.create_db("app");
@@ -323,13 +328,22 @@ impl Pair {
     }
 }
 
-/// Row count and an order-independent checksum of a table's rows.
+/// Row count and an order-independent checksum of a table's rows, with the output settings
+/// pinned so that servers configured differently print the same values the same way.
 pub fn checksum(server: &PgServer, db: &str, table: &str) -> String {
+    // An inheritance parent's own rows only; a partitioned table's rows are its partitions'.
+    let kind = server.psql(
+        db,
+        &format!("SELECT relkind FROM pg_class WHERE oid = '{table}'::regclass"),
+    );
+    let only = if kind == "p" { "" } else { "ONLY " };
     server.psql(
         db,
         &format!(
-            "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) \
-             FROM {table} t"
+            "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; \
+             SET extra_float_digits = 1; \
+             SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) \
+             FROM {only}{table} t"
         ),
     )
 }
@@ -338,10 +352,13 @@ pub fn checksum(server: &PgServer, db: &str, table: &str) -> String {
 /// identity, generation, collation and comments; constraints; indexes; the table comment.
 pub fn definition(server: &PgServer, db: &str, table: &str) -> String {
     let t = format!("'{table}'::regclass");
+    // Positions among live columns (dropped ones leave gaps in attnum on the source), and
+    // constants in defaults printed the same way whatever the server's DateStyle.
     let columns = server.psql(
         db,
         &format!(
-            "SELECT a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
+            "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; \
+             SELECT row_number() OVER (ORDER BY a.attnum) || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
              || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') \
              || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text \
              || ' collation=' || coalesce(co.collname, '-') \
