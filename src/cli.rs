@@ -36,6 +36,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a commented snapcopy.toml to start from.
     Init(InitArgs),
+    /// Drop snapcopy's staging schema, foreign server and user mapping; keep the copied tables
+    /// unless --drop-tables.
+    Teardown(TeardownArgs),
 }
 
 /// Options shared by the copy and `plan`.
@@ -103,6 +106,15 @@ pub struct CopyArgs {
     /// [default: 1].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Allow a target that is not on this machine (snapcopy writes to the target; a remote
+    /// one must be chosen on purpose). Config: target.allow_remote.
+    #[arg(long)]
+    pub allow_remote_target: bool,
+
+    /// Take over tables of the same name that snapcopy did not create: drop and copy them.
+    #[arg(long)]
+    pub replace_unmanaged: bool,
 
     /// Print the summary as JSON on stdout.
     #[arg(long)]
@@ -174,6 +186,35 @@ impl VerifyArgs {
             ..CopyArgs::default()
         }
     }
+}
+
+/// Arguments of `snapcopy teardown`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TeardownArgs {
+    /// Target database: libpq URL or key=value conninfo.
+    #[arg(
+        long,
+        env = "SNAPCOPY_TARGET",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+
+    /// Configuration file [default: ./snapcopy.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Schema on the target for snapcopy's own objects [default: snapcopy].
+    #[arg(long, value_name = "SCHEMA")]
+    pub staging_schema: Option<String>,
+
+    /// Also drop the tables snapcopy created (only those in its registry).
+    #[arg(long)]
+    pub drop_tables: bool,
+
+    /// Allow a target that is not on this machine.
+    #[arg(long)]
+    pub allow_remote_target: bool,
 }
 
 /// Arguments of `snapcopy status`.

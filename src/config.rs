@@ -62,6 +62,9 @@ pub struct SourceSection {
 pub struct TargetSection {
     /// libpq URL or conninfo.
     pub conninfo: Option<String>,
+    /// Allow a target that is not on this machine.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 impl Config {
@@ -110,6 +113,8 @@ tables = ["public.*"]
 
 [target]
 # conninfo = "postgresql:///app_dev"
+# snapcopy writes to the target; one that is not on this machine must be allowed on purpose.
+# allow_remote = false
 
 # Per table: a column whose values only grow, for incremental refreshes of tables whose key
 # does not (a uuid key, say). Rows at or above the last copy's maximum are read.

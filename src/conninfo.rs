@@ -248,6 +248,28 @@ impl ConnInfo {
             .join(" ")
     }
 
+    /// Whether every host this conninfo may connect to is this machine: a unix socket,
+    /// `localhost`, or a loopback address.
+    pub fn is_local(&self) -> bool {
+        let local = |h: &str| {
+            let h = h.trim();
+            h.is_empty()
+                || h.starts_with('/')
+                || h.starts_with('@')
+                || h.eq_ignore_ascii_case("localhost")
+                || h == "::1"
+                || h.parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|a| a.is_loopback())
+        };
+        let hosts_local = self
+            .get("host")
+            .unwrap_or(DEFAULT_SOCKET_DIR)
+            .split(',')
+            .all(local);
+        let addrs_local = self.get("hostaddr").is_none_or(|a| a.split(',').all(local));
+        hosts_local && addrs_local
+    }
+
     /// A short label for summaries and errors: `user@host:port/dbname`, no password.
     pub fn label(&self) -> String {
         format!(
@@ -286,6 +308,15 @@ impl ConnInfo {
                 config.host_path(host);
             } else {
                 config.host(host);
+            }
+        }
+        if let Some(addrs) = self.get("hostaddr") {
+            for a in addrs.split(',') {
+                let ip = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConnInfoError(format!("invalid hostaddr \"{a}\"")))?;
+                config.hostaddr(ip);
             }
         }
         let port = self.get("port").unwrap_or("5432");
@@ -708,6 +739,28 @@ mod tests {
         assert_eq!(mapping, ["password", "user"]);
         assert_eq!(quote_conninfo_value("p w"), "'p w'");
         assert_eq!(quote_conninfo_value(r"a'b\c"), r"'a\'b\\c'");
+    }
+
+    #[test]
+    fn only_sockets_and_loopback_are_local() {
+        for local in [
+            "host=/tmp",
+            "host=localhost",
+            "host=127.0.0.1",
+            "host=127.8.0.1",
+            "host=::1",
+            "",
+        ] {
+            assert!(ConnInfo::parse(local).unwrap().is_local(), "{local}");
+        }
+        for remote in [
+            "host=db.example.com",
+            "host=10.0.0.5",
+            "host=/tmp,db.example.com",
+            "host=localhost hostaddr=10.1.1.1",
+        ] {
+            assert!(!ConnInfo::parse(remote).unwrap().is_local(), "{remote}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod conninfo;
+pub mod guard;
 pub mod link;
 pub mod load;
 pub mod pattern;
@@ -20,12 +21,12 @@ pub mod verify;
 use anyhow::{bail, Context};
 
 use crate::catalog::Candidate;
-use crate::cli::{Cli, Command, CopyArgs, InitArgs, StatusArgs};
+use crate::cli::{Cli, Command, CopyArgs, InitArgs, StatusArgs, TeardownArgs};
 use crate::conninfo::Env;
 use crate::link::{connect, Side};
 use crate::plan::PlanOptions;
 use crate::report::TableStatus;
-use crate::settings::{Settings, StatusSettings, Verbosity};
+use crate::settings::{Settings, TargetSettings, Verbosity};
 
 /// How a run ended, for the exit code: 0 all done, 1 some table failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Plan(args)) => copy(&args, true).await,
         Some(Command::Status(args)) => status(&args).await,
         Some(Command::Verify(args)) => verify_tables(&args.as_copy_args()).await,
+        Some(Command::Teardown(args)) => teardown(&args).await,
         None => copy(&cli.copy, false).await,
     }
 }
@@ -70,6 +72,11 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     // prints (defaults, bounds, checks) must parse on any target: as pg_dump does, constants
     // print in ISO dates, postgres-style intervals and exact floats.
     let source = connect(&settings.source, Side::Source).await?;
+    let mut target = connect(&settings.target, Side::Target).await?;
+    guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
+    if !dry_run {
+        guard::lock_target(&target, &settings.staging_schema).await?;
+    }
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -83,7 +90,6 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         .await
         .context("could not export a snapshot on the source")?
         .get(0);
-    let mut target = connect(&settings.target, Side::Target).await?;
     let candidates = catalog::candidates(&source).await?;
     let gone = tables_to_use(&mut settings, &target, &candidates).await?;
     let (chosen, mut refused) = if settings.include.is_empty() {
@@ -102,6 +108,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         link: settings.link.clone(),
         source_label: settings.source.label(),
         cursors: settings.cursors.clone(),
+        replace_unmanaged: settings.replace_unmanaged,
     };
     let mut plan = plan::plan(&catalog, &state, &options);
     plan.refused.extend(refused);
@@ -223,8 +230,61 @@ async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Drops what snapcopy set up on the target: the foreign server with its user mappings, the
+/// staging schema with its views, registry and (when it lives there) dblink; with
+/// `--drop-tables`, the tables of the registry too. One transaction: all or nothing.
+async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
+    let settings = TargetSettings::from_teardown(args, &Env::from_process())?;
+    let mut target = connect(&settings.target, Side::Target).await?;
+    guard::lock_target(&target, &settings.staging_schema).await?;
+    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let server = sql::Ident::new(plan::server_name(&settings.staging_schema));
+    let has_wrapper: bool = target
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper WHERE fdwname = 'dblink_fdw')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let tx = target.transaction().await?;
+    if args.drop_tables {
+        for (name, _) in &managed {
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name} CASCADE"))
+                .await
+                .with_context(|| format!("could not drop {}", name.human()))?;
+            eprintln!("dropped table {}", name.human());
+        }
+    }
+    if has_wrapper {
+        tx.batch_execute(&format!("DROP SERVER IF EXISTS {server} CASCADE"))
+            .await
+            .context("could not drop snapcopy's foreign server")?;
+    }
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        settings.staging_schema
+    ))
+    .await
+    .context("could not drop snapcopy's staging schema")?;
+    tx.commit().await?;
+    eprintln!(
+        "dropped the staging schema {}, the foreign server {} and its user mappings{}",
+        settings.staging_schema.raw(),
+        server.raw(),
+        if args.drop_tables || managed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; kept the {} copied tables (--drop-tables drops them)",
+                managed.len()
+            )
+        }
+    );
+    Ok(Outcome::Success)
+}
+
 async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
-    let settings = StatusSettings::from_args(args, &Env::from_process())?;
+    let settings = TargetSettings::from_status(args, &Env::from_process())?;
     let target = connect(&settings.target, Side::Target).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let rows = if managed.is_empty() {

@@ -232,6 +232,11 @@ pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> an
         if verbose {
             eprintln!("{};", step.shown);
         }
+        for (name, value) in &step.settings {
+            tx.execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
+                .await
+                .map_err(|e| setup_error(&e, &step.shown))?;
+        }
         if let Err(e) = tx.batch_execute(&step.sql).await {
             return Err(setup_error(&e, &step.shown));
         }

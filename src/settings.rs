@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{CopyArgs, Mode, StagingKind, StatusArgs};
+use crate::cli::{CopyArgs, Mode, StagingKind, StatusArgs, TeardownArgs};
 use crate::config::Config;
 use crate::conninfo::{ConnInfo, Env};
 use crate::pattern::TablePattern;
@@ -48,6 +48,8 @@ pub struct Settings {
     pub jobs: usize,
     /// Growing columns named per table in the config (incremental pushdown).
     pub cursors: BTreeMap<QualifiedName, Ident>,
+    /// Take over same-named tables snapcopy did not create.
+    pub replace_unmanaged: bool,
     /// Summary as JSON.
     pub json: bool,
     /// stderr detail.
@@ -90,6 +92,10 @@ impl Settings {
         };
         source.to_driver_config().context("--source")?;
         target.to_driver_config().context("--target")?;
+        check_local(
+            &target,
+            args.allow_remote_target || config.target.allow_remote,
+        )?;
 
         let table_texts = if args.tables.is_empty() {
             config.tables.clone()
@@ -142,6 +148,7 @@ impl Settings {
             staging_schema: Ident::new(staging_schema),
             jobs,
             cursors,
+            replace_unmanaged: args.replace_unmanaged,
             json: args.json,
             verbosity: if args.quiet {
                 Verbosity::Quiet
@@ -154,9 +161,23 @@ impl Settings {
     }
 }
 
-/// What `snapcopy status` needs: the target and the staging schema.
+/// Refuses a target that is not on this machine unless it was allowed on purpose: snapcopy
+/// truncates and drops on the target, so pointing it at a shared server must be deliberate.
+fn check_local(target: &ConnInfo, allowed: bool) -> anyhow::Result<()> {
+    if !allowed && !target.is_local() {
+        bail!(
+            "the target {} is not on this machine; snapcopy writes to its target, so a remote \
+             one must be chosen on purpose: pass --allow-remote-target or set \
+             target.allow_remote = true in snapcopy.toml",
+            target.label()
+        );
+    }
+    Ok(())
+}
+
+/// What the target-only commands (`status`, `teardown`) need.
 #[derive(Debug, Clone)]
-pub struct StatusSettings {
+pub struct TargetSettings {
     /// The tool's connection to the target.
     pub target: ConnInfo,
     /// Schema for snapcopy's objects on the target.
@@ -165,9 +186,52 @@ pub struct StatusSettings {
     pub json: bool,
 }
 
-impl StatusSettings {
+impl TargetSettings {
     /// Merges `status` flags with the config file and the environment.
-    pub fn from_args(args: &StatusArgs, env: &Env) -> anyhow::Result<StatusSettings> {
+    pub fn from_status(args: &StatusArgs, env: &Env) -> anyhow::Result<TargetSettings> {
+        Self::from_parts(
+            args.target.clone(),
+            args.config.as_deref(),
+            args.staging_schema.clone(),
+            args.json,
+            env,
+        )
+    }
+
+    /// Merges `teardown` flags with the config file and the environment; the target must be
+    /// local unless allowed.
+    pub fn from_teardown(args: &TeardownArgs, env: &Env) -> anyhow::Result<TargetSettings> {
+        let settings = Self::from_parts(
+            args.target.clone(),
+            args.config.as_deref(),
+            args.staging_schema.clone(),
+            false,
+            env,
+        )?;
+        let config = match config_path(args.config.as_deref()) {
+            Some(path) => Config::load(&path)?,
+            None => Config::default(),
+        };
+        check_local(
+            &settings.target,
+            args.allow_remote_target || config.target.allow_remote,
+        )?;
+        Ok(settings)
+    }
+
+    fn from_parts(
+        target: Option<String>,
+        config: Option<&Path>,
+        staging_schema: Option<String>,
+        json: bool,
+        env: &Env,
+    ) -> anyhow::Result<TargetSettings> {
+        let args = StatusArgs {
+            target,
+            config: config.map(Path::to_path_buf),
+            staging_schema,
+            json,
+        };
         let config = match config_path(args.config.as_deref()) {
             Some(path) => Config::load(&path)?,
             None => Config::default(),
@@ -184,7 +248,7 @@ impl StatusSettings {
             .context("--target")?
             .resolve(env);
         target.to_driver_config().context("--target")?;
-        Ok(StatusSettings {
+        Ok(TargetSettings {
             target,
             staging_schema: Ident::new(
                 args.staging_schema

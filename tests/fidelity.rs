@@ -70,7 +70,10 @@ fn types_constraints_columns_and_values_copy_exactly_across_differently_configur
     let sequences = "SELECT string_agg(format('%s.%s %s %s %s %s %s %s %s %s', schemaname, sequencename, \
         data_type, start_value, min_value, max_value, increment_by, cycle, cache_size, last_value), ',' \
         ORDER BY schemaname, sequencename) FROM pg_sequences";
-    assert_eq!(pair.target.psql("dev", sequences), pair.source.psql("app", sequences));
+    assert_eq!(
+        pair.target.psql("dev", sequences),
+        pair.source.psql("app", sequences)
+    );
 
     // Enum labels keep their sort order, not their oid order.
     assert_eq!(

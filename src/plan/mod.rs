@@ -66,6 +66,8 @@ pub struct PlanOptions {
     pub source_label: String,
     /// Growing columns the configuration names per table, for incremental pushdown.
     pub cursors: BTreeMap<QualifiedName, Ident>,
+    /// Take over same-named tables snapcopy did not create (drop them and copy).
+    pub replace_unmanaged: bool,
 }
 
 /// The whole plan.
@@ -191,6 +193,10 @@ pub struct Step {
     pub sql: String,
     /// What to show instead of `sql` when it holds a secret.
     pub shown: String,
+    /// Transaction-local settings to bind (as parameters) before `sql` runs: how a secret
+    /// reaches the server without being part of any statement's text.
+    #[serde(skip)]
+    pub settings: Vec<(String, String)>,
 }
 
 impl Step {
@@ -200,15 +206,17 @@ impl Step {
             table,
             shown: sql.clone(),
             sql,
+            settings: Vec::new(),
         }
     }
 
-    fn secret(phase: Phase, sql: String, shown: String) -> Step {
+    fn secret(phase: Phase, sql: String, shown: String, settings: Vec<(String, String)>) -> Step {
         Step {
             phase,
             table: None,
             sql,
             shown,
+            settings,
         }
     }
 }
@@ -285,9 +293,14 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         let exists = target.existing_tables.contains(&table.name);
         let decision = match (exists, target.managed.get(&table.name)) {
             (false, _) => Ok(Decision::new(Action::Create)),
+            (true, None) if options.replace_unmanaged => Ok(Decision {
+                changes: vec!["took over a table snapcopy did not create".into()],
+                ..Decision::new(Action::Rebuild)
+            }),
             (true, None) => Err(format!(
                 "{} already exists on the target and snapcopy did not create it; drop or \
-                 rename it there, or leave it out with --exclude",
+                 rename it there, leave it out with --exclude, or take it over with \
+                 --replace-unmanaged",
                 table.name.human()
             )),
             (true, Some(stored)) => {
@@ -435,18 +448,38 @@ fn setup_steps(
         ),
     ));
     let mapping = options.link.user_mapping_options();
-    let mapping_sql = |redact: bool| {
-        let mut sql = format!("CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident}");
-        if !mapping.is_empty() {
-            write!(sql, " OPTIONS ({})", options_list(&mapping, redact)).unwrap();
-        }
-        sql
-    };
-    steps.push(Step::secret(
-        Phase::Setup,
-        mapping_sql(false),
-        mapping_sql(true),
-    ));
+    if mapping.is_empty() {
+        steps.push(Step::new(
+            Phase::Setup,
+            None,
+            format!("CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident}"),
+        ));
+    } else {
+        // The options (the password among them) reach the server as a bound parameter in a
+        // transaction-local setting, and a DO block builds the statement from it: neither
+        // pg_stat_activity.query nor a log of DDL statements ever holds the password.
+        steps.push(Step::secret(
+            Phase::Setup,
+            "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format(\
+             'CREATE USER MAPPING FOR CURRENT_USER SERVER %I OPTIONS (%s)', \
+             pg_catalog.current_setting('snapcopy.server'), \
+             pg_catalog.current_setting('snapcopy.user_mapping')); END $snapcopy$"
+                .to_string(),
+            format!(
+                "-- run as a DO block, its options bound as a parameter: the password stays out \
+                 of pg_stat_activity and statement logs\n\
+                 CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident} OPTIONS ({})",
+                options_list(&mapping, true)
+            ),
+            vec![
+                ("snapcopy.server".into(), server.to_string()),
+                (
+                    "snapcopy.user_mapping".into(),
+                    options_list(&mapping, false),
+                ),
+            ],
+        ));
+    }
 
     // CREATE SCHEMA checks the CREATE privilege before IF NOT EXISTS, so `public`, which
     // every database has, is never named.

@@ -220,6 +220,7 @@ fn options(staging: StagingKind) -> PlanOptions {
             .unwrap(),
         source_label: "reader@/tmp:5432/prod".into(),
         cursors: BTreeMap::new(),
+        replace_unmanaged: false,
     }
 }
 
@@ -390,7 +391,7 @@ fn a_configured_cursor_column_is_compared_with_at_least() {
 }
 
 #[test]
-fn the_password_is_only_in_the_executed_user_mapping() {
+fn the_password_is_in_no_statement_text_only_in_a_bound_setting() {
     let plan = plan(
         &fixture(),
         &TargetState::default(),
@@ -398,23 +399,20 @@ fn the_password_is_only_in_the_executed_user_mapping() {
     );
     let printed = plan.to_string();
     assert!(!printed.contains("s3cret"), "{printed}");
-    let mapping = plan
-        .setup
-        .iter()
-        .find(|s| s.sql.starts_with("CREATE USER MAPPING"))
-        .unwrap();
-    assert!(mapping.sql.contains("'s3cret'"));
-    let with_secret: Vec<_> = plan
+    assert!(
+        printed.contains("OPTIONS (\"password\" '********', \"user\" 'reader')"),
+        "{printed}"
+    );
+    let statements: Vec<&Step> = plan
         .setup
         .iter()
         .chain(plan.units.iter().flat_map(|u| &u.steps))
-        .filter(|s| s.sql.contains("s3cret"))
         .collect();
-    assert_eq!(
-        with_secret.len(),
-        1,
-        "only the user mapping holds the password"
-    );
+    assert!(statements.iter().all(|s| !s.sql.contains("s3cret")));
+    let bound: Vec<&(String, String)> = statements.iter().flat_map(|s| &s.settings).collect();
+    assert!(bound
+        .iter()
+        .any(|(k, v)| k == "snapcopy.user_mapping" && v.contains("'s3cret'")));
 }
 
 #[test]

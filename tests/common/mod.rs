@@ -200,6 +200,11 @@ impl PgServer {
         PgServer::start_with(&[])
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
     /// The socket directory.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()

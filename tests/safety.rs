@@ -1,0 +1,276 @@
+//! Safety promises: the source is only read, the target must be local unless allowed and is
+//! never the source, one run at a time, only snapcopy's own tables are touched, and passwords
+//! appear nowhere.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{checksum, pg_bin, Pair};
+use predicates::prelude::*;
+
+const SHOP: &str = "CREATE TABLE public.items (id serial PRIMARY KEY, name text NOT NULL); \
+    INSERT INTO public.items (name) SELECT 'item ' || g FROM generate_series(1, 100) g; \
+    CREATE TABLE public.notes (id int PRIMARY KEY, body text); \
+    INSERT INTO public.notes VALUES (1, 'one')";
+
+#[test]
+fn a_remote_target_needs_to_be_allowed_on_purpose() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    let remote = format!(
+        "host=dev-db.example.com hostaddr=127.0.0.1 port={} dbname=dev user=postgres",
+        pair.target.port
+    );
+    pair.snapcopy()
+        .args(["--target", &remote, "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the target postgres@dev-db.example.com:",
+        ))
+        .stderr(predicate::str::contains(
+            "is not on this machine; snapcopy writes to its target, so a remote one must be chosen on purpose: pass --allow-remote-target",
+        ));
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('public.items') IS NULL"),
+        "t"
+    );
+    pair.snapcopy()
+        .args(["--target", &remote, "--allow-remote-target", "items"])
+        .assert()
+        .success();
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        "[target]\nallow_remote = true\n",
+    )
+    .unwrap();
+    pair.snapcopy()
+        .args(["--target", &remote, "items"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn the_source_database_is_never_the_target() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.snapcopy()
+        .args(["--target", &pair.source.conninfo("app"), "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is the source database postgres@"));
+    // Another database of the same server is a fine target.
+    pair.source.create_db("app_dev");
+    pair.snapcopy()
+        .args(["--target", &pair.source.conninfo("app_dev"), "items"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_role_with_only_select_on_the_source_is_enough() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        &format!(
+            "{SHOP}; CREATE ROLE reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader; \
+             GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader"
+        ),
+    );
+    let reader = pair
+        .source
+        .conninfo("app")
+        .replace("user=postgres", "user=reader");
+    pair.snapcopy()
+        .args(["--source", &reader, "public.*"])
+        .assert()
+        .success();
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.items"),
+        checksum(&pair.source, "app", "public.items")
+    );
+    pair.snapcopy()
+        .args(["verify", "--source", &reader])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_second_run_on_the_same_target_says_who_holds_it() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    let mut holder = Command::new(pg_bin().join("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(pair.target.socket_dir())
+        .args([
+            "-p",
+            &pair.target.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "dev",
+            "-c",
+        ])
+        .arg("SELECT pg_advisory_lock(hashtext('snapcopy'), hashtext('snapcopy')), pg_sleep(60)")
+        .env("PGAPPNAME", "the other run")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while pair.target.psql(
+        "dev",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+    ) != "1"
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pair.snapcopy()
+        .arg("items")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "another snapcopy run is working on this target database (pid ",
+        ))
+        .stderr(predicate::str::contains("application the other run"))
+        .stderr(predicate::str::contains("pg_terminate_backend("));
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    pair.target.psql("dev", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the other run'");
+    pair.snapcopy().arg("items").assert().success();
+}
+
+#[test]
+fn teardown_drops_what_snapcopy_set_up_and_only_its_own_tables() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.target.psql(
+        "dev",
+        "CREATE TABLE public.mine (id int); INSERT INTO public.mine VALUES (1)",
+    );
+    pair.snapcopy()
+        .args(["--staging", "matview", "items", "notes"])
+        .assert()
+        .success();
+    pair.snapcopy()
+        .arg("teardown")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "kept the 2 copied tables (--drop-tables drops them)",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'snapcopy') || ' ' || \
+             (SELECT count(*) FROM pg_foreign_server) || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || \
+             (SELECT count(*) FROM public.items)"
+        ),
+        "0 0 0 100"
+    );
+    // Copy again, then drop the copies too: the developer's own table stays.
+    pair.snapcopy()
+        .args(["--replace-unmanaged", "items", "notes"])
+        .assert()
+        .success();
+    pair.snapcopy()
+        .args(["teardown", "--drop-tables"])
+        .assert()
+        .success();
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+        ),
+        "mine"
+    );
+}
+
+#[test]
+fn replace_unmanaged_takes_over_a_table_in_the_way() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.target.psql("dev", "CREATE TABLE public.items (id int, other text); INSERT INTO public.items VALUES (1, 'old')");
+    pair.snapcopy()
+        .arg("items")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--replace-unmanaged"));
+    assert_eq!(
+        pair.target.psql("dev", "SELECT other FROM public.items"),
+        "old"
+    );
+    pair.snapcopy()
+        .args(["--replace-unmanaged", "items"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "took over a table snapcopy did not create",
+        ));
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.items"),
+        checksum(&pair.source, "app", "public.items")
+    );
+    // From then on it is snapcopy's: a plain rerun reloads it.
+    pair.snapcopy()
+        .arg("items")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("reloaded"));
+}
+
+#[test]
+fn the_password_appears_nowhere() {
+    let password = "Pa55-w0rd-never-shown";
+    let pair = Pair::start_with(
+        &[],
+        &["log_statement = 'ddl'", "log_min_error_statement = 'error'"],
+    );
+    pair.source.psql("app", SHOP);
+    let source = format!("{} password={password}", pair.source.conninfo("app"));
+    let mut seen = String::new();
+    for args in [
+        vec!["plan", "public.*"],
+        vec!["public.*"],
+        vec!["--staging", "matview", "public.*"],
+        vec!["--mode", "incremental"],
+        vec!["-v", "public.*"],
+        vec!["status"],
+        vec!["verify"],
+        vec!["--json", "public.*"],
+        vec!["nosuchtable"],
+    ] {
+        let out = pair
+            .snapcopy()
+            .args(["--source", &source])
+            .args(&args)
+            .output()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(seen.contains("CREATE USER MAPPING"), "the plan was printed");
+    assert!(!seen.contains(password), "password in the output");
+    for sql in [
+        "SELECT coalesce(string_agg(definition, ' '), '') FROM pg_views",
+        "SELECT coalesce(string_agg(definition, ' '), '') FROM pg_matviews",
+        "SELECT coalesce(string_agg(query, ' '), '') FROM pg_stat_activity",
+        "SELECT coalesce(string_agg(array_to_string(srvoptions, ','), ' '), '') FROM pg_foreign_server",
+    ] {
+        assert!(!pair.target.psql("dev", sql).contains(password), "{sql}");
+    }
+    let log = pair.target.log();
+    assert!(log.contains("CREATE SERVER"), "ddl was logged");
+    assert!(
+        !log.contains(password),
+        "password in the target's statement log"
+    );
+    // It is in the user mapping, where dblink reads it, and nowhere else.
+    assert!(pair
+        .target
+        .psql(
+            "dev",
+            "SELECT array_to_string(umoptions, ',') FROM pg_user_mappings"
+        )
+        .contains(password));
+}
