@@ -37,6 +37,8 @@ pub enum Outcome {
     SomeFailed,
 }
 
+pub use load::cancel_running;
+
 /// Runs a command. An `Err` means nothing changed on the target (exit 2).
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {

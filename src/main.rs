@@ -1,6 +1,7 @@
 //! The snapcopy binary: parse the command line, run, turn the outcome into an exit code.
 //! 0: every table done; 1: some tables failed (the summary says which); 2: usage,
-//! configuration or connection error before anything changed.
+//! configuration or connection error before anything changed; 130: interrupted (SIGINT or
+//! SIGTERM), the running loads cancelled and rolled back.
 
 use std::process::ExitCode;
 
@@ -19,12 +20,46 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(snapcopy::run(cli)) {
-        Ok(snapcopy::Outcome::Success) => ExitCode::SUCCESS,
-        Ok(snapcopy::Outcome::SomeFailed) => ExitCode::from(1),
-        Err(e) => {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = snapcopy::run(cli) => Some(outcome),
+            () = interrupted() => {
+                // Stop the server-side work; the open transactions roll back.
+                snapcopy::cancel_running().await;
+                None
+            }
+        }
+    });
+    // Dropping the runtime closes every session, which ends the dblink connections too.
+    drop(runtime);
+    match outcome {
+        Some(Ok(snapcopy::Outcome::Success)) => ExitCode::SUCCESS,
+        Some(Ok(snapcopy::Outcome::SomeFailed)) => ExitCode::from(1),
+        Some(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+        None => {
+            eprintln!(
+                "interrupted: the running loads were cancelled and rolled back; every table \
+                 keeps its previous contents"
+            );
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

@@ -200,6 +200,36 @@ impl PgServer {
         PgServer::start_with(&[])
     }
 
+    /// Stops the server (fast shutdown: sessions are disconnected).
+    pub fn stop(&self) {
+        check(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-m", "fast", "-w", "stop"])
+                .output()
+                .unwrap(),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts a stopped server again on its port.
+    pub fn restart(&self) {
+        check(
+            server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .arg("-l")
+                .arg(self.dir.path().join("log"))
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!("-p {}", self.port))
+                .arg("start")
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
