@@ -348,6 +348,8 @@ impl ConnInfo {
                 config.connect_timeout(std::time::Duration::from_secs(secs));
             }
         }
+        // What the certificate must prove is crate::tls's business; here only whether TLS is
+        // off, tried, or insisted on.
         config.ssl_mode(match self.get("sslmode").unwrap_or("prefer") {
             "disable" | "allow" => SslMode::Disable,
             "prefer" => SslMode::Prefer,

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod report;
 pub mod settings;
 pub mod sql;
+pub mod tls;
 pub mod verify;
 
 use anyhow::{bail, Context};

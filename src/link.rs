@@ -47,23 +47,39 @@ pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
         };
         config.options(&options);
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        let hint = if e.as_db_error().is_none() {
-            "; is the server running there and accepting connections?"
-        } else {
-            ""
+    let fail = |e: tokio_postgres::Error| {
+        let message = describe(&e);
+        let hint = match crate::tls::hint(&message) {
+            Some(h) => format!("; {h}"),
+            None if e.as_db_error().is_none() => {
+                "; is the server running there and accepting connections?".to_string()
+            }
+            None => String::new(),
         };
         anyhow!(
-            "could not connect to the {} database {}: {}{hint}",
+            "could not connect to the {} database {}: {message}{hint}",
             side.word(),
             info.label(),
-            describe(&e)
         )
-    })?;
-    tokio::spawn(async move {
-        // The error, if any, surfaces on the next query through the client.
-        let _ = connection.await;
-    });
+    };
+    // The driver task runs until the client is dropped; its error, if any, surfaces on the next
+    // query through the client.
+    let client = match crate::tls::connector(info, &crate::conninfo::Env::from_process())? {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+    };
     Ok(client)
 }
 

@@ -58,7 +58,7 @@ fn check(output: Output, what: &str) -> Output {
     output
 }
 
-fn chown_postgres(path: &Path) {
+pub fn chown_postgres(path: &Path) {
     if is_root() {
         check(
             Command::new("chown")
