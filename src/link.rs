@@ -269,6 +269,9 @@ fn setup_error(e: &tokio_postgres::Error, shown: &str) -> anyhow::Error {
         .and_then(|rest| rest.split_whitespace().next())
         .map(|n| n.trim_matches('"').to_string());
     let message = describe(e);
+    if shown.contains("snapcopy_link_check") {
+        return anyhow!("{}", link_failure(&message));
+    }
     match (e.code(), extension) {
         (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(
             "the extension {ext} is not installed on the target server ({message}); install its \
@@ -285,6 +288,25 @@ fn setup_error(e: &tokio_postgres::Error, shown: &str) -> anyhow::Error {
              wrapper. The statement was: {shown}"
         ),
         _ => anyhow!("setup on the target failed: {message}. The statement was: {shown}"),
+    }
+}
+
+/// What to say when the target server cannot open its dblink connection to the source.
+pub fn link_failure(message: &str) -> String {
+    if message.contains("password is required") {
+        format!(
+            "the target server's dblink refused to connect to the source: {message}. dblink lets \
+             a role that is not a superuser connect only with a password that the source \
+             actually asks for: give the source role a password in the connection string (or \
+             ~/.pgpass) and have the source's pg_hba.conf use scram-sha-256 or md5 for \
+             connections from the target server, or run snapcopy as a superuser of the target"
+        )
+    } else {
+        format!(
+            "the target server could not open its dblink connection to the source: {message}. \
+             Check that the target server can reach the source (see --source-via) and that the \
+             source accepts the credentials in the user mapping"
+        )
     }
 }
 

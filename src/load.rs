@@ -317,11 +317,7 @@ fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
             "could not truncate for the reload: {message}; name the referencing table in the \
              same run, or drop its foreign key on the target"
         ),
-        Phase::Connect => format!(
-            "the target server could not open its dblink connection to the source: {message}. \
-             Check that the target server can reach the source (see --source-via) and that the \
-             source accepts the credentials in the user mapping"
-        ),
+        Phase::Connect => crate::link::link_failure(&message),
         Phase::Staging | Phase::Data
             if message.contains("could not establish connection")
                 || message.contains("password is required") =>

@@ -418,10 +418,18 @@ fn source_via_is_how_the_target_server_reaches_the_source() {
     pair.snapcopy()
         .args(["--source-via", "host=127.0.0.1 port=1", "public.parents"])
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains(
+        .code(2)
+        .stderr(predicate::str::contains(
             "the target server could not open its dblink connection to the source",
         ))
-        .stdout(predicate::str::contains("--source-via"));
+        .stderr(predicate::str::contains("--source-via"));
+    // The setup rolled back: the link still points where it did.
+    assert!(pair
+        .target
+        .psql(
+            "dev",
+            "SELECT array_to_string(srvoptions, ',') FROM pg_foreign_server"
+        )
+        .contains(&format!("port={}", pair.source.port)));
     assert_eq!(checksum(&pair.target, "dev", "public.parents"), before);
 }

@@ -274,3 +274,67 @@ fn the_password_appears_nowhere() {
         )
         .contains(password));
 }
+
+/// A developer's role that owns its database and may use dblink, but is no superuser.
+fn non_superuser_target(pair: &Pair) -> String {
+    pair.target.psql(
+        "dev",
+        "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev; CREATE EXTENSION dblink; \
+         GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO dev",
+    );
+    pair.target
+        .conninfo("dev")
+        .replace("user=postgres", "user=dev")
+}
+
+#[test]
+fn a_target_role_that_is_no_superuser_works_when_the_source_asks_for_a_password() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        &format!("{SHOP}; CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader"),
+    );
+    pair.source
+        .prepend_hba("host all reader 127.0.0.1/32 scram-sha-256\nlocal all reader scram-sha-256");
+    let target = non_superuser_target(&pair);
+    let source = format!(
+        "host=127.0.0.1 port={} dbname=app user=reader password=reader-pw",
+        pair.source.port
+    );
+    pair.snapcopy()
+        .args(["--source", &source, "--target", &target, "public.*"])
+        .assert()
+        .success();
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.items"),
+        checksum(&pair.source, "app", "public.items")
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"
+        ),
+        "dev"
+    );
+}
+
+#[test]
+fn against_a_source_that_trusts_dblinks_rule_is_explained_and_nothing_changes() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    let target = non_superuser_target(&pair);
+    pair.snapcopy()
+        .args(["--target", &target, "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "dblink lets a role that is not a superuser connect only with a password that the source actually asks for",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'snapcopy') + (SELECT count(*) FROM pg_foreign_server)"
+        ),
+        "0"
+    );
+}

@@ -514,6 +514,18 @@ fn setup_steps(
             steps.push(Step::new(Phase::Setup, None, create_type_sql(ty)));
         }
     }
+    // Try the link before any table: if the target server cannot reach the source, or dblink
+    // refuses the credentials, the setup rolls back and nothing has changed.
+    let dblink = target.dblink_schema.as_ref().unwrap_or(staging);
+    steps.push(Step::new(
+        Phase::Setup,
+        None,
+        format!(
+            "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
+             SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
+            server = literal(server)
+        ),
+    ));
     steps
 }
 

@@ -230,6 +230,15 @@ impl PgServer {
         );
     }
 
+    /// Puts these lines first in pg_hba.conf (they win over the test default, trust) and
+    /// reloads the configuration.
+    pub fn prepend_hba(&self, lines: &str) {
+        let path = self.dir.path().join("data/pg_hba.conf");
+        let existing = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{lines}\n{existing}")).unwrap();
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
