@@ -318,6 +318,19 @@ fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
              same run, or drop its foreign key on the target"
         ),
         Phase::Connect => crate::link::link_failure(&message),
+        _ if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
+            "{message} (while running: {}); grant the target role that privilege, or run \
+             snapcopy as a role that has it",
+            first_line(&step.shown)
+        ),
+        Phase::Staging | Phase::Data | Phase::Insert
+            if message.contains("does not exist") && message.contains("relation") =>
+        {
+            format!(
+                "{message}: the table was dropped or renamed on the source during the run; run \
+                 snapcopy again"
+            )
+        }
         Phase::Staging | Phase::Data
             if message.contains("could not establish connection")
                 || message.contains("password is required") =>

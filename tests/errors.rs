@@ -227,3 +227,157 @@ fn init_writes_a_config_and_keeps_an_existing_one() {
             "snapcopy.toml already exists; edit it, or pass --force",
         ));
 }
+
+#[test]
+fn a_wrong_password_is_reported_without_the_password() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.t (id int); CREATE ROLE reader LOGIN PASSWORD 'right-pw'",
+    );
+    pair.source
+        .prepend_hba("host all reader 127.0.0.1/32 scram-sha-256");
+    let source = format!(
+        "host=127.0.0.1 port={} dbname=app user=reader password=wrong-pw",
+        pair.source.port
+    );
+    pair.snapcopy()
+        .args(["--source", &source, "t"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("password authentication failed for user \"reader\"")
+                .and(predicate::str::contains("wrong-pw").not()),
+        );
+    target_untouched(&pair.target);
+}
+
+#[test]
+fn a_missing_database_is_named() {
+    let pair = Pair::start();
+    pair.snapcopy()
+        .args(["--source", &pair.source.conninfo("nope"), "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "could not connect to the source database postgres@",
+        ))
+        .stderr(predicate::str::contains("database \"nope\" does not exist"));
+    target_untouched(&pair.target);
+}
+
+#[test]
+fn conflicting_flags_are_a_usage_error() {
+    snapcopy_offline()
+        .args(["-v", "-q", "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot be used with"));
+    snapcopy_offline()
+        .args(["--mode", "sometimes", "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value 'sometimes' for '--mode <MODE>'",
+        ));
+}
+
+#[test]
+fn a_table_dropped_on_the_source_during_the_run_fails_alone() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.a_big (id int PRIMARY KEY, pad text); \
+         INSERT INTO public.a_big SELECT g, repeat('x', 200) FROM generate_series(1, 600000) g; \
+         CREATE TABLE public.z_gone (id int PRIMARY KEY); INSERT INTO public.z_gone VALUES (1)",
+    );
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
+        .args(["public.*"])
+        .env("HOME", pair.home.path())
+        .current_dir(pair.home.path())
+        .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
+        .env("SNAPCOPY_TARGET", pair.target.conninfo("dev"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while pair.target.psql(
+        "dev",
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO \"public\".\"a_big\"%'",
+    ) != "1"
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pair.source.psql("app", "DROP TABLE public.z_gone");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("public.z_gone")
+            && stdout.contains("dropped or renamed on the source during the run"),
+        "{stdout}"
+    );
+    assert_eq!(
+        pair.target.psql("dev", "SELECT count(*) FROM public.a_big"),
+        "600000"
+    );
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('public.z_gone') IS NULL"),
+        "t"
+    );
+}
+
+#[test]
+fn a_permission_error_during_the_load_names_the_privilege() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY); INSERT INTO sales.orders VALUES (1); \
+         CREATE TABLE public.ok (id int PRIMARY KEY)",
+    );
+    // The developer's role may set snapcopy up, but the schema sales belongs to someone else.
+    pair.target.psql(
+        "dev",
+        "CREATE ROLE dev LOGIN SUPERUSER; CREATE SCHEMA sales; CREATE ROLE other; ALTER SCHEMA sales OWNER TO other",
+    );
+    pair.target.psql("dev", "ALTER ROLE dev NOSUPERUSER; ALTER DATABASE dev OWNER TO dev; CREATE EXTENSION dblink; GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO dev");
+    pair.source.psql("app", "CREATE ROLE reader LOGIN PASSWORD 'pw'; GRANT USAGE ON SCHEMA sales TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA sales, public TO reader");
+    pair.source
+        .prepend_hba("host all reader 127.0.0.1/32 scram-sha-256");
+    let source = format!(
+        "host=127.0.0.1 port={} dbname=app user=reader password=pw",
+        pair.source.port
+    );
+    let target = pair
+        .target
+        .conninfo("dev")
+        .replace("user=postgres", "user=dev");
+    pair.snapcopy()
+        .args([
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "sales.orders",
+            "public.ok",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "permission denied for schema sales",
+        ))
+        .stdout(predicate::str::contains(
+            "grant the target role that privilege",
+        ));
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('sales.orders') IS NULL"),
+        "t"
+    );
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('public.ok') IS NOT NULL"),
+        "t"
+    );
+}
