@@ -41,12 +41,39 @@ pub enum Command {
     Teardown(TeardownArgs),
 }
 
-/// Options shared by the copy and `plan`.
+/// Where the target is and where snapcopy keeps its objects there: shared by every command.
 #[derive(Debug, Args, Clone, Default)]
-pub struct CopyArgs {
-    /// Tables to copy: schema.table, a bare name (schema public), or a glob such as 'public.*'
-    /// or 'sales.order_*'. Double quotes keep case, dots and spaces: '"My Schema"."Order.Items"'.
-    /// Without any (here or in the config), every table snapcopy manages is refreshed.
+pub struct TargetOpts {
+    /// Target database: libpq URL or key=value conninfo; missing parts come from PGHOST,
+    /// PGPORT, PGUSER, PGPASSWORD, PGDATABASE and ~/.pgpass.
+    #[arg(
+        long,
+        env = "SNAPCOPY_TARGET",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+
+    /// Configuration file [default: ./snapcopy.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Schema on the target for snapcopy's own objects [default: snapcopy].
+    #[arg(long, value_name = "SCHEMA")]
+    pub staging_schema: Option<String>,
+
+    /// Allow a target that is not on this machine (snapcopy writes to the target; a remote
+    /// one must be chosen on purpose). Config: target.allow_remote.
+    #[arg(long)]
+    pub allow_remote_target: bool,
+}
+
+/// Which source tables, and where the source is: shared by the copy, `plan` and `verify`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceOpts {
+    /// Tables: schema.table, a bare name (schema public), or a glob such as 'public.*' or
+    /// 'sales.order_*'. Double quotes keep case, dots and spaces: '"My Schema"."Order.Items"'.
+    /// Without any (here or in the config), every table snapcopy manages.
     #[arg(value_name = "TABLE")]
     pub tables: Vec<String>,
 
@@ -73,19 +100,18 @@ pub struct CopyArgs {
         hide_env_values = true
     )]
     pub source_via: Option<String>,
+}
 
-    /// Target database: libpq URL or key=value conninfo, completed like --source.
-    #[arg(
-        long,
-        env = "SNAPCOPY_TARGET",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub target: Option<String>,
+/// Options of the copy and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CopyArgs {
+    /// Tables and source.
+    #[command(flatten)]
+    pub from: SourceOpts,
 
-    /// Configuration file [default: ./snapcopy.toml when it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// Target.
+    #[command(flatten)]
+    pub to: TargetOpts,
 
     /// full: truncate and reload each table atomically (rebuild it if the source's shape
     /// changed). incremental: insert the rows whose key is missing, reading only new rows from
@@ -98,19 +124,11 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub staging: Option<StagingKind>,
 
-    /// Schema on the target for snapcopy's own objects [default: snapcopy].
-    #[arg(long, value_name = "SCHEMA")]
-    pub staging_schema: Option<String>,
-
     /// Target sessions working at once; each loads a group of tables that foreign keys join
-    /// [default: 1].
+    /// [default: the number of CPU cores here, at most 4: dev targets usually run on this
+    /// machine, and each session keeps one core busy].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
-
-    /// Allow a target that is not on this machine (snapcopy writes to the target; a remote
-    /// one must be chosen on purpose). Config: target.allow_remote.
-    #[arg(long)]
-    pub allow_remote_target: bool,
 
     /// Take over tables of the same name that snapcopy did not create: drop and copy them.
     #[arg(long)]
@@ -132,39 +150,13 @@ pub struct CopyArgs {
 /// Arguments of `snapcopy verify`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct VerifyArgs {
-    /// Tables to compare, as for a copy [default: every table snapcopy manages].
-    #[arg(value_name = "TABLE")]
-    pub tables: Vec<String>,
+    /// Tables and source.
+    #[command(flatten)]
+    pub from: SourceOpts,
 
-    /// Leave out tables matching this pattern (repeatable).
-    #[arg(long, value_name = "PATTERN")]
-    pub exclude: Vec<String>,
-
-    /// Source database: libpq URL or key=value conninfo. Only ever read.
-    #[arg(
-        long,
-        env = "SNAPCOPY_SOURCE",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub source: Option<String>,
-
-    /// Target database: libpq URL or key=value conninfo.
-    #[arg(
-        long,
-        env = "SNAPCOPY_TARGET",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub target: Option<String>,
-
-    /// Configuration file [default: ./snapcopy.toml when it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Schema on the target for snapcopy's own objects [default: snapcopy].
-    #[arg(long, value_name = "SCHEMA")]
-    pub staging_schema: Option<String>,
+    /// Target.
+    #[command(flatten)]
+    pub to: TargetOpts,
 
     /// Print as JSON.
     #[arg(long)]
@@ -175,12 +167,8 @@ impl VerifyArgs {
     /// The same choices in the copy's terms, for the shared settings.
     pub fn as_copy_args(&self) -> CopyArgs {
         CopyArgs {
-            tables: self.tables.clone(),
-            exclude: self.exclude.clone(),
-            source: self.source.clone(),
-            target: self.target.clone(),
-            config: self.config.clone(),
-            staging_schema: self.staging_schema.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
             json: self.json,
             quiet: true,
             ..CopyArgs::default()
@@ -191,51 +179,21 @@ impl VerifyArgs {
 /// Arguments of `snapcopy teardown`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct TeardownArgs {
-    /// Target database: libpq URL or key=value conninfo.
-    #[arg(
-        long,
-        env = "SNAPCOPY_TARGET",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub target: Option<String>,
-
-    /// Configuration file [default: ./snapcopy.toml when it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Schema on the target for snapcopy's own objects [default: snapcopy].
-    #[arg(long, value_name = "SCHEMA")]
-    pub staging_schema: Option<String>,
+    /// Target.
+    #[command(flatten)]
+    pub to: TargetOpts,
 
     /// Also drop the tables snapcopy created (only those in its registry).
     #[arg(long)]
     pub drop_tables: bool,
-
-    /// Allow a target that is not on this machine.
-    #[arg(long)]
-    pub allow_remote_target: bool,
 }
 
 /// Arguments of `snapcopy status`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct StatusArgs {
-    /// Target database: libpq URL or key=value conninfo.
-    #[arg(
-        long,
-        env = "SNAPCOPY_TARGET",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub target: Option<String>,
-
-    /// Configuration file [default: ./snapcopy.toml when it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Schema on the target for snapcopy's own objects [default: snapcopy].
-    #[arg(long, value_name = "SCHEMA")]
-    pub staging_schema: Option<String>,
+    /// Target.
+    #[command(flatten)]
+    pub to: TargetOpts,
 
     /// Print as JSON.
     #[arg(long)]

@@ -237,7 +237,7 @@ async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
 /// staging schema with its views, registry and (when it lives there) dblink; with
 /// `--drop-tables`, the tables of the registry too. One transaction: all or nothing.
 async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
-    let settings = TargetSettings::from_teardown(args, &Env::from_process())?;
+    let settings = TargetSettings::from_opts(&args.to, false, &Env::from_process())?;
     let mut target = connect(&settings.target, Side::Target).await?;
     guard::lock_target(&target, &settings.staging_schema).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
@@ -287,7 +287,7 @@ async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
-    let settings = TargetSettings::from_status(args, &Env::from_process())?;
+    let settings = TargetSettings::from_opts(&args.to, args.json, &Env::from_process())?;
     let target = connect(&settings.target, Side::Target).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let rows = if managed.is_empty() {

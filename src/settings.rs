@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{CopyArgs, Mode, StagingKind, StatusArgs, TeardownArgs};
+use crate::cli::{CopyArgs, Mode, StagingKind, TargetOpts};
 use crate::config::Config;
 use crate::conninfo::{ConnInfo, Env};
 use crate::pattern::TablePattern;
@@ -59,61 +59,41 @@ pub struct Settings {
 impl Settings {
     /// Merges flags, the config file and the environment, and checks them.
     pub fn from_args(args: &CopyArgs, env: &Env) -> anyhow::Result<Settings> {
-        let config = match config_path(args.config.as_deref()) {
-            Some(path) => Config::load(&path)?,
-            None => Config::default(),
-        };
-
-        let source_text = args
+        let (target, config) = TargetSettings::load(&args.to, args.json, env)?;
+        let from = &args.from;
+        let source_text = from
             .source
             .clone()
             .or(config.source.conninfo.clone())
             .context(
                 "no source database: give --source, set SNAPCOPY_SOURCE, or set source.conninfo \
-                 in snapcopy.toml",
-            )?;
-        let target_text = args
-            .target
-            .clone()
-            .or(config.target.conninfo.clone())
-            .context(
-                "no target database: give --target, set SNAPCOPY_TARGET, or set target.conninfo \
-                 in snapcopy.toml",
+             in snapcopy.toml",
             )?;
         let source = ConnInfo::parse(&source_text)
             .context("--source")?
             .resolve(env);
-        let target = ConnInfo::parse(&target_text)
-            .context("--target")?
-            .resolve(env);
-        let link = match args.source_via.clone().or(config.source.via.clone()) {
+        let link = match from.source_via.clone().or(config.source.via.clone()) {
             Some(via) => source.overlay(&ConnInfo::parse(&via).context("--source-via")?),
             None => source.clone(),
         };
         source.to_driver_config().context("--source")?;
-        target.to_driver_config().context("--target")?;
-        check_local(
-            &target,
-            args.allow_remote_target || config.target.allow_remote,
-        )?;
 
-        let table_texts = if args.tables.is_empty() {
+        let table_texts = if from.tables.is_empty() {
             config.tables.clone()
         } else {
-            args.tables.clone()
+            from.tables.clone()
         };
         let include = table_texts
             .iter()
             .map(|t| TablePattern::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let exclude = args
+        let exclude = from
             .exclude
             .iter()
             .chain(&config.exclude)
             .map(|t| TablePattern::parse(t))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mode = args.mode.or(config.mode).unwrap_or(Mode::Full);
         let mut cursors = BTreeMap::new();
         for (table, section) in &config.table {
             let pattern = TablePattern::parse(table)?;
@@ -124,28 +104,20 @@ impl Settings {
                 cursors.insert(name, Ident::new(key.as_str()));
             }
         }
-        let jobs = args.jobs.or(config.jobs).unwrap_or(1);
+        let jobs = args.jobs.or(config.jobs).unwrap_or_else(default_jobs);
         if jobs == 0 {
             bail!("--jobs must be at least 1");
-        }
-        let staging_schema = args
-            .staging_schema
-            .clone()
-            .or(config.staging_schema.clone())
-            .unwrap_or_else(|| "snapcopy".into());
-        if staging_schema.is_empty() || staging_schema.len() > 63 {
-            bail!("--staging-schema must be 1 to 63 bytes long");
         }
 
         Ok(Settings {
             source,
             link,
-            target,
+            target: target.target,
             include,
             exclude,
-            mode,
+            mode: args.mode.or(config.mode).unwrap_or(Mode::Full),
             staging: args.staging.or(config.staging).unwrap_or(StagingKind::View),
-            staging_schema: Ident::new(staging_schema),
+            staging_schema: target.staging_schema,
             jobs,
             cursors,
             replace_unmanaged: args.replace_unmanaged,
@@ -159,6 +131,14 @@ impl Settings {
             },
         })
     }
+}
+
+/// The default number of target sessions: the cores here, at most 4. Dev targets usually run
+/// on this machine, and each loading session keeps a core busy.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(1)
 }
 
 /// Refuses a target that is not on this machine unless it was allowed on purpose: snapcopy
@@ -175,7 +155,8 @@ fn check_local(target: &ConnInfo, allowed: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the target-only commands (`status`, `teardown`) need.
+/// What every command needs of the target: where it is (checked to be local unless allowed)
+/// and where snapcopy's objects live there.
 #[derive(Debug, Clone)]
 pub struct TargetSettings {
     /// The tool's connection to the target.
@@ -187,77 +168,47 @@ pub struct TargetSettings {
 }
 
 impl TargetSettings {
-    /// Merges `status` flags with the config file and the environment.
-    pub fn from_status(args: &StatusArgs, env: &Env) -> anyhow::Result<TargetSettings> {
-        Self::from_parts(
-            args.target.clone(),
-            args.config.as_deref(),
-            args.staging_schema.clone(),
-            args.json,
-            env,
-        )
+    /// Merges the target options with the config file and the environment.
+    pub fn from_opts(opts: &TargetOpts, json: bool, env: &Env) -> anyhow::Result<TargetSettings> {
+        Ok(Self::load(opts, json, env)?.0)
     }
 
-    /// Merges `teardown` flags with the config file and the environment; the target must be
-    /// local unless allowed.
-    pub fn from_teardown(args: &TeardownArgs, env: &Env) -> anyhow::Result<TargetSettings> {
-        let settings = Self::from_parts(
-            args.target.clone(),
-            args.config.as_deref(),
-            args.staging_schema.clone(),
-            false,
-            env,
-        )?;
-        let config = match config_path(args.config.as_deref()) {
+    /// The settings and the config file they came with.
+    fn load(opts: &TargetOpts, json: bool, env: &Env) -> anyhow::Result<(TargetSettings, Config)> {
+        let config = match config_path(opts.config.as_deref()) {
             Some(path) => Config::load(&path)?,
             None => Config::default(),
         };
-        check_local(
-            &settings.target,
-            args.allow_remote_target || config.target.allow_remote,
-        )?;
-        Ok(settings)
-    }
-
-    fn from_parts(
-        target: Option<String>,
-        config: Option<&Path>,
-        staging_schema: Option<String>,
-        json: bool,
-        env: &Env,
-    ) -> anyhow::Result<TargetSettings> {
-        let args = StatusArgs {
-            target,
-            config: config.map(Path::to_path_buf),
-            staging_schema,
-            json,
-        };
-        let config = match config_path(args.config.as_deref()) {
-            Some(path) => Config::load(&path)?,
-            None => Config::default(),
-        };
-        let target_text = args
+        let target_text = opts
             .target
             .clone()
             .or(config.target.conninfo.clone())
             .context(
                 "no target database: give --target, set SNAPCOPY_TARGET, or set target.conninfo \
-                 in snapcopy.toml",
+             in snapcopy.toml",
             )?;
         let target = ConnInfo::parse(&target_text)
             .context("--target")?
             .resolve(env);
         target.to_driver_config().context("--target")?;
-        Ok(TargetSettings {
+        check_local(
+            &target,
+            opts.allow_remote_target || config.target.allow_remote,
+        )?;
+        let staging_schema = opts
+            .staging_schema
+            .clone()
+            .or(config.staging_schema.clone())
+            .unwrap_or_else(|| "snapcopy".into());
+        if staging_schema.is_empty() || staging_schema.len() > 63 {
+            bail!("--staging-schema must be 1 to 63 bytes long");
+        }
+        let settings = TargetSettings {
             target,
-            staging_schema: Ident::new(
-                args.staging_schema
-                    .clone()
-                    .or(config.staging_schema)
-                    .unwrap_or_else(|| "snapcopy".into()),
-            ),
-            json: args.json,
-        })
+            staging_schema: Ident::new(staging_schema),
+            json,
+        };
+        Ok((settings, config))
     }
 }
 

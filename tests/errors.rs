@@ -109,7 +109,14 @@ fn missing_connections_say_where_to_give_them() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "no source database: give --source",
+            "no target database: give --target, set SNAPCOPY_TARGET, or set target.conninfo",
+        ));
+    snapcopy_offline()
+        .args(["--target", "host=/tmp", "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no source database: give --source, set SNAPCOPY_SOURCE, or set source.conninfo",
         ));
 }
 
@@ -291,8 +298,9 @@ fn a_table_dropped_on_the_source_during_the_run_fails_alone() {
          INSERT INTO public.a_big SELECT g, repeat('x', 200) FROM generate_series(1, 600000) g; \
          CREATE TABLE public.z_gone (id int PRIMARY KEY); INSERT INTO public.z_gone VALUES (1)",
     );
+    // One session, so z_gone loads after a_big.
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
-        .args(["public.*"])
+        .args(["--jobs", "1", "public.*"])
         .env("HOME", pair.home.path())
         .current_dir(pair.home.path())
         .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
