@@ -13,6 +13,7 @@ pub mod link;
 pub mod load;
 pub mod pattern;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod sql;
@@ -132,14 +133,18 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         settings.verbosity == Verbosity::Verbose,
     )
     .await?;
+    let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
+    let progress = progress::Progress::new(settings.verbosity, table_count);
     let mut outcomes = load::run_units(
         &settings.target,
         &plan.units,
         settings.jobs,
         &snapshot,
         settings.verbosity,
+        &progress,
     )
     .await;
+    progress.done();
     // The snapshot is needed no longer; end the read-only transaction cleanly.
     let _ = source.batch_execute("COMMIT").await;
     for (name, reason) in &plan.refused {

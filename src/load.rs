@@ -18,6 +18,7 @@ use tokio_postgres::{CancelToken, GenericClient};
 use crate::conninfo::ConnInfo;
 use crate::link::{connect, describe, Side};
 use crate::plan::{Action, Phase, Unit};
+use crate::progress::{Progress, TableProgress};
 use crate::report::{TableOutcome, TableStatus};
 use crate::settings::Verbosity;
 
@@ -54,9 +55,10 @@ pub async fn run_units(
     jobs: usize,
     snapshot: &str,
     verbosity: Verbosity,
+    progress: &Progress,
 ) -> Vec<TableOutcome> {
     let results: Vec<Vec<TableOutcome>> = stream::iter(units)
-        .map(|unit| run_unit(target, unit, snapshot, verbosity))
+        .map(|unit| run_unit(target, unit, snapshot, verbosity, progress))
         .buffer_unordered(jobs)
         .collect()
         .await;
@@ -70,49 +72,74 @@ struct StepError {
     message: String,
 }
 
-async fn run_unit(
-    target: &ConnInfo,
-    unit: &Unit,
-    snapshot: &str,
-    verbosity: Verbosity,
-) -> Vec<TableOutcome> {
-    let mut outcomes: Vec<TableOutcome> = unit
-        .tables
-        .iter()
-        .map(|t| TableOutcome {
-            name: t.name.clone(),
-            action: t.action,
-            status: TableStatus::Failed(String::new()),
-            rows: 0,
-            skipped: 0,
-            bytes: None,
-            seconds: 0.0,
-            note: t.note(),
-            high_water: None,
-        })
-        .collect();
-    if verbosity != Verbosity::Quiet {
-        for t in &unit.tables {
+/// A unit's tables as they run: outcomes, and progress started when a table's first
+/// statement runs.
+struct UnitRun<'a> {
+    unit: &'a Unit,
+    progress: &'a Progress,
+    outcomes: Vec<TableOutcome>,
+    bars: Vec<Option<TableProgress>>,
+}
+
+impl UnitRun<'_> {
+    fn touch(&mut self, i: usize) {
+        if self.bars[i].is_none() {
+            let t = &self.unit.tables[i];
             let verb = match t.action {
                 Action::Create => "copying",
                 Action::Reload => "reloading",
                 Action::Rebuild => "rebuilding",
                 Action::Insert => "adding missing rows to",
             };
-            if t.estimated_rows > 0 {
-                eprintln!(
-                    "{verb} {} (about {} rows)",
-                    t.name.human(),
-                    t.estimated_rows
-                );
-            } else {
-                eprintln!("{verb} {}", t.name.human());
-            }
+            self.bars[i] = Some(self.progress.start(&t.name, verb, t.estimated_rows));
         }
     }
-    match execute_unit(target, unit, snapshot, verbosity, &mut outcomes).await {
+
+    fn rows(&mut self, i: usize, rows: i64) {
+        self.outcomes[i].rows = rows;
+        self.touch(i);
+        if let Some(bar) = self.bars[i].as_mut() {
+            bar.rows(rows);
+        }
+    }
+}
+
+async fn run_unit(
+    target: &ConnInfo,
+    unit: &Unit,
+    snapshot: &str,
+    verbosity: Verbosity,
+    progress: &Progress,
+) -> Vec<TableOutcome> {
+    let mut run = UnitRun {
+        unit,
+        progress,
+        outcomes: unit
+            .tables
+            .iter()
+            .map(|t| TableOutcome {
+                name: t.name.clone(),
+                action: t.action,
+                status: TableStatus::Failed(String::new()),
+                rows: 0,
+                skipped: 0,
+                bytes: None,
+                seconds: 0.0,
+                note: t.note(),
+                high_water: None,
+            })
+            .collect(),
+        bars: unit.tables.iter().map(|_| None).collect(),
+    };
+    let result = execute_unit(target, unit, snapshot, verbosity, &mut run).await;
+    for i in 0..unit.tables.len() {
+        run.touch(i);
+    }
+    let bars: Vec<TableProgress> = run.bars.iter_mut().filter_map(Option::take).collect();
+    let mut outcomes = run.outcomes;
+    match result {
         Ok(client) => {
-            for o in outcomes.iter_mut() {
+            for (o, bar) in outcomes.iter_mut().zip(bars) {
                 o.status = TableStatus::Done;
                 let size = client
                     .query_one(
@@ -123,9 +150,7 @@ async fn run_unit(
                     )
                     .await;
                 o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
-                if verbosity != Verbosity::Quiet {
-                    eprintln!("{}: {} rows in {:.1} s", o.name.human(), o.rows, o.seconds);
-                }
+                progress.finish(bar, &format!("{} rows in {:.1} s", o.rows, o.seconds));
                 let pushed_down = unit
                     .tables
                     .iter()
@@ -133,20 +158,20 @@ async fn run_unit(
                     .and_then(|t| t.pushdown.as_deref())
                     .is_some_and(|p| !p.starts_with("all keys"));
                 // Without pushdown every row already copied counts as skipped: no news there.
-                if o.skipped > 0 && pushed_down && verbosity != Verbosity::Quiet {
-                    eprintln!(
+                if o.skipped > 0 && pushed_down {
+                    progress.say(&format!(
                         "warning: {}: {} source rows were not inserted because a row with the \
                          same key exists on the target (kept as it is); rows inserted locally \
                          may collide with newer source rows: --mode full takes the source's",
                         o.name.human(),
                         o.skipped
-                    );
+                    ));
                 }
             }
         }
         Err(err) => {
             let culprit = err.table.map(|i| unit.tables[i].name.human());
-            for (i, o) in outcomes.iter_mut().enumerate() {
+            for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
                 o.rows = 0;
                 let message = match (&culprit, err.table) {
                     (Some(_), Some(t)) if t == i => err.message.clone(),
@@ -156,16 +181,15 @@ async fn run_unit(
                     ),
                     (None, _) => err.message.clone(),
                 };
+                progress.finish(bar, "failed, not changed");
                 o.status = TableStatus::Failed(message);
             }
-            if verbosity != Verbosity::Quiet {
-                eprintln!(
-                    "error: {} ({:?} phase): {}",
-                    culprit.unwrap_or_else(|| "unit".into()),
-                    err.phase,
-                    err.message
-                );
-            }
+            progress.say(&format!(
+                "error: {} ({:?} phase): {}",
+                culprit.unwrap_or_else(|| "unit".into()),
+                err.phase,
+                err.message
+            ));
         }
     }
     outcomes
@@ -176,7 +200,7 @@ async fn execute_unit(
     unit: &Unit,
     snapshot: &str,
     verbosity: Verbosity,
-    outcomes: &mut [TableOutcome],
+    run: &mut UnitRun<'_>,
 ) -> Result<tokio_postgres::Client, StepError> {
     let mut client = connect(target, Side::Target).await.map_err(|e| StepError {
         table: None,
@@ -188,6 +212,15 @@ async fn execute_unit(
     // load back instead of finishing it for nobody; the setting exists since PostgreSQL 14.
     let _ = client
         .batch_execute("SET client_connection_check_interval = '1s'")
+        .await;
+    // Index and key builds after the rows want memory; raise it (never lower it) for this
+    // session.
+    let _ = client
+        .batch_execute(
+            "SELECT pg_catalog.set_config('maintenance_work_mem', '262144', false) \
+             FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem' \
+             AND setting::bigint < 262144",
+        )
         .await;
     // A bulk load must not be cut short by the target's own timeouts.
     client
@@ -225,6 +258,9 @@ async fn execute_unit(
     for step in inside {
         log_step(verbosity, &step.shown);
         let started = Instant::now();
+        if let Some(i) = step.table {
+            run.touch(i);
+        }
         match step.phase {
             Phase::Data => {
                 let rows = tx
@@ -232,7 +268,25 @@ async fn execute_unit(
                     .await
                     .map_err(|e| fail(step, e))?;
                 if let Some(i) = step.table {
-                    outcomes[i].rows = rows as i64;
+                    run.rows(i, rows as i64);
+                }
+            }
+            Phase::Batch => {
+                // The same statement, batch after batch, until the cursor runs dry.
+                let size = step.batch.unwrap_or(u64::MAX);
+                let mut total = 0;
+                loop {
+                    let rows = tx
+                        .execute(&step.sql, &[])
+                        .await
+                        .map_err(|e| fail(step, e))?;
+                    total += rows as i64;
+                    if let Some(i) = step.table {
+                        run.rows(i, total);
+                    }
+                    if rows < size {
+                        break;
+                    }
                 }
             }
             Phase::Insert => {
@@ -243,14 +297,14 @@ async fn execute_unit(
                 if let Some(i) = step.table {
                     let read: i64 = row.get(0);
                     let inserted: i64 = row.get(1);
-                    outcomes[i].rows = inserted;
-                    outcomes[i].skipped = read - inserted;
-                    outcomes[i].high_water = row.get(2);
+                    run.rows(i, inserted);
+                    run.outcomes[i].skipped = read - inserted;
+                    run.outcomes[i].high_water = row.get(2);
                 }
             }
             Phase::Record => {
                 let Some(i) = step.table else { continue };
-                let o = &outcomes[i];
+                let o = &run.outcomes[i];
                 let pushed_down = unit.tables[i]
                     .pushdown
                     .as_ref()
@@ -269,7 +323,7 @@ async fn execute_unit(
                 .map_err(|e| fail(step, e))?,
         }
         if let Some(i) = step.table {
-            outcomes[i].seconds += elapsed(started);
+            run.outcomes[i].seconds += elapsed(started);
         }
     }
     tx.commit().await.map_err(|e| StepError {

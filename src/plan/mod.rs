@@ -166,6 +166,8 @@ pub enum Phase {
     Staging,
     /// The rows: `INSERT ... SELECT` from the staging object; the command tag counts them.
     Data,
+    /// One batch of rows from a cursor; repeated until a batch comes back short.
+    Batch,
     /// The missing rows (incremental): returns rows read, rows inserted, new high-water mark.
     Insert,
     /// Primary keys, unique and exclusion constraints, indexes.
@@ -197,6 +199,8 @@ pub struct Step {
     /// reaches the server without being part of any statement's text.
     #[serde(skip)]
     pub settings: Vec<(String, String)>,
+    /// For a batch: the rows one run of it asks for.
+    pub batch: Option<u64>,
 }
 
 impl Step {
@@ -207,6 +211,7 @@ impl Step {
             shown: sql.clone(),
             sql,
             settings: Vec::new(),
+            batch: None,
         }
     }
 
@@ -217,6 +222,7 @@ impl Step {
             sql,
             shown,
             settings,
+            batch: None,
         }
     }
 }
@@ -891,6 +897,42 @@ impl UnitContext<'_> {
         steps
     }
 
+    /// Declares a cursor for the table's rows in the unit's source transaction, inserts from
+    /// it `batch` rows at a time (the executor repeats the batch until a short one), and closes
+    /// it.
+    fn batched_load(&self, table: &Table, i: usize, batch: i64) -> Vec<Step> {
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        let declare = format!(
+            "DECLARE snapcopy_rows NO SCROLL CURSOR FOR {}",
+            self.remote_select(table)
+        );
+        let mut fetch = Step::new(
+            Phase::Batch,
+            Some(i),
+            format!(
+                "{} SELECT {} FROM {dblink}.dblink({conn}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
+                self.insert_head(table),
+                loaded_columns(table),
+                self.column_definitions(table)
+            ),
+        );
+        fetch.batch = Some(batch as u64);
+        vec![
+            Step::new(
+                Phase::Staging,
+                Some(i),
+                format!("SELECT {dblink}.dblink_exec({conn}, {})", literal(&declare)),
+            ),
+            fetch,
+            Step::new(
+                Phase::Staging,
+                None,
+                format!("SELECT {dblink}.dblink_exec({conn}, 'CLOSE snapcopy_rows')"),
+            ),
+        ]
+    }
+
     /// `INSERT INTO <table> (<loaded columns>) [OVERRIDING SYSTEM VALUE]`.
     fn insert_head(&self, table: &Table) -> String {
         let overriding = if table
@@ -1288,6 +1330,9 @@ impl fmt::Display for Plan {
                 if !inside && in_transaction {
                     writeln!(f, "COMMIT;")?;
                     in_transaction = false;
+                }
+                if step.phase == Phase::Batch {
+                    writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?;
                 }
                 if step.phase == Phase::Record {
                     writeln!(

@@ -56,9 +56,18 @@ impl Refresh for Full {
         })
     }
 
-    /// The staging object, then `INSERT ... SELECT` from it.
+    /// The staging object, then `INSERT ... SELECT` from it. A large table read through a view
+    /// comes in batches instead, from a cursor in the unit's source transaction: dblink would
+    /// otherwise stage the whole result in the target's temp files before the first insert,
+    /// and batches let progress move.
     fn rows(&self, ctx: &UnitContext, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
         let mut steps = ctx.staging_steps(table, info, i);
+        if ctx.options.staging == crate::cli::StagingKind::View {
+            if let Some(batch) = batch_rows(table) {
+                steps.extend(ctx.batched_load(table, i, batch));
+                return steps;
+            }
+        }
         steps.push(Step::new(
             Phase::Data,
             Some(i),
@@ -71,6 +80,30 @@ impl Refresh for Full {
         ));
         steps
     }
+}
+
+/// Bytes of source table per batch: large enough that the per-batch overhead is small, small
+/// enough to bound temp space and to report progress every second or so.
+const BATCH_BYTES: i64 = 32 * 1024 * 1024;
+
+/// Rows per batch for a table worth loading in batches (at least two batches' worth of data),
+/// from the source's size estimates.
+fn batch_rows(table: &Table) -> Option<i64> {
+    let bytes = table.total_bytes + table.partitions.iter().map(|p| p.total_bytes).sum::<i64>();
+    let rows = table.estimated_rows.max(0)
+        + table
+            .partitions
+            .iter()
+            .map(|p| p.estimated_rows.max(0))
+            .sum::<i64>();
+    if bytes < 2 * BATCH_BYTES {
+        return None;
+    }
+    Some(if rows > 0 {
+        (BATCH_BYTES as f64 * rows as f64 / bytes as f64).max(10_000.0) as i64
+    } else {
+        100_000
+    })
 }
 
 impl Refresh for Incremental {
