@@ -8,7 +8,8 @@
 #   5. snapcopy --mode incremental after 1% new rows on the source
 #   6. snapcopy verify of the large table
 # Prints seconds per run, the median, MB/s and each method's ratio to method 1.
-# Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3).
+# Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3), ONLY (a
+# grep -E pattern: run only the methods whose name matches; the baseline always runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
@@ -105,6 +106,9 @@ declare -A times
 run() {
     local name="$1" fn="$2" prepare="${3:-reset_target}"
     local i
+    if [ -n "${ONLY:-}" ] && [[ "$name" != 1* ]] && ! echo "$name" | grep -Eq "$ONLY"; then
+        return
+    fi
     for i in $(seq 1 "$RUNS"); do
         $prepare
         local t0 t1

@@ -95,11 +95,13 @@ impl UnitRun<'_> {
         }
     }
 
-    fn rows(&mut self, i: usize, rows: i64) {
+    /// Rows inserted so far; `periodic` for batches, whose progress lines show as they come
+    /// (a table loaded in one statement just gets its final line).
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
         self.outcomes[i].rows = rows;
         self.touch(i);
         if let Some(bar) = self.bars[i].as_mut() {
-            bar.rows(rows);
+            bar.rows(rows, periodic);
         }
     }
 }
@@ -268,7 +270,7 @@ async fn execute_unit(
                     .await
                     .map_err(|e| fail(step, e))?;
                 if let Some(i) = step.table {
-                    run.rows(i, rows as i64);
+                    run.rows(i, rows as i64, false);
                 }
             }
             Phase::Batch => {
@@ -282,7 +284,7 @@ async fn execute_unit(
                         .map_err(|e| fail(step, e))?;
                     total += rows as i64;
                     if let Some(i) = step.table {
-                        run.rows(i, total);
+                        run.rows(i, total, true);
                     }
                     if rows < size {
                         break;
@@ -297,7 +299,7 @@ async fn execute_unit(
                 if let Some(i) = step.table {
                     let read: i64 = row.get(0);
                     let inserted: i64 = row.get(1);
-                    run.rows(i, inserted);
+                    run.rows(i, inserted, false);
                     run.outcomes[i].skipped = read - inserted;
                     run.outcomes[i].high_water = row.get(2);
                 }

@@ -106,6 +106,7 @@ impl Progress {
             estimated_rows,
             started: Instant::now(),
             last_line: Instant::now(),
+            reported: false,
         }
     }
 
@@ -140,18 +141,23 @@ pub struct TableProgress {
     estimated_rows: i64,
     started: Instant,
     last_line: Instant,
+    reported: bool,
 }
 
 impl TableProgress {
-    /// Rows inserted so far.
-    pub fn rows(&mut self, rows: i64) {
+    /// Rows inserted so far; `lines` allows a progress line (batches).
+    pub fn rows(&mut self, rows: i64, lines: bool) {
         if let Some(bar) = &self.bar {
             if rows as u64 > bar.length().unwrap_or(0) {
                 bar.set_length(rows as u64);
             }
             bar.set_position(rows as u64);
         }
-        if self.lines && self.last_line.elapsed() >= LINE_EVERY {
+        // The first batch always shows (a large table moves from the start), then at most one
+        // line a second.
+        let first = !self.reported;
+        if lines && self.lines && (first || self.last_line.elapsed() >= LINE_EVERY) {
+            self.reported = true;
             self.last_line = Instant::now();
             let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(0.001);
             if self.estimated_rows > 0 {

@@ -102,7 +102,8 @@ pub struct StatusRow {
     pub source_snapshot_at: Option<String>,
     /// Rows the last refresh inserted.
     pub rows_loaded: Option<i64>,
-    /// Rows in the table after the last refresh.
+    /// Rows snapcopy has put in the table: the last full load and the inserts since (rows the
+    /// developer added or deleted are not counted).
     pub rows_total: Option<i64>,
     /// Whether the last refresh read only new rows from the source.
     pub pushed_down: Option<bool>,

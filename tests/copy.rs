@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{checksum, definition, Pair};
+use common::{assert_copied_exactly, checksum, Pair};
 use predicates::prelude::*;
 
 const KIND_TABLES: &[&str] = &[
@@ -38,18 +38,7 @@ fn assert_same_as_source(pair: &Pair) {
             .collect::<Vec<_>>()
             .join(",")
     );
-    for table in KIND_TABLES {
-        assert_eq!(
-            definition(&pair.target, "dev", table),
-            definition(&pair.source, "app", table),
-            "definition of {table}"
-        );
-        assert_eq!(
-            checksum(&pair.target, "dev", table),
-            checksum(&pair.source, "app", table),
-            "rows of {table}"
-        );
-    }
+    assert_copied_exactly(pair, KIND_TABLES);
     let next_values = "SELECT string_agg(format('%s.%s %s', schemaname, sequencename, \
         CASE WHEN last_value IS NULL THEN start_value ELSE last_value + increment_by END), ',' \
         ORDER BY sequencename) FROM pg_sequences";

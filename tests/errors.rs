@@ -162,14 +162,7 @@ fn a_target_role_without_privileges_gets_told_what_it_needs() {
     pair.source.psql("app", "CREATE TABLE public.t (id int)");
     pair.target.psql("dev", "CREATE ROLE dev LOGIN");
     pair.snapcopy()
-        .args([
-            "--target",
-            &pair
-                .target
-                .conninfo("dev")
-                .replace("user=postgres", "user=dev"),
-            "t",
-        ])
+        .args(["--target", &pair.target.conninfo_as("dev", "dev"), "t"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
@@ -357,10 +350,7 @@ fn a_permission_error_during_the_load_names_the_privilege() {
         "host=127.0.0.1 port={} dbname=app user=reader password=pw",
         pair.source.port
     );
-    let target = pair
-        .target
-        .conninfo("dev")
-        .replace("user=postgres", "user=dev");
+    let target = pair.target.conninfo_as("dev", "dev");
     pair.snapcopy()
         .args([
             "--source",

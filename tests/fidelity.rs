@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{checksum, definition, Pair};
+use common::{assert_copied_exactly, checksum, Pair};
 use predicates::prelude::*;
 
 /// Every ordinary and partitioned table in the given schemas, as `schema.table` SQL names.
@@ -21,22 +21,6 @@ fn tables(pair: &Pair, schemas: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn assert_exact(pair: &Pair, tables: &[String]) {
-    assert!(!tables.is_empty());
-    for table in tables {
-        assert_eq!(
-            definition(&pair.target, "dev", table),
-            definition(&pair.source, "app", table),
-            "definition of {table}"
-        );
-        assert_eq!(
-            checksum(&pair.target, "dev", table),
-            checksum(&pair.source, "app", table),
-            "rows of {table}"
-        );
-    }
 }
 
 fn assert_verify_same(pair: &Pair, args: &[&str]) {
@@ -64,7 +48,7 @@ fn types_constraints_columns_and_values_copy_exactly_across_differently_configur
     pair.load_fixture("real_world.sql");
     pair.snapcopy().arg("app.*").assert().success();
     let all = tables(&pair, "'app'");
-    assert_exact(&pair, &all);
+    assert_copied_exactly(&pair, &all);
     assert_verify_same(&pair, &[]);
     // Sequence options (the custom identity's START, INCREMENT, CYCLE, CACHE) and positions.
     let sequences = "SELECT string_agg(format('%s.%s %s %s %s %s %s %s %s %s', schemaname, sequencename, \
@@ -117,7 +101,7 @@ fn types_constraints_columns_and_values_copy_exactly_across_differently_configur
         "INSERT INTO app.players VALUES (51, 3); UPDATE app.teams SET captain_id = 51 WHERE id = 3",
     );
     pair.snapcopy().arg("app.*").assert().success();
-    assert_exact(&pair, &all);
+    assert_copied_exactly(&pair, &all);
     assert_verify_same(&pair, &[]);
 }
 
@@ -160,7 +144,7 @@ fn a_partitioned_table_is_copied_as_a_tree_and_a_lone_partition_as_a_table() {
         .stdout(predicate::str::contains("900"));
     let tree = tables(&pair, "'public'");
     assert_eq!(tree.len(), 6);
-    assert_exact(&pair, &tree);
+    assert_copied_exactly(&pair, &tree);
     let layout =
         "SELECT string_agg(format('%s<%s %s', c.relid, coalesce(c.parentrelid::text, '-'), \
         coalesce(pg_get_expr(k.relpartbound, k.oid), 'root')), ', ' ORDER BY c.relid::text) \
@@ -196,7 +180,7 @@ fn a_partitioned_table_is_copied_as_a_tree_and_a_lone_partition_as_a_table() {
         .stdout(predicate::str::contains(
             "partition public.measurements_2030 added",
         ));
-    assert_exact(&pair, &tables(&pair, "'public'"));
+    assert_copied_exactly(&pair, &tables(&pair, "'public'"));
 
     // One partition alone becomes a plain table, and snapcopy says so.
     pair.target.create_db("other");
@@ -261,8 +245,8 @@ fn odd_names_are_always_quoted_and_never_run() {
     );
     let all = tables(&pair, &format!("'Odd Schema; --', '{long}'"));
     assert_eq!(all.len(), 2);
-    assert_exact(&pair, &all);
-    assert_exact(&pair, &[format!("public.\"{long}\"")]);
+    assert_copied_exactly(&pair, &all);
+    assert_copied_exactly(&pair, &[format!("public.\"{long}\"")]);
     // The two 63-byte names got distinct staging objects of at most 63 bytes.
     let staging = pair.target.psql(
         "dev",
@@ -298,7 +282,7 @@ fn extension_types_come_with_their_extension() {
          FROM generate_series(1, 200) g",
     );
     pair.snapcopy().arg("places").assert().success();
-    assert_exact(&pair, &["public.places".to_string()]);
+    assert_copied_exactly(&pair, &["public.places".to_string()]);
     assert_eq!(
         pair.target.psql(
             "dev",
@@ -331,14 +315,7 @@ fn an_extension_the_target_role_may_not_create_is_named() {
          GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO dev",
     );
     pair.snapcopy()
-        .args([
-            "--target",
-            &pair
-                .target
-                .conninfo("dev")
-                .replace("user=postgres", "user=dev"),
-            "spots",
-        ])
+        .args(["--target", &pair.target.conninfo_as("dev", "dev"), "spots"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(

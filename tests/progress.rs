@@ -16,7 +16,7 @@ fn a_large_table_loads_in_batches_with_periodic_progress_lines() {
     pair.source.psql(
         "app",
         "CREATE TABLE public.big (id bigint PRIMARY KEY, pad text); \
-         INSERT INTO public.big SELECT g, repeat(md5(g::text), 5) FROM generate_series(1, 800000) g; \
+         INSERT INTO public.big SELECT g, repeat(md5(g::text), 5) FROM generate_series(1, 1200000) g; \
          ANALYZE public.big",
     );
     let table_mb: i64 = pair
@@ -56,12 +56,12 @@ fn a_large_table_loads_in_batches_with_periodic_progress_lines() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("copying public.big (about 800000 rows)"),
+        stderr.contains("copying public.big (about 1200000 rows)"),
         "{stderr}"
     );
     let counts: Vec<i64> = stderr
         .lines()
-        .filter(|l| l.starts_with("public.big: ") && l.contains(" of about 800000 rows ("))
+        .filter(|l| l.starts_with("public.big: ") && l.contains(" of about 1200000 rows ("))
         .map(|l| {
             l.trim_start_matches("public.big: ")
                 .split(' ')
@@ -76,7 +76,7 @@ fn a_large_table_loads_in_batches_with_periodic_progress_lines() {
         "periodic progress lines expected: {stderr}"
     );
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
-    assert!(stderr.contains("public.big: 800000 rows in"), "{stderr}");
+    assert!(stderr.contains("public.big: 1200000 rows in"), "{stderr}");
     assert_eq!(
         checksum(&pair.target, "dev", "public.big"),
         checksum(&pair.source, "app", "public.big")

@@ -79,10 +79,7 @@ fn a_role_with_only_select_on_the_source_is_enough() {
              GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader"
         ),
     );
-    let reader = pair
-        .source
-        .conninfo("app")
-        .replace("user=postgres", "user=reader");
+    let reader = pair.source.conninfo_as("app", "reader");
     pair.snapcopy()
         .args(["--source", &reader, "public.*"])
         .assert()
@@ -282,9 +279,7 @@ fn non_superuser_target(pair: &Pair) -> String {
         "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev; CREATE EXTENSION dblink; \
          GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO dev",
     );
-    pair.target
-        .conninfo("dev")
-        .replace("user=postgres", "user=dev")
+    pair.target.conninfo_as("dev", "dev")
 }
 
 #[test]

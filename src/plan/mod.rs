@@ -1004,8 +1004,15 @@ impl UnitContext<'_> {
             .and_then(|k| k.cursor);
         let incremental = info.action == Action::Insert;
         let (rows_total, high_water) = match (&cursor, incremental) {
+            // Rows snapcopy has put in the table: a count(*) would read the whole table, which
+            // an incremental refresh exists to avoid.
             (_, true) => (
-                format!("(SELECT count(*) FROM {})", table.name),
+                format!(
+                    "coalesce((SELECT rows_total FROM {registry} WHERE table_schema = {} AND \
+                     table_name = {}), 0) + $1::bigint",
+                    literal(table.name.schema.raw()),
+                    literal(table.name.name.raw())
+                ),
                 "$4::text".to_string(),
             ),
             (Some(c), false) => (
@@ -1166,11 +1173,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
             lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
         }
     }
-    let partition_by = table
-        .partition_by
-        .as_ref()
-        .map(|key| format!(" PARTITION BY {key}"))
-        .unwrap_or_default();
+    let partition_by = partition_clause(table);
     steps.push(Step::new(
         Phase::PreData,
         Some(i),
@@ -1185,11 +1188,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
         let Some((parent, bound)) = &part.partition_of else {
             continue;
         };
-        let sub = part
-            .partition_by
-            .as_ref()
-            .map(|key| format!(" PARTITION BY {key}"))
-            .unwrap_or_default();
+        let sub = partition_clause(part);
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
@@ -1238,6 +1237,15 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// ` PARTITION BY <key>` for a partitioned table, nothing otherwise.
+fn partition_clause(table: &Table) -> String {
+    table
+        .partition_by
+        .as_ref()
+        .map(|key| format!(" PARTITION BY {key}"))
+        .unwrap_or_default()
 }
 
 /// After the rows: primary key, unique and exclusion constraints, NOT VALID checks (they stay

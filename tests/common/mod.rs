@@ -258,6 +258,15 @@ impl PgServer {
         )
     }
 
+    /// A key=value conninfo for `db` as another role.
+    pub fn conninfo_as(&self, db: &str, user: &str) -> String {
+        format!(
+            "host={} port={} dbname={db} user={user}",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
     /// Runs SQL through psql and returns its unaligned, tuples-only output; panics on error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = check(
@@ -369,6 +378,24 @@ impl Pair {
             .join("tests/fixtures")
             .join(name);
         self.source.psql_file("app", &path);
+    }
+}
+
+/// Asserts that each table has the same definition and rows on the target as on the source.
+pub fn assert_copied_exactly<T: AsRef<str>>(pair: &Pair, tables: &[T]) {
+    assert!(!tables.is_empty());
+    for table in tables {
+        let table = table.as_ref();
+        assert_eq!(
+            definition(&pair.target, "dev", table),
+            definition(&pair.source, "app", table),
+            "definition of {table}"
+        );
+        assert_eq!(
+            checksum(&pair.target, "dev", table),
+            checksum(&pair.source, "app", table),
+            "rows of {table}"
+        );
     }
 }
 
