@@ -101,6 +101,7 @@ m3_pgcopydb() {
 
 m4_snapcopy_1() { "$snapcopy" -q --source "$S" --target "$T" --jobs 1 'public.*' >/dev/null; }
 m4_snapcopy_default() { "$snapcopy" -q --source "$S" --target "$T" 'public.*' >/dev/null; }
+m4_snapcopy_one_statement() { SNAPCOPY_BATCH_MB=0 m4_snapcopy_default; }
 
 declare -A times
 run() {
@@ -131,6 +132,7 @@ if command -v pgcopydb >/dev/null; then
 fi
 run "4 snapcopy full --jobs 1" m4_snapcopy_1
 run "4 snapcopy full (default jobs)" m4_snapcopy_default
+run "4 snapcopy full, no batches" m4_snapcopy_one_statement
 
 # Incremental: a full copy first (not timed), then 1% new rows on the source each run.
 reset_target
@@ -150,7 +152,7 @@ echo
 echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $(nproc) cores, ${mb} MB source tables, $RUNS runs, median seconds"
 printf "%-36s %10s %8s %7s   %s\n" method median MB/s ratio runs
 for name in "1 binary COPY pipe + keys" "2 pg_dump -Fc + pg_restore -j 2" "3 pgcopydb clone" \
-            "4 snapcopy full --jobs 1" "4 snapcopy full (default jobs)" \
+            "4 snapcopy full --jobs 1" "4 snapcopy full (default jobs)" "4 snapcopy full, no batches" \
             "5 snapcopy incremental (+1% rows)" "6 snapcopy verify (events)"; do
     [ -n "${times[$name]:-}" ] || continue
     m=$(echo "${times[$name]}" | median)

@@ -113,6 +113,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         source_label: settings.source.label(),
         cursors: settings.cursors.clone(),
         replace_unmanaged: settings.replace_unmanaged,
+        batch_bytes: settings.batch_bytes,
     };
     let mut plan = plan::plan(&catalog, &state, &options);
     plan.refused.extend(refused);

@@ -264,15 +264,20 @@ pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> an
 }
 
 fn setup_error(e: &tokio_postgres::Error, shown: &str) -> anyhow::Error {
+    setup_message(e.code(), &describe(e), shown)
+}
+
+/// The message for a failed setup statement, from its SQLSTATE, the server's words and the
+/// statement as shown: what is missing and what to do.
+fn setup_message(code: Option<&SqlState>, message: &str, shown: &str) -> anyhow::Error {
     let extension = shown
         .strip_prefix("CREATE EXTENSION IF NOT EXISTS ")
         .and_then(|rest| rest.split_whitespace().next())
         .map(|n| n.trim_matches('"').to_string());
-    let message = describe(e);
     if shown.contains("snapcopy_link_check") {
-        return anyhow!("{}", link_failure(&message));
+        return anyhow!("{}", link_failure(message));
     }
-    match (e.code(), extension) {
+    match (code, extension) {
         (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(
             "the extension {ext} is not installed on the target server ({message}); install its \
              package there ({}) and run snapcopy again",
@@ -321,5 +326,36 @@ pub fn package_for(extension: &str) -> String {
             "Debian: postgresql-contrib".into()
         }
         other => format!("the package that provides {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_extension_names_its_package() {
+        let err = setup_message(
+            Some(&SqlState::UNDEFINED_FILE),
+            "could not open extension control file \"/usr/share/postgresql/15/extension/postgis.control\"",
+            "CREATE EXTENSION IF NOT EXISTS \"postgis\" WITH SCHEMA \"public\"",
+        )
+        .to_string();
+        assert!(
+            err.starts_with("the extension postgis is not installed on the target server")
+                && err.contains("Debian: postgresql-15-postgis-3"),
+            "{err}"
+        );
+        let err = setup_message(
+            Some(&SqlState::UNDEFINED_FILE),
+            "could not open extension control file",
+            "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA \"snapcopy\"",
+        )
+        .to_string();
+        assert!(
+            err.contains("the extension dblink is not installed")
+                && err.contains("postgresql-contrib"),
+            "{err}"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create.
     pub replace_unmanaged: bool,
+    /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
+    pub batch_bytes: i64,
     /// Summary as JSON.
     pub json: bool,
     /// stderr detail.
@@ -121,6 +123,16 @@ impl Settings {
             jobs,
             cursors,
             replace_unmanaged: args.replace_unmanaged,
+            batch_bytes: match env.vars.get("SNAPCOPY_BATCH_MB") {
+                Some(mb) => mb
+                    .trim()
+                    .parse::<i64>()
+                    .map(|mb| mb * 1024 * 1024)
+                    .map_err(|_| {
+                        anyhow::anyhow!("SNAPCOPY_BATCH_MB must be a whole number of megabytes")
+                    })?,
+                None => crate::plan::DEFAULT_BATCH_BYTES,
+            },
             json: args.json,
             verbosity: if args.quiet {
                 Verbosity::Quiet

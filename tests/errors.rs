@@ -379,3 +379,25 @@ fn a_permission_error_during_the_load_names_the_privilege() {
         "t"
     );
 }
+
+#[test]
+fn dblink_that_the_target_role_may_not_install_is_named() {
+    let pair = Pair::start();
+    pair.source.psql("app", "CREATE TABLE public.t (id int)");
+    // The developer owns the database, but dblink is not a trusted extension.
+    pair.target.psql(
+        "dev",
+        "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev",
+    );
+    pair.snapcopy()
+        .args(["--target", &pair.target.conninfo_as("dev", "dev"), "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the target role may not create the extension dblink",
+        ))
+        .stderr(predicate::str::contains(
+            "ask a superuser to run CREATE EXTENSION dblink",
+        ));
+    target_untouched(&pair.target);
+}

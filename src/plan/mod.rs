@@ -68,7 +68,14 @@ pub struct PlanOptions {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create (drop them and copy).
     pub replace_unmanaged: bool,
+    /// Bytes of source table per batch for large tables; 0 loads every table in one
+    /// statement.
+    pub batch_bytes: i64,
 }
+
+/// The default batch: large enough that the per-batch overhead is small, small enough to bound
+/// the target's temp space and to report progress every second or so.
+pub const DEFAULT_BATCH_BYTES: i64 = 32 * 1024 * 1024;
 
 /// The whole plan.
 #[derive(Debug, Clone, Serialize)]

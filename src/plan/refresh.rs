@@ -63,7 +63,7 @@ impl Refresh for Full {
     fn rows(&self, ctx: &UnitContext, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
         let mut steps = ctx.staging_steps(table, info, i);
         if ctx.options.staging == crate::cli::StagingKind::View {
-            if let Some(batch) = batch_rows(table) {
+            if let Some(batch) = batch_rows(table, ctx.options.batch_bytes) {
                 steps.extend(ctx.batched_load(table, i, batch));
                 return steps;
             }
@@ -82,13 +82,12 @@ impl Refresh for Full {
     }
 }
 
-/// Bytes of source table per batch: large enough that the per-batch overhead is small, small
-/// enough to bound temp space and to report progress every second or so.
-const BATCH_BYTES: i64 = 32 * 1024 * 1024;
-
 /// Rows per batch for a table worth loading in batches (at least two batches' worth of data),
-/// from the source's size estimates.
-fn batch_rows(table: &Table) -> Option<i64> {
+/// from the source's size estimates and the batch size in bytes (0: never batch).
+fn batch_rows(table: &Table, batch_bytes: i64) -> Option<i64> {
+    if batch_bytes <= 0 {
+        return None;
+    }
     let bytes = table.total_bytes + table.partitions.iter().map(|p| p.total_bytes).sum::<i64>();
     let rows = table.estimated_rows.max(0)
         + table
@@ -96,11 +95,11 @@ fn batch_rows(table: &Table) -> Option<i64> {
             .iter()
             .map(|p| p.estimated_rows.max(0))
             .sum::<i64>();
-    if bytes < 2 * BATCH_BYTES {
+    if bytes < 2 * batch_bytes {
         return None;
     }
     Some(if rows > 0 {
-        (BATCH_BYTES as f64 * rows as f64 / bytes as f64).max(10_000.0) as i64
+        (batch_bytes as f64 * rows as f64 / bytes as f64).max(10_000.0) as i64
     } else {
         100_000
     })

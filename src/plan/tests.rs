@@ -221,6 +221,7 @@ fn options(staging: StagingKind) -> PlanOptions {
         source_label: "reader@/tmp:5432/prod".into(),
         cursors: BTreeMap::new(),
         replace_unmanaged: false,
+        batch_bytes: DEFAULT_BATCH_BYTES,
     }
 }
 
