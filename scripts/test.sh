@@ -18,6 +18,8 @@ need_install=()
 [ -z "$pg_bin" ] || [ -f "/usr/share/postgresql/$pg_version/extension/postgis.control" ] \
     || need_install+=("postgresql-${pg_version}-postgis-3")
 [ -n "$pg_bin" ] || need_install+=(postgresql-15-postgis-3)
+# The TLS tests make their own CA with the openssl command.
+command -v openssl >/dev/null || need_install+=(openssl)
 
 if [ ${#need_install[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
