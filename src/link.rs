@@ -184,7 +184,9 @@ pub async fn target_state(
     let type_names: Vec<&str> = catalog.types.iter().map(|t| t.name.name.raw()).collect();
     let rows = client
         .query(
-            "SELECT n.nspname, t.typname \
+            "SELECT n.nspname, t.typname, \
+             ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e \
+                   WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) \
              FROM unnest($1::text[], $2::text[]) AS w(schema_name, type_name) \
              JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema_name \
              JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid AND t.typname = w.type_name",
@@ -193,10 +195,11 @@ pub async fn target_state(
         .await
         .context("could not read the target's types")?;
     for r in rows {
-        state.existing_types.insert(QualifiedName::new(
-            r.get::<_, String>(0),
-            r.get::<_, String>(1),
-        ));
+        let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        state
+            .enum_labels
+            .insert(name.clone(), r.get::<_, Vec<String>>(2));
+        state.existing_types.insert(name);
     }
     Ok(state)
 }

@@ -300,3 +300,31 @@ fn a_matview_refresh_reads_the_source_once() {
         checksum(&pair.source, "app", "public.orders")
     );
 }
+
+#[test]
+fn enum_labels_added_on_the_source_reach_the_target_in_order() {
+    let pair = start();
+    pair.source.psql(
+        "app",
+        "CREATE TYPE public.state AS ENUM ('new', 'paid'); \
+         CREATE TABLE public.bills (id serial PRIMARY KEY, state public.state NOT NULL); \
+         INSERT INTO public.bills (state) VALUES ('new'), ('paid')",
+    );
+    pair.snapcopy().arg("bills").assert().success();
+    pair.source.psql(
+        "app",
+        "ALTER TYPE public.state ADD VALUE 'draft' BEFORE 'new'; \
+         ALTER TYPE public.state ADD VALUE 'refunded' AFTER 'paid'",
+    );
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.bills (state) VALUES ('draft'), ('refunded')",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental", "bills"])
+        .assert()
+        .success();
+    let range = "SELECT enum_range(NULL::public.state)::text";
+    assert_eq!(pair.target.psql("dev", range), "{draft,new,paid,refunded}");
+    same(&pair, "public.bills");
+}

@@ -38,6 +38,8 @@ pub struct TargetState {
     pub staging_objects: BTreeMap<String, StagingObject>,
     /// Which of the needed types exist on the target.
     pub existing_types: BTreeSet<QualifiedName>,
+    /// The labels, in sort order, of those types that are enums (empty for other types).
+    pub enum_labels: BTreeMap<QualifiedName, Vec<String>>,
     /// Constraint names present on the chosen tables that exist on the target.
     pub existing_constraints: BTreeSet<(QualifiedName, String)>,
 }
@@ -525,6 +527,12 @@ fn setup_steps(
     for ty in &catalog.types {
         if !target.existing_types.contains(&ty.name) {
             steps.push(Step::new(Phase::Setup, None, create_type_sql(ty)));
+        } else if let (TypeKind::Enum { labels }, Some(have)) =
+            (&ty.kind, target.enum_labels.get(&ty.name))
+        {
+            for sql in enum_additions(&ty.name, labels, have) {
+                steps.push(Step::new(Phase::Setup, None, sql));
+            }
         }
     }
     // Try the link before any table: if the target server cannot reach the source, or dblink
@@ -540,6 +548,39 @@ fn setup_steps(
         ),
     ));
     steps
+}
+
+/// Labels the source's enum has and the target's lacks, added where the source has them: after
+/// the label before them in the source's order (or before the next one, for a new first
+/// label). Labels only the target has stay; an enum label cannot be dropped. The setup commits
+/// before any load, as PostgreSQL requires before a new label may be used.
+fn enum_additions(name: &QualifiedName, source: &[String], target: &[String]) -> Vec<String> {
+    let have = |l: &String, present: &[String]| present.contains(l);
+    let mut present: Vec<String> = target.to_vec();
+    let mut out = Vec::new();
+    for (i, label) in source.iter().enumerate() {
+        if have(label, &present) {
+            continue;
+        }
+        let placement = match source[..i].iter().rev().find(|l| have(l, &present)) {
+            Some(before) => format!(" AFTER {}", literal(before)),
+            None => match source[i + 1..].iter().find(|l| have(l, &present)) {
+                Some(after) => format!(" BEFORE {}", literal(after)),
+                None => String::new(),
+            },
+        };
+        out.push(format!(
+            "ALTER TYPE {name} ADD VALUE IF NOT EXISTS {}{placement}",
+            literal(label)
+        ));
+        let at = source[..i]
+            .iter()
+            .rev()
+            .find_map(|l| present.iter().position(|p| p == l).map(|p| p + 1))
+            .unwrap_or(0);
+        present.insert(at, label.clone());
+    }
+    out
 }
 
 /// `key 'value', ...` for OPTIONS clauses, secrets replaced when `redact`.

@@ -491,3 +491,24 @@ fn long_names_get_short_unique_staging_names() {
         "public.orders"
     );
 }
+
+#[test]
+fn enum_labels_the_target_lacks_are_added_in_the_source_order() {
+    let name = QualifiedName::new("shop", "status");
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        super::enum_additions(
+            &name,
+            &labels(&["draft", "new", "paid", "refunded", "shipped"]),
+            &labels(&["new", "paid", "shipped"])
+        ),
+        [
+            "ALTER TYPE \"shop\".\"status\" ADD VALUE IF NOT EXISTS 'draft' BEFORE 'new'",
+            "ALTER TYPE \"shop\".\"status\" ADD VALUE IF NOT EXISTS 'refunded' AFTER 'paid'",
+        ]
+    );
+    assert!(
+        super::enum_additions(&name, &labels(&["a", "b"]), &labels(&["a", "b", "local"]))
+            .is_empty()
+    );
+}
