@@ -95,16 +95,12 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         .context("could not export a snapshot on the source")?
         .get(0);
     let candidates = catalog::candidates(&source).await?;
-    let gone = tables_to_use(&mut settings, &target, &candidates).await?;
-    let (chosen, mut refused) = if settings.include.is_empty() {
-        (Vec::new(), Vec::new())
-    } else {
-        choose(&settings, &candidates)?
-    };
-    refused.extend(gone);
+    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let refused = tables_to_use(&mut settings, &managed, &candidates)?;
+    let chosen = choose(&settings, &candidates)?;
     let catalog = catalog::introspect(&source, &chosen).await?;
 
-    let state = link::target_state(&target, &settings.staging_schema, &catalog).await?;
+    let state = link::target_state(&target, &settings.staging_schema, managed, &catalog).await?;
     let options = PlanOptions {
         mode: settings.mode,
         staging: settings.staging,
@@ -176,17 +172,17 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     })
 }
 
-/// The tables named, or every managed table; `Err` when there are none.
-async fn tables_to_use(
+/// The tables named, or every managed table that the source still has; the managed tables it
+/// no longer has come back as refusals. `Err` when nothing is named and nothing is managed.
+fn tables_to_use(
     settings: &mut Settings,
-    target: &tokio_postgres::Client,
+    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
     candidates: &[Candidate],
 ) -> anyhow::Result<Vec<Refusal>> {
     let mut gone = Vec::new();
     if !settings.include.is_empty() {
         return Ok(gone);
     }
-    let managed = link::managed_tables(target, &settings.staging_schema).await?;
     if managed.is_empty() {
         bail!(
             "no tables named, and snapcopy manages none in the target database yet: give \
@@ -194,8 +190,8 @@ async fn tables_to_use(
         );
     }
     for (name, _) in managed {
-        if candidates.iter().any(|c| c.name == name) {
-            settings.include.push(pattern::TablePattern::exact(&name));
+        if candidates.iter().any(|c| &c.name == name) {
+            settings.include.push(pattern::TablePattern::exact(name));
         } else {
             gone.push((
                 name.clone(),
@@ -221,8 +217,9 @@ async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
             .context("could not prepare a session for verify")?;
     }
     let candidates = catalog::candidates(&source).await?;
-    let gone = tables_to_use(&mut settings, &target, &candidates).await?;
-    let (chosen, _) = choose(&settings, &candidates)?;
+    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let gone = tables_to_use(&mut settings, &managed, &candidates)?;
+    let chosen = choose(&settings, &candidates)?;
     let catalog = catalog::introspect(&source, &chosen).await?;
     let mut verdicts = verify::verify(&source, &target, &catalog).await?;
     verdicts.extend(gone.into_iter().map(|(name, reason)| verify::Verdict {
@@ -248,13 +245,6 @@ async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
     guard::lock_target(&target, &settings.staging_schema).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let server = sql::Ident::new(plan::server_name(&settings.staging_schema));
-    let has_wrapper: bool = target
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper WHERE fdwname = 'dblink_fdw')",
-            &[],
-        )
-        .await?
-        .get(0);
     let tx = target.transaction().await?;
     if args.drop_tables {
         for (name, _) in &managed {
@@ -264,11 +254,9 @@ async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
             eprintln!("dropped table {}", name.human());
         }
     }
-    if has_wrapper {
-        tx.batch_execute(&format!("DROP SERVER IF EXISTS {server} CASCADE"))
-            .await
-            .context("could not drop snapcopy's foreign server")?;
-    }
+    tx.batch_execute(&format!("DROP SERVER IF EXISTS {server} CASCADE"))
+        .await
+        .context("could not drop snapcopy's foreign server")?;
     tx.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS {} CASCADE",
         settings.staging_schema
@@ -339,10 +327,11 @@ async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
 /// partitions; a partition named without its parent is copied as a plain table. Both are said.
 type Refusal = (sql::QualifiedName, String);
 
-fn choose(
-    settings: &Settings,
-    candidates: &[Candidate],
-) -> anyhow::Result<(Vec<Candidate>, Vec<Refusal>)> {
+fn choose(settings: &Settings, candidates: &[Candidate]) -> anyhow::Result<Vec<Candidate>> {
+    // Every managed table is gone from the source: nothing to choose, and each says why.
+    if settings.include.is_empty() {
+        return Ok(Vec::new());
+    }
     for pattern in &settings.include {
         if !candidates.iter().any(|c| pattern.matches(&c.name)) {
             if pattern.is_glob() {
@@ -390,5 +379,5 @@ fn choose(
             );
         }
     }
-    Ok((expanded, Vec::new()))
+    Ok(expanded)
 }

@@ -110,6 +110,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 pub async fn target_state(
     client: &Client,
     staging_schema: &Ident,
+    managed: Vec<(QualifiedName, Option<Shape>)>,
     catalog: &Catalog,
 ) -> anyhow::Result<TargetState> {
     let mut state = TargetState::default();
@@ -123,9 +124,7 @@ pub async fn target_state(
         .context("could not read the target's extensions")?;
     state.dblink_schema = row.map(|r| Ident::new(r.get::<_, String>(0)));
 
-    for (name, shape) in managed_tables(client, staging_schema).await? {
-        state.managed.insert(name, shape);
-    }
+    state.managed = managed.into_iter().collect();
 
     let staging_rows = client
         .query(

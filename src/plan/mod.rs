@@ -15,8 +15,6 @@ mod refresh;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
-use serde::Serialize;
-
 use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Shape, Table, TypeKind};
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
@@ -80,7 +78,7 @@ pub struct PlanOptions {
 pub const DEFAULT_BATCH_BYTES: i64 = 32 * 1024 * 1024;
 
 /// The whole plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Statements run once, in one transaction, before any table.
     pub setup: Vec<Step>,
@@ -93,7 +91,7 @@ pub struct Plan {
 }
 
 /// Tables that load together.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Unit {
     /// The unit's tables, in load order.
     pub tables: Vec<TableInfo>,
@@ -102,7 +100,7 @@ pub struct Unit {
 }
 
 /// What the summary and progress need to know of a planned table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TableInfo {
     /// Schema and name.
     pub name: QualifiedName,
@@ -117,7 +115,7 @@ pub struct TableInfo {
 }
 
 /// What happens to a table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// The table does not exist on the target: create it, load it, build its indexes.
@@ -160,7 +158,7 @@ impl Action {
 
 /// Where a statement belongs in a unit. `Connect` runs before the target transaction opens and
 /// `Disconnect` after it ends; everything else runs inside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Schemas, extensions, the foreign server, types (setup only).
     Setup,
@@ -193,20 +191,18 @@ pub enum Phase {
 }
 
 /// One statement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Step {
     /// Where it runs.
     pub phase: Phase,
     /// Index into the unit's tables, for steps about one table.
     pub table: Option<usize>,
     /// The SQL sent to the server.
-    #[serde(skip)]
     pub sql: String,
     /// What to show instead of `sql` when it holds a secret.
     pub shown: String,
     /// Transaction-local settings to bind (as parameters) before `sql` runs: how a secret
     /// reaches the server without being part of any statement's text.
-    #[serde(skip)]
     pub settings: Vec<(String, String)>,
     /// For a batch: the rows one run of it asks for.
     pub batch: Option<u64>,
