@@ -196,9 +196,8 @@ pub async fn target_state(
     for r in rows {
         let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
         state
-            .enum_labels
-            .insert(name.clone(), r.get::<_, Vec<String>>(2));
-        state.existing_types.insert(name);
+            .existing_types
+            .insert(name, r.get::<_, Vec<String>>(2));
     }
     Ok(state)
 }

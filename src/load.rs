@@ -141,7 +141,7 @@ async fn run_unit(
     let mut outcomes = run.outcomes;
     match result {
         Ok(client) => {
-            for (o, bar) in outcomes.iter_mut().zip(bars) {
+            for ((o, bar), info) in outcomes.iter_mut().zip(bars).zip(&unit.tables) {
                 o.status = TableStatus::Done;
                 let size = client
                     .query_one(
@@ -153,14 +153,8 @@ async fn run_unit(
                     .await;
                 o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
                 progress.finish(bar, &format!("{} rows in {:.1} s", o.rows, o.seconds));
-                let pushed_down = unit
-                    .tables
-                    .iter()
-                    .find(|t| t.name == o.name)
-                    .and_then(|t| t.pushdown.as_deref())
-                    .is_some_and(|p| !p.starts_with("all keys"));
                 // Without pushdown every row already copied counts as skipped: no news there.
-                if o.skipped > 0 && pushed_down {
+                if o.skipped > 0 && info.pushed_down() {
                     progress.say(&format!(
                         "warning: {}: {} source rows were not inserted because a row with the \
                          same key exists on the target (kept as it is); rows inserted locally \
@@ -307,10 +301,7 @@ async fn execute_unit(
             Phase::Record => {
                 let Some(i) = step.table else { continue };
                 let o = &run.outcomes[i];
-                let pushed_down = unit.tables[i]
-                    .pushdown
-                    .as_ref()
-                    .is_some_and(|p| !p.starts_with("all keys"));
+                let pushed_down = unit.tables[i].pushed_down();
                 execute_with(
                     &tx,
                     &step.sql,

@@ -275,6 +275,8 @@ pub struct Constraint {
     pub columns: Vec<Ident>,
     /// False for a constraint only inherited from a parent table.
     pub local: bool,
+    /// DEFERRABLE (initially deferred or not).
+    pub deferrable: bool,
 }
 
 /// The kinds of table constraints snapcopy recreates.
@@ -565,6 +567,7 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
                 .map(Ident::new)
                 .collect(),
             local: r.get("conislocal"),
+            deferrable: r.get("condeferrable"),
         });
     }
 

@@ -34,10 +34,9 @@ pub struct TargetState {
     pub existing_tables: BTreeSet<QualifiedName>,
     /// Objects in the staging schema, by raw name.
     pub staging_objects: BTreeMap<String, StagingObject>,
-    /// Which of the needed types exist on the target.
-    pub existing_types: BTreeSet<QualifiedName>,
-    /// The labels, in sort order, of those types that are enums (empty for other types).
-    pub enum_labels: BTreeMap<QualifiedName, Vec<String>>,
+    /// The needed types that exist on the target, with their labels in sort order when they
+    /// are enums (empty for other types).
+    pub existing_types: BTreeMap<QualifiedName, Vec<String>>,
     /// Constraint names present on the chosen tables that exist on the target.
     pub existing_constraints: BTreeSet<(QualifiedName, String)>,
 }
@@ -108,8 +107,8 @@ pub struct TableInfo {
     pub action: Action,
     /// What changed on the source since the last copy (for a rebuild).
     pub changes: Vec<String>,
-    /// How incremental mode chooses the rows to read, for the summary.
-    pub pushdown: Option<String>,
+    /// How incremental mode chooses the rows to read.
+    pub pushdown: Option<Pushdown>,
     /// The source's row estimate.
     pub estimated_rows: i64,
 }
@@ -128,14 +127,33 @@ pub enum Action {
     Insert,
 }
 
+/// How incremental mode chooses the rows to read from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushdown {
+    /// Only rows above the last copy's maximum of a growing column travel.
+    Above(crate::catalog::Cursor),
+    /// Every source row travels; the keys decide what is missing.
+    AllKeys,
+}
+
 impl TableInfo {
-    /// What the summary says besides the numbers: the pushdown, or what changed.
+    /// What the summary says besides the numbers: what changed, or the pushdown used.
     pub fn note(&self) -> String {
         if !self.changes.is_empty() {
-            format!("source changed: {}", self.changes.join("; "))
-        } else {
-            self.pushdown.clone().unwrap_or_default()
+            return format!("source changed: {}", self.changes.join("; "));
         }
+        match &self.pushdown {
+            Some(Pushdown::Above(c)) => {
+                format!("{} {} last copy's max", c.column.raw(), c.operator)
+            }
+            Some(Pushdown::AllKeys) => "all keys compared".to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// Whether only new rows were read from the source.
+    pub fn pushed_down(&self) -> bool {
+        matches!(self.pushdown, Some(Pushdown::Above(_)))
     }
 }
 
@@ -375,7 +393,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
 pub struct Decision {
     action: Action,
     changes: Vec<String>,
-    pushdown: Option<String>,
+    pushdown: Option<Pushdown>,
 }
 
 impl Decision {
@@ -521,14 +539,14 @@ fn setup_steps(
         steps.extend(create_schema(schema));
     }
     for ty in &catalog.types {
-        if !target.existing_types.contains(&ty.name) {
-            steps.push(Step::new(Phase::Setup, None, create_type_sql(ty)));
-        } else if let (TypeKind::Enum { labels }, Some(have)) =
-            (&ty.kind, target.enum_labels.get(&ty.name))
-        {
-            for sql in enum_additions(&ty.name, labels, have) {
-                steps.push(Step::new(Phase::Setup, None, sql));
+        match (target.existing_types.get(&ty.name), &ty.kind) {
+            (None, _) => steps.push(Step::new(Phase::Setup, None, create_type_sql(ty))),
+            (Some(have), TypeKind::Enum { labels }) => {
+                for sql in enum_additions(&ty.name, labels, have) {
+                    steps.push(Step::new(Phase::Setup, None, sql));
+                }
             }
+            (Some(_), _) => {}
         }
     }
     // Try the link before any table: if the target server cannot reach the source, or dblink
@@ -747,17 +765,22 @@ impl UnitContext<'_> {
             ));
         }
 
+        // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
+        // refuses ALTER TABLE while they are: after each such table's rows they are checked
+        // (parents are loaded first, so they hold).
+        let deferred_checks = ordered.iter().any(|t| {
+            t.constraints.iter().any(|c| {
+                c.deferrable
+                    && matches!(c.kind, ConstraintKind::ForeignKey { .. })
+                    && self.has_constraint(&t.name, c)
+            })
+        });
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
             if info.action.creates() {
                 steps.extend(create_table_steps(table, i));
             }
             steps.extend(self.mode.rows(self, table, info, i));
-            // Rows checked by an existing INITIALLY DEFERRED key leave trigger events pending,
-            // and PostgreSQL refuses ALTER TABLE while they are: check them now (parents are
-            // loaded first, so they hold).
-            if !info.action.creates()
-                && has_deferred_key(&ordered, &self.target.existing_constraints)
-            {
+            if !info.action.creates() && deferred_checks {
                 steps.push(Step::new(
                     Phase::Data,
                     None,
@@ -1097,18 +1120,6 @@ impl UnitContext<'_> {
             shape = literal(&shape),
         )
     }
-}
-
-/// Whether any table of the unit has an existing deferrable foreign key on the target.
-fn has_deferred_key(tables: &[&Table], existing: &BTreeSet<(QualifiedName, String)>) -> bool {
-    tables.iter().any(|t| {
-        t.constraints.iter().any(|c| {
-            matches!(c.kind, ConstraintKind::ForeignKey { .. })
-                && c.definition.contains("DEFERRABLE")
-                && !c.definition.contains("NOT DEFERRABLE")
-                && existing.contains(&(t.name.clone(), c.name.raw().to_string()))
-        })
-    })
 }
 
 /// The loaded columns (stored generated columns compute themselves), quoted, in order.

@@ -5,7 +5,7 @@
 //! reading from the source only the rows above the last copy's high-water mark when the key
 //! only grows.
 
-use super::{Action, Decision, Phase, Step, TableInfo, UnitContext};
+use super::{Action, Decision, Phase, Pushdown, Step, TableInfo, UnitContext};
 use crate::catalog::Table;
 use crate::sql::{literal, Ident};
 
@@ -141,9 +141,9 @@ impl Refresh for Incremental {
             ));
         };
         Ok(Decision {
-            pushdown: Some(match &key.cursor {
-                Some(c) => format!("{} {} last copy's max", c.column.raw(), c.operator),
-                None => "all keys compared".to_string(),
+            pushdown: Some(match key.cursor {
+                Some(cursor) => Pushdown::Above(cursor),
+                None => Pushdown::AllKeys,
             }),
             ..Decision::new(Action::Insert)
         })
@@ -158,12 +158,9 @@ impl Refresh for Incremental {
         if info.action != Action::Insert {
             return Full.rows(ctx, table, info, i);
         }
-        let key = table
-            .key(ctx.options.cursors.get(&table.name))
-            .expect("existing() refuses tables without a key");
         let select = literal(&ctx.remote_select(table));
-        let (remote, high) = match &key.cursor {
-            Some(c) => {
+        let (remote, high) = match &info.pushdown {
+            Some(Pushdown::Above(c)) => {
                 let registry = ctx.registry;
                 let predicate = literal(&format!(" WHERE {} {} ", c.column, c.operator));
                 (
@@ -177,7 +174,7 @@ impl Refresh for Incremental {
                     format!("(SELECT max({})::text FROM src)", c.column),
                 )
             }
-            None => (select, "NULL::text".to_string()),
+            _ => (select, "NULL::text".to_string()),
         };
         vec![Step::new(
             Phase::Insert,

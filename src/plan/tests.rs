@@ -37,6 +37,7 @@ fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint 
         validated: !definition.ends_with("NOT VALID"),
         columns,
         local: true,
+        deferrable: definition.contains(" DEFERRABLE"),
     }
 }
 
@@ -252,7 +253,11 @@ fn copied(catalog: &Catalog) -> TargetState {
         }
     }
     for ty in &catalog.types {
-        state.existing_types.insert(ty.name.clone());
+        let labels = match &ty.kind {
+            TypeKind::Enum { labels } => labels.clone(),
+            _ => Vec::new(),
+        };
+        state.existing_types.insert(ty.name.clone(), labels);
     }
     state
 }
@@ -385,10 +390,8 @@ fn a_configured_cursor_column_is_compared_with_at_least() {
     let plan = plan(&catalog, &state, &opts);
     let text = plan.to_string();
     assert!(text.contains(r#"' WHERE "at" >= '"#), "{text}");
-    assert_eq!(
-        plan.units[0].tables[0].pushdown.as_deref(),
-        Some("at >= last copy's max")
-    );
+    assert_eq!(plan.units[0].tables[0].note(), "at >= last copy's max");
+    assert!(plan.units[0].tables[0].pushed_down());
 }
 
 #[test]

@@ -7,6 +7,7 @@ SELECT con.conrelid,
        pg_catalog.pg_get_constraintdef(con.oid) AS definition,
        con.convalidated,
        con.conislocal,
+       con.condeferrable,
        ARRAY(SELECT a.attname::text
                FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
                JOIN pg_catalog.pg_attribute a
