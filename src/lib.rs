@@ -150,7 +150,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         }
         outcomes.push(report::TableOutcome {
             name: name.clone(),
-            action: plan::Action::Create,
+            action: None,
             status: TableStatus::Failed(reason.clone()),
             rows: 0,
             skipped: 0,

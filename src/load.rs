@@ -121,7 +121,7 @@ async fn run_unit(
             .iter()
             .map(|t| TableOutcome {
                 name: t.name.clone(),
-                action: t.action,
+                action: Some(t.action),
                 status: TableStatus::Failed(String::new()),
                 rows: 0,
                 skipped: 0,
@@ -370,19 +370,14 @@ fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
              snapcopy as a role that has it",
             first_line(&step.shown)
         ),
+        // dblink passes the source's SQLSTATE on: the table the catalog listed is gone.
         Phase::Staging | Phase::Data | Phase::Insert
-            if message.contains("does not exist") && message.contains("relation") =>
+            if code == Some(&SqlState::UNDEFINED_TABLE) =>
         {
             format!(
                 "{message}: the table was dropped or renamed on the source during the run; run \
                  snapcopy again"
             )
-        }
-        Phase::Staging | Phase::Data
-            if message.contains("could not establish connection")
-                || message.contains("password is required") =>
-        {
-            format!("the target server could not read from the source: {message}")
         }
         _ => format!("{message} (while running: {})", first_line(&step.shown)),
     }

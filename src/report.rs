@@ -13,8 +13,9 @@ pub struct TableOutcome {
     /// Schema and name.
     #[serde(serialize_with = "human_name")]
     pub name: QualifiedName,
-    /// Created, reloaded, rebuilt, or missing rows inserted.
-    pub action: Action,
+    /// Created, reloaded, rebuilt, or missing rows inserted; none for a table refused before
+    /// anything was done to it.
+    pub action: Option<Action>,
     /// Done, or failed and why.
     #[serde(flatten)]
     pub status: TableStatus,
@@ -68,7 +69,7 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
     for o in outcomes {
         table.add_row(vec![
             Cell::new(o.name.human()),
-            Cell::new(o.action.done_word()),
+            Cell::new(o.action.map_or("not copied", Action::done_word)),
             right(o.rows),
             right(o.skipped),
             right(o.bytes.map(human_bytes).unwrap_or_default()),

@@ -270,7 +270,8 @@ fn an_unmanaged_table_in_the_way_is_left_alone() {
         .code(1)
         .stderr(predicate::str::contains(
             "public.parents already exists on the target and snapcopy did not create it",
-        ));
+        ))
+        .stdout(predicate::str::is_match(r"public\.parents\s+┆ not copied").unwrap());
     assert_eq!(
         pair.target
             .psql("dev", "SELECT id || ' ' || mine FROM public.parents"),
