@@ -64,7 +64,8 @@ pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
     };
     // The driver task runs until the client is dropped; its error, if any, surfaces on the next
     // query through the client.
-    let client = match crate::tls::connector(info, &crate::conninfo::Env::from_process())? {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let client = match crate::tls::connector(info, home.as_deref())? {
         Some(tls) => {
             let (client, connection) = config.connect(tls).await.map_err(fail)?;
             tokio::spawn(async move {

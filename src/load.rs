@@ -383,14 +383,12 @@ fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The statement's first line, cut to 200 bytes, for messages.
 fn first_line(sql: &str) -> String {
     let line = sql.lines().next().unwrap_or_default();
-    if line.len() > 200 {
-        let mut end = 200;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &line[..end])
+    let cut = crate::sql::truncate_bytes(line, 200);
+    if cut.len() < line.len() {
+        format!("{cut}...")
     } else {
         line.to_string()
     }

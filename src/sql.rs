@@ -101,6 +101,18 @@ pub fn human_ident(name: &str) -> String {
     }
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A quoted SQL string literal (`E'...'` when it holds a backslash).
 pub fn literal(value: &str) -> String {
     postgres_protocol::escape::escape_literal(value)

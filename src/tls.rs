@@ -10,7 +10,7 @@
 //! The server-to-server link gets the same parameters in its foreign server; libpq on the
 //! target server applies them there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::conninfo::{ConnInfo, Env};
+use crate::conninfo::ConnInfo;
 
 /// How a session's server certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +35,14 @@ enum Check {
 }
 
 /// The TLS connector for a session, or `None` when the session must not use TLS.
-pub fn connector(info: &ConnInfo, env: &Env) -> anyhow::Result<Option<MakeRustlsConnect>> {
+/// `home` is where libpq's default root certificate (`~/.postgresql/root.crt`) lives.
+pub fn connector(
+    info: &ConnInfo,
+    home: Option<&Path>,
+) -> anyhow::Result<Option<MakeRustlsConnect>> {
     let mode = info.get("sslmode").unwrap_or("prefer");
     let explicit_root = info.get("sslrootcert").map(PathBuf::from);
-    let default_root = env.home.as_ref().map(|h| h.join(".postgresql/root.crt"));
+    let default_root = home.map(|h| h.join(".postgresql/root.crt"));
     let root = explicit_root
         .clone()
         .or_else(|| default_root.clone().filter(|p| p.is_file()));

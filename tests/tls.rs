@@ -165,12 +165,21 @@ fn verify_full_succeeds_with_the_ca_and_checks_the_host_name() {
         checksum(&t.pair.target, "dev", "public.t"),
         checksum(&t.pair.source, "app", "public.t")
     );
-    // The link from the target server carries the same sslmode and CA, and used TLS.
+    // The link from the target server carries the same sslmode and CA, and is encrypted: the
+    // source says so of the connection dblink opens.
     let options = t.pair.target.psql(
         "dev",
         "SELECT array_to_string(srvoptions, ',') FROM pg_foreign_server WHERE srvname = 'snapcopy_source'",
     );
     assert!(options.contains("sslmode=verify-full"), "{options}");
+    assert_eq!(
+        t.pair.target.psql(
+            "dev",
+            "SELECT ssl FROM snapcopy.dblink('snapcopy_source', \
+             'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()') AS s(ssl boolean)"
+        ),
+        "t"
+    );
 
     let wrong_host = t.source(
         "127.0.0.1",

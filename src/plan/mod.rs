@@ -18,7 +18,7 @@ use std::fmt::{self, Write as _};
 use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Shape, Table, TypeKind};
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
-use crate::sql::{literal, Ident, QualifiedName};
+use crate::sql::{literal, truncate_bytes, Ident, QualifiedName};
 
 pub use refresh::{Full, Incremental, Refresh};
 
@@ -272,17 +272,6 @@ pub fn staging_name(table: &QualifiedName) -> String {
         truncate_bytes(table.name.raw(), 26),
         fnv1a(full.as_bytes()) as u32
     )
-}
-
-fn truncate_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// FNV-1a: a stable hash (std's hasher may change between Rust releases; names must not).
