@@ -250,7 +250,12 @@ async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
         for (name, _) in &managed {
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {name} CASCADE"))
                 .await
-                .with_context(|| format!("could not drop {}", name.human()))?;
+                .with_context(|| {
+                    format!(
+                        "could not drop {}; nothing was dropped (teardown is one transaction)",
+                        name.human()
+                    )
+                })?;
             eprintln!("dropped table {}", name.human());
         }
     }
@@ -357,7 +362,10 @@ fn choose(settings: &Settings, candidates: &[Candidate]) -> anyhow::Result<Vec<C
         .cloned()
         .collect();
     if chosen.is_empty() {
-        bail!("every table the patterns matched is excluded; nothing to copy");
+        bail!(
+            "every table the patterns matched is excluded; nothing to copy: loosen --exclude \
+             (or exclude in snapcopy.toml)"
+        );
     }
     let chosen_oids: std::collections::BTreeSet<_> = chosen.iter().map(|c| c.oid).collect();
     let quiet = settings.verbosity == Verbosity::Quiet;

@@ -294,7 +294,10 @@ fn setup_message(code: Option<&SqlState>, message: &str, shown: &str) -> anyhow:
              needs CREATE on the target database and USAGE on the dblink_fdw foreign-data \
              wrapper. The statement was: {shown}"
         ),
-        _ => anyhow!("setup on the target failed: {message}. The statement was: {shown}"),
+        _ => anyhow!(
+            "setup on the target failed: {message}. The statement was: {shown}. Nothing was \
+             changed (the setup rolled back); fix what PostgreSQL names and run snapcopy again"
+        ),
     }
 }
 

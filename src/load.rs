@@ -322,7 +322,12 @@ async fn execute_unit(
     tx.commit().await.map_err(|e| StepError {
         table: None,
         phase: Phase::ForeignKeys,
-        message: format!("the commit failed: {}", describe(&e)),
+        message: format!(
+            "the commit failed, so these tables keep their previous contents: {} (a deferred \
+             constraint is checked at commit; fix the rows it names, on the source or in the \
+             target's other tables, and run again)",
+            describe(&e)
+        ),
     })?;
     for step in unit.steps.iter().filter(|s| s.phase == Phase::Disconnect) {
         log_step(verbosity, &step.shown);

@@ -50,10 +50,12 @@ async fn fingerprint(
         "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
          FROM {only}{name} AS t"
     );
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .with_context(|| format!("could not read {}", name.human()))?;
+    let row = client.query_one(&sql, &[]).await.with_context(|| {
+        format!(
+            "could not read {} to compare it; the roles need SELECT on it on both servers",
+            name.human()
+        )
+    })?;
     Ok((row.get(0), row.get(1)))
 }
 
