@@ -168,6 +168,22 @@ fn a_partitioned_table_is_copied_as_a_tree_and_a_lone_partition_as_a_table() {
     );
     assert_verify_same(&pair, &[]);
 
+    // Incremental through the root: the composite key is compared, new rows are routed.
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.measurements (at, region, value) VALUES ('2024-03-01', 'eu', 7), ('2025-03-01', 'us', 8)",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all keys compared"));
+    assert_eq!(
+        pair.target.psql("dev", routed),
+        pair.source.psql("app", routed)
+    );
+    assert_copied_exactly(&pair, &["public.measurements"]);
+
     // A refresh reloads the tree; a new partition on the source rebuilds it.
     pair.source.psql(
         "app",
