@@ -98,7 +98,10 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let refused = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
-    let catalog = catalog::introspect(&source, &chosen).await?;
+    let mut catalog = catalog::introspect(&source, &chosen).await?;
+    if settings.jobs >= 2 && settings.split_bytes > 0 {
+        catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
+    }
 
     let state = link::target_state(&target, &settings.staging_schema, managed, &catalog).await?;
     let options = PlanOptions {
@@ -110,6 +113,8 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         cursors: settings.cursors.clone(),
         replace_unmanaged: settings.replace_unmanaged,
         batch_bytes: settings.batch_bytes,
+        split_bytes: settings.split_bytes,
+        split_ranges: settings.jobs,
     };
     let mut plan = plan::plan(&catalog, &state, &options);
     plan.refused.extend(refused);

@@ -7,9 +7,11 @@
 //! read-only source transaction. A failure rolls the unit back: its tables keep their previous
 //! contents, and the other units go on.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot;
 use futures::stream::{self, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -17,7 +19,7 @@ use tokio_postgres::{CancelToken, GenericClient};
 
 use crate::conninfo::ConnInfo;
 use crate::link::{connect, describe, Side};
-use crate::plan::{Action, Phase, Unit};
+use crate::plan::{Action, Phase, Split, Step, TableInfo, Unit};
 use crate::progress::{Progress, TableProgress};
 use crate::report::{TableOutcome, TableStatus};
 use crate::settings::Verbosity;
@@ -47,8 +49,12 @@ pub async fn cancel_running() {
     }
 }
 
-/// Runs the units, `jobs` at a time, and returns one outcome per table. `snapshot` is the id
-/// of the source snapshot every unit reads in.
+/// Runs the units, `jobs` sessions at a time, and returns one outcome per table. `snapshot`
+/// is the id of the source snapshot every session reads in.
+///
+/// The ranges of split tables go first, so that a large table is never the last thing left;
+/// then the units, largest first. A unit with split tables waits for their ranges, then moves
+/// them into place and builds their keys while the other sessions load other units.
 pub async fn run_units(
     target: &ConnInfo,
     units: &[Unit],
@@ -57,12 +63,102 @@ pub async fn run_units(
     verbosity: Verbosity,
     progress: &Progress,
 ) -> Vec<TableOutcome> {
-    let results: Vec<Vec<TableOutcome>> = stream::iter(units)
-        .map(|unit| run_unit(target, unit, snapshot, verbosity, progress))
+    let mut ranges = Vec::new();
+    let mut waits = Vec::new();
+    for unit in units {
+        let mut unit_waits = Vec::new();
+        for split in &unit.splits {
+            let shared = Arc::new(SplitRun::new(unit, split, progress));
+            let mut receivers = Vec::new();
+            for (k, steps) in split.ranges.iter().enumerate() {
+                let (send, receive) = oneshot::channel();
+                receivers.push(receive);
+                ranges.push(Task::Range {
+                    steps,
+                    run: RangeRun {
+                        shared: shared.clone(),
+                        k,
+                        seconds: 0.0,
+                    },
+                    done: send,
+                });
+            }
+            unit_waits.push((shared, receivers));
+        }
+        waits.push(unit_waits);
+    }
+    let tasks = ranges.into_iter().chain(
+        units
+            .iter()
+            .zip(waits)
+            .map(|(unit, splits)| Task::Unit { unit, splits }),
+    );
+    let results: Vec<Vec<TableOutcome>> = stream::iter(tasks)
+        .map(|task| task.run(target, snapshot, verbosity, progress))
         .buffer_unordered(jobs)
         .collect()
         .await;
     results.into_iter().flatten().collect()
+}
+
+/// One session's work.
+enum Task<'a> {
+    /// A range of a split table.
+    Range {
+        steps: &'a [Step],
+        run: RangeRun<'a>,
+        done: oneshot::Sender<Result<f64, StepError>>,
+    },
+    /// A unit, with its split tables and the ends of their ranges to wait for.
+    Unit {
+        unit: &'a Unit,
+        splits: Vec<RangeWait<'a>>,
+    },
+}
+
+/// A split table's progress, shared by its ranges, and where its ranges report their end.
+type RangeWait<'a> = (
+    Arc<SplitRun<'a>>,
+    Vec<oneshot::Receiver<Result<f64, StepError>>>,
+);
+
+impl Task<'_> {
+    async fn run(
+        self,
+        target: &ConnInfo,
+        snapshot: &str,
+        verbosity: Verbosity,
+        progress: &Progress,
+    ) -> Vec<TableOutcome> {
+        match self {
+            Task::Range {
+                steps,
+                mut run,
+                done,
+            } => {
+                // A sibling failed: the table will not be copied, spare the source the read.
+                let result = if run.shared.failed.load(Ordering::Relaxed) {
+                    Err(StepError {
+                        table: None,
+                        phase: Phase::Connect,
+                        message: "skipped: another range failed".into(),
+                    })
+                } else {
+                    execute(target, steps, snapshot, verbosity, &mut run)
+                        .await
+                        .map(|_| run.seconds)
+                };
+                if result.is_err() {
+                    run.shared.failed.store(true, Ordering::Relaxed);
+                }
+                let _ = done.send(result);
+                Vec::new()
+            }
+            Task::Unit { unit, splits } => {
+                run_unit(target, unit, splits, snapshot, verbosity, progress).await
+            }
+        }
+    }
 }
 
 /// A failed statement, with the table it was about.
@@ -70,6 +166,21 @@ struct StepError {
     table: Option<usize>,
     phase: Phase,
     message: String,
+}
+
+/// Where a session's results go: a unit's outcomes, or one range's share of a split table.
+trait Tally {
+    /// A statement about table `i` starts.
+    fn touch(&mut self, i: usize);
+    /// Rows this session has inserted into table `i` so far; `periodic` for batches, whose
+    /// progress lines show as they come (a table loaded in one statement gets its final line).
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool);
+    /// An incremental insert's result: rows read, rows inserted, the new high-water mark.
+    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>);
+    /// The registry row's parameters for table `i`.
+    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>);
+    /// Time spent on table `i`.
+    fn seconds(&mut self, i: usize, seconds: f64);
 }
 
 /// A unit's tables as they run: outcomes, and progress started when a table's first
@@ -81,22 +192,13 @@ struct UnitRun<'a> {
     bars: Vec<Option<TableProgress>>,
 }
 
-impl UnitRun<'_> {
+impl Tally for UnitRun<'_> {
     fn touch(&mut self, i: usize) {
         if self.bars[i].is_none() {
-            let t = &self.unit.tables[i];
-            let verb = match t.action {
-                Action::Create => "copying",
-                Action::Reload => "reloading",
-                Action::Rebuild => "rebuilding",
-                Action::Insert => "adding missing rows to",
-            };
-            self.bars[i] = Some(self.progress.start(&t.name, verb, t.estimated_rows));
+            self.bars[i] = Some(start_bar(self.progress, &self.unit.tables[i]));
         }
     }
 
-    /// Rows inserted so far; `periodic` for batches, whose progress lines show as they come
-    /// (a table loaded in one statement just gets its final line).
     fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
         self.outcomes[i].rows = rows;
         self.touch(i);
@@ -104,11 +206,108 @@ impl UnitRun<'_> {
             bar.rows(rows, periodic);
         }
     }
+
+    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>) {
+        self.rows(i, inserted, false);
+        self.outcomes[i].skipped = read - inserted;
+        self.outcomes[i].high_water = high_water;
+    }
+
+    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>) {
+        let o = &self.outcomes[i];
+        let pushed_down = self.unit.tables[i].pushed_down();
+        (o.rows, o.skipped, pushed_down, o.high_water.clone())
+    }
+
+    fn seconds(&mut self, i: usize, seconds: f64) {
+        self.outcomes[i].seconds += seconds;
+    }
+}
+
+fn start_bar(progress: &Progress, table: &TableInfo) -> TableProgress {
+    let verb = match table.action {
+        Action::Create => "copying",
+        Action::Reload => "reloading",
+        Action::Rebuild => "rebuilding",
+        Action::Insert => "adding missing rows to",
+    };
+    progress.start(&table.name, verb, table.estimated_rows)
+}
+
+/// A split table while its ranges load: one progress bar for all of them.
+struct SplitRun<'a> {
+    split: &'a Split,
+    info: &'a TableInfo,
+    progress: &'a Progress,
+    bar: Mutex<Option<TableProgress>>,
+    /// Rows each range has inserted so far.
+    rows: Mutex<Vec<i64>>,
+    /// Whether a range failed (the others that have not started skip their work).
+    failed: AtomicBool,
+}
+
+impl<'a> SplitRun<'a> {
+    fn new(unit: &'a Unit, split: &'a Split, progress: &'a Progress) -> SplitRun<'a> {
+        SplitRun {
+            split,
+            info: &unit.tables[split.table],
+            progress,
+            bar: Mutex::new(None),
+            rows: Mutex::new(vec![0; split.ranges.len()]),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn total_rows(&self) -> i64 {
+        lock(&self.rows).iter().sum()
+    }
+}
+
+/// One range of a split table.
+struct RangeRun<'a> {
+    shared: Arc<SplitRun<'a>>,
+    k: usize,
+    seconds: f64,
+}
+
+impl Tally for RangeRun<'_> {
+    fn touch(&mut self, _: usize) {
+        let mut bar = lock(&self.shared.bar);
+        if bar.is_none() {
+            *bar = Some(start_bar(self.shared.progress, self.shared.info));
+        }
+    }
+
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
+        self.touch(i);
+        lock(&self.shared.rows)[self.k] = rows;
+        let total = self.shared.total_rows();
+        if let Some(bar) = lock(&self.shared.bar).as_mut() {
+            bar.rows(total, periodic);
+        }
+    }
+
+    fn inserted(&mut self, i: usize, _read: i64, inserted: i64, _high_water: Option<String>) {
+        self.rows(i, inserted, false);
+    }
+
+    fn record(&self, _: usize) -> (i64, i64, bool, Option<String>) {
+        (0, 0, false, None)
+    }
+
+    fn seconds(&mut self, _: usize, seconds: f64) {
+        self.seconds += seconds;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn run_unit(
     target: &ConnInfo,
     unit: &Unit,
+    splits: Vec<RangeWait<'_>>,
     snapshot: &str,
     verbosity: Verbosity,
     progress: &Progress,
@@ -133,7 +332,39 @@ async fn run_unit(
             .collect(),
         bars: unit.tables.iter().map(|_| None).collect(),
     };
-    let result = execute_unit(target, unit, snapshot, verbosity, &mut run).await;
+    let mut ranges_failed = None;
+    for (shared, receivers) in splits {
+        let i = shared.split.table;
+        let mut slowest: f64 = 0.0;
+        for receiver in receivers {
+            match receiver.await {
+                Ok(Ok(seconds)) => slowest = slowest.max(seconds),
+                // The first failure is the one to tell; the others were skipped for it.
+                Ok(Err(e)) if ranges_failed.is_none() => {
+                    ranges_failed = Some(StepError {
+                        table: Some(i),
+                        ..e
+                    })
+                }
+                Ok(Err(_)) => {}
+                Err(oneshot::Canceled) if ranges_failed.is_none() => {
+                    ranges_failed = Some(StepError {
+                        table: Some(i),
+                        phase: Phase::Batch,
+                        message: "a range load stopped without a result".into(),
+                    })
+                }
+                Err(oneshot::Canceled) => {}
+            }
+        }
+        run.outcomes[i].rows = shared.total_rows();
+        run.outcomes[i].seconds = slowest;
+        run.bars[i] = lock(&shared.bar).take();
+    }
+    let result = match ranges_failed {
+        Some(e) => Err(e),
+        None => execute(target, &unit.steps, snapshot, verbosity, &mut run).await,
+    };
     for i in 0..unit.tables.len() {
         run.touch(i);
     }
@@ -166,6 +397,7 @@ async fn run_unit(
             }
         }
         Err(err) => {
+            discard(target, unit, verbosity, progress).await;
             let culprit = err.table.map(|i| unit.tables[i].name.human());
             for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
                 o.rows = 0;
@@ -191,14 +423,30 @@ async fn run_unit(
     outcomes
 }
 
-async fn execute_unit(
-    target: &ConnInfo,
-    unit: &Unit,
-    snapshot: &str,
-    verbosity: Verbosity,
-    run: &mut UnitRun<'_>,
-) -> Result<tokio_postgres::Client, StepError> {
-    let mut client = connect(target, Side::Target).await.map_err(|e| StepError {
+/// Drops the load tables of a unit that did not commit, with the rows its ranges put there.
+/// Should that fail too, the next run's setup drops them.
+async fn discard(target: &ConnInfo, unit: &Unit, verbosity: Verbosity, progress: &Progress) {
+    if unit.splits.is_empty() {
+        return;
+    }
+    let sql: Vec<&str> = unit.splits.iter().map(|s| s.discard.as_str()).collect();
+    let sql = sql.join("; ");
+    log_step(verbosity, &sql);
+    let result = match connect(target, Side::Target).await {
+        Ok(client) => client.batch_execute(&sql).await.map_err(|e| describe(&e)),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    if let Err(e) = result {
+        progress.say(&format!(
+            "warning: could not drop the load tables of a failed split load ({e}); the next \
+             snapcopy run or snapcopy teardown drops them"
+        ));
+    }
+}
+
+/// Opens a target session for loading: cancellable, with the settings a bulk load wants.
+async fn open_session(target: &ConnInfo) -> Result<tokio_postgres::Client, StepError> {
+    let client = connect(target, Side::Target).await.map_err(|e| StepError {
         table: None,
         phase: Phase::Connect,
         message: format!("{e:#}"),
@@ -230,13 +478,25 @@ async fn execute_unit(
             phase: Phase::Connect,
             message: describe(&e),
         })?;
+    Ok(client)
+}
 
-    let fail = |step: &crate::plan::Step, e: tokio_postgres::Error| StepError {
+/// Runs one session's statements: those of the `Connect` phase, then the rest in one target
+/// transaction, committed, then those of the `Disconnect` phase.
+async fn execute(
+    target: &ConnInfo,
+    steps: &[Step],
+    snapshot: &str,
+    verbosity: Verbosity,
+    tally: &mut dyn Tally,
+) -> Result<tokio_postgres::Client, StepError> {
+    let mut client = open_session(target).await?;
+    let fail = |step: &Step, e: tokio_postgres::Error| StepError {
         table: step.table,
         phase: step.phase,
         message: explain(step, &e),
     };
-    for step in unit.steps.iter().filter(|s| s.phase == Phase::Connect) {
+    for step in steps.iter().filter(|s| s.phase == Phase::Connect) {
         log_step(verbosity, &step.shown);
         execute_with(&client, &step.sql, &[&snapshot])
             .await
@@ -247,15 +507,14 @@ async fn execute_unit(
         phase: Phase::Connect,
         message: describe(&e),
     })?;
-    let inside = unit
-        .steps
+    let inside = steps
         .iter()
         .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
     for step in inside {
         log_step(verbosity, &step.shown);
         let started = Instant::now();
         if let Some(i) = step.table {
-            run.touch(i);
+            tally.touch(i);
         }
         match step.phase {
             Phase::Data => {
@@ -264,7 +523,7 @@ async fn execute_unit(
                     .await
                     .map_err(|e| fail(step, e))?;
                 if let Some(i) = step.table {
-                    run.rows(i, rows as i64, false);
+                    tally.rows(i, rows as i64, false);
                 }
             }
             Phase::Batch => {
@@ -278,7 +537,7 @@ async fn execute_unit(
                         .map_err(|e| fail(step, e))?;
                     total += rows as i64;
                     if let Some(i) = step.table {
-                        run.rows(i, total, true);
+                        tally.rows(i, total, true);
                     }
                     if rows < size {
                         break;
@@ -291,21 +550,16 @@ async fn execute_unit(
                     .await
                     .map_err(|e| fail(step, e))?;
                 if let Some(i) = step.table {
-                    let read: i64 = row.get(0);
-                    let inserted: i64 = row.get(1);
-                    run.rows(i, inserted, false);
-                    run.outcomes[i].skipped = read - inserted;
-                    run.outcomes[i].high_water = row.get(2);
+                    tally.inserted(i, row.get(0), row.get(1), row.get(2));
                 }
             }
             Phase::Record => {
                 let Some(i) = step.table else { continue };
-                let o = &run.outcomes[i];
-                let pushed_down = unit.tables[i].pushed_down();
+                let (rows, skipped, pushed_down, high_water) = tally.record(i);
                 execute_with(
                     &tx,
                     &step.sql,
-                    &[&o.rows, &o.skipped, &pushed_down, &o.high_water],
+                    &[&rows, &skipped, &pushed_down, &high_water],
                 )
                 .await
                 .map_err(|e| fail(step, e))?;
@@ -316,7 +570,7 @@ async fn execute_unit(
                 .map_err(|e| fail(step, e))?,
         }
         if let Some(i) = step.table {
-            run.outcomes[i].seconds += elapsed(started);
+            tally.seconds(i, elapsed(started));
         }
     }
     tx.commit().await.map_err(|e| StepError {
@@ -329,7 +583,7 @@ async fn execute_unit(
             describe(&e)
         ),
     })?;
-    for step in unit.steps.iter().filter(|s| s.phase == Phase::Disconnect) {
+    for step in steps.iter().filter(|s| s.phase == Phase::Disconnect) {
         log_step(verbosity, &step.shown);
         // The target transaction is committed; closing the read-only source side cannot
         // undo anything, and the session's end would close it anyway.
@@ -361,7 +615,7 @@ fn log_step(verbosity: Verbosity, sql: &str) {
 }
 
 /// Turns a server error into a message that says what to do next.
-fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
+fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
     let message = describe(e);
     let code = e.code();
     match step.phase {
@@ -376,7 +630,7 @@ fn explain(step: &crate::plan::Step, e: &tokio_postgres::Error) -> String {
             first_line(&step.shown)
         ),
         // dblink passes the source's SQLSTATE on: the table the catalog listed is gone.
-        Phase::Staging | Phase::Data | Phase::Insert
+        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
             if code == Some(&SqlState::UNDEFINED_TABLE) =>
         {
             format!(

@@ -52,6 +52,9 @@ pub struct Settings {
     pub replace_unmanaged: bool,
     /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
     pub batch_bytes: i64,
+    /// Tables at least this large are split into `jobs` ranges loaded at once
+    /// (`SNAPCOPY_SPLIT_MB`; 0: never split).
+    pub split_bytes: i64,
     /// Summary as JSON.
     pub json: bool,
     /// stderr detail.
@@ -123,16 +126,8 @@ impl Settings {
             jobs,
             cursors,
             replace_unmanaged: args.replace_unmanaged,
-            batch_bytes: match env.vars.get("SNAPCOPY_BATCH_MB") {
-                Some(mb) => mb
-                    .trim()
-                    .parse::<i64>()
-                    .map(|mb| mb * 1024 * 1024)
-                    .map_err(|_| {
-                        anyhow::anyhow!("SNAPCOPY_BATCH_MB must be a whole number of megabytes")
-                    })?,
-                None => crate::plan::DEFAULT_BATCH_BYTES,
-            },
+            batch_bytes: megabytes(env, "SNAPCOPY_BATCH_MB", crate::plan::DEFAULT_BATCH_BYTES)?,
+            split_bytes: megabytes(env, "SNAPCOPY_SPLIT_MB", crate::plan::DEFAULT_SPLIT_BYTES)?,
             json: args.json,
             verbosity: if args.quiet {
                 Verbosity::Quiet
@@ -142,6 +137,20 @@ impl Settings {
                 Verbosity::Normal
             },
         })
+    }
+}
+
+/// A size in bytes from an environment variable counting whole megabytes, or `default`.
+fn megabytes(env: &Env, name: &str, default: i64) -> anyhow::Result<i64> {
+    match env.vars.get(name) {
+        Some(mb) => mb
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|mb| *mb >= 0)
+            .map(|mb| mb * 1024 * 1024)
+            .with_context(|| format!("{name} must be a whole number of megabytes")),
+        None => Ok(default),
     }
 }
 

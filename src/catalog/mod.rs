@@ -60,6 +60,26 @@ pub struct Table {
     pub partition_of: Option<(QualifiedName, String)>,
     /// For a partitioned table: every partition below it, parents before their children.
     pub partitions: Vec<Table>,
+    /// How the rows of a large table divide into ranges, read in the run's snapshot (only for
+    /// tables that may be split; see [`read_extents`]).
+    pub extent: Option<Extent>,
+}
+
+/// How a large table's rows divide into ranges that several sessions can read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extent {
+    /// An integer key column (primary key, or unique and NOT NULL) and its smallest and
+    /// largest values.
+    Key {
+        /// The key column.
+        column: Ident,
+        /// Its smallest value.
+        min: i64,
+        /// Its largest value.
+        max: i64,
+    },
+    /// The heap's blocks, read by `ctid` ranges (TID range scans, PostgreSQL 14 and later).
+    Blocks(i64),
 }
 
 /// One column.
@@ -208,6 +228,11 @@ impl Table {
                 })
                 .collect(),
         }
+    }
+
+    /// The source size of the table and every partition below it.
+    pub fn bytes_with_partitions(&self) -> i64 {
+        self.total_bytes + self.partitions.iter().map(|p| p.total_bytes).sum::<i64>()
     }
 
     /// Whether rows must be read through the whole partition tree (no `ONLY`).
@@ -500,6 +525,7 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
             partition_by: c.partkey.clone(),
             partition_of: None,
             partitions: Vec::new(),
+            extent: None,
         })
         .collect();
     let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
@@ -895,6 +921,67 @@ async fn user_types(
         })
         .collect();
     Ok((types, extensions.into_iter().collect()))
+}
+
+/// Reads how to divide the rows of every plain table of at least `min_bytes` (see [`Extent`]):
+/// the range of its integer key where it has one (an index makes that cheap), else its number
+/// of blocks when the source can scan `ctid` ranges. Runs in the run's snapshot, so the ranges
+/// cover exactly the rows the load will read.
+pub async fn read_extents(
+    client: &Client,
+    catalog: &mut Catalog,
+    min_bytes: i64,
+) -> anyhow::Result<()> {
+    let version: i32 = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::integer",
+            &[],
+        )
+        .await
+        .context("could not read the source's version")?
+        .get(0);
+    for table in &mut catalog.tables {
+        if table.total_bytes < min_bytes || table.is_partitioned() || !table.partitions.is_empty() {
+            continue;
+        }
+        let context = || format!("could not measure {} on the source", table.name.human());
+        let key = table
+            .key(None)
+            .and_then(|k| k.cursor)
+            .map(|cursor| cursor.column);
+        table.extent = match key {
+            Some(column) => {
+                let row = client
+                    .query_one(
+                        &format!(
+                            "SELECT min({column})::bigint, max({column})::bigint FROM ONLY {}",
+                            table.name
+                        ),
+                        &[],
+                    )
+                    .await
+                    .with_context(context)?;
+                match (row.get(0), row.get(1)) {
+                    (Some(min), Some(max)) => Some(Extent::Key { column, min, max }),
+                    _ => None,
+                }
+            }
+            None if version >= 140000 => {
+                let blocks: i64 = client
+                    .query_one(
+                        "SELECT pg_catalog.pg_relation_size($1::oid::pg_catalog.regclass) \
+                         / pg_catalog.current_setting('block_size')::bigint",
+                        &[&table.oid],
+                    )
+                    .await
+                    .with_context(context)?
+                    .get(0);
+                Some(Extent::Blocks(blocks))
+            }
+            None => None,
+        };
+    }
+    Ok(())
 }
 
 /// Groups tables into units that must load in one transaction: tables joined by foreign keys

@@ -15,7 +15,9 @@ mod refresh;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
-use crate::catalog::{Catalog, Constraint, ConstraintKind, Identity, Shape, Table, TypeKind};
+use crate::catalog::{
+    Catalog, Constraint, ConstraintKind, Extent, Identity, Shape, Table, TypeKind,
+};
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
 use crate::sql::{literal, truncate_bytes, Ident, QualifiedName};
@@ -70,11 +72,20 @@ pub struct PlanOptions {
     /// Bytes of source table per batch for large tables; 0 loads every table in one
     /// statement.
     pub batch_bytes: i64,
+    /// Tables created in this run from at least this many bytes on the source are split into
+    /// `split_ranges` ranges loaded at once; 0 never splits.
+    pub split_bytes: i64,
+    /// How many ranges a split table is divided into (the run's sessions).
+    pub split_ranges: usize,
 }
 
 /// The default batch: large enough that the per-batch overhead is small, small enough to bound
 /// the target's temp space and to report progress every second or so.
 pub const DEFAULT_BATCH_BYTES: i64 = 32 * 1024 * 1024;
+
+/// The default size from which a table is split: below it, the sessions are better used on
+/// other tables, and the split's own cost (one session per range) is not worth a few seconds.
+pub const DEFAULT_SPLIT_BYTES: i64 = 256 * 1024 * 1024;
 
 /// The whole plan.
 #[derive(Debug, Clone)]
@@ -96,6 +107,25 @@ pub struct Unit {
     pub tables: Vec<TableInfo>,
     /// Statements in order; see [`Phase`] for which run inside the transaction.
     pub steps: Vec<Step>,
+    /// Tables whose rows come in ranges, loaded before the unit's transaction opens.
+    pub splits: Vec<Split>,
+}
+
+/// A large table loaded by several sessions at once, each reading one range of its rows in
+/// the run's snapshot and committing it into a load table: the table as the catalog describes
+/// it, made by the setup in the staging schema under a load name. The unit's transaction then
+/// moves the load table into place, renames it and builds its keys, so the table appears with
+/// all its rows or not at all; a unit that does not commit drops the load table.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Index into the unit's tables.
+    pub table: usize,
+    /// The load table.
+    pub load_table: QualifiedName,
+    /// Each range's statements, for a session and a transaction of its own.
+    pub ranges: Vec<Vec<Step>>,
+    /// Drops the load table and the rows the ranges put in it.
+    pub discard: String,
 }
 
 /// What the summary and progress need to know of a planned table.
@@ -111,6 +141,8 @@ pub struct TableInfo {
     pub pushdown: Option<Pushdown>,
     /// The source's row estimate.
     pub estimated_rows: i64,
+    /// For a split table: how many ranges of what (`2 ranges of id`).
+    pub split: Option<String>,
 }
 
 /// What happens to a table.
@@ -142,12 +174,13 @@ impl TableInfo {
         if !self.changes.is_empty() {
             return format!("source changed: {}", self.changes.join("; "));
         }
-        match &self.pushdown {
-            Some(Pushdown::Above(c)) => {
+        match (&self.pushdown, &self.split) {
+            (Some(Pushdown::Above(c)), _) => {
                 format!("{} {} last copy's max", c.column.raw(), c.operator)
             }
-            Some(Pushdown::AllKeys) => "all keys compared".to_string(),
-            None => String::new(),
+            (Some(Pushdown::AllKeys), _) => "all keys compared".to_string(),
+            (None, Some(split)) => format!("loaded in {split} at once"),
+            (None, None) => String::new(),
         }
     }
 
@@ -338,6 +371,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                     changes: d.changes,
                     pushdown: d.pushdown,
                     estimated_rows: table.estimated_rows,
+                    split: None,
                 },
             )),
             Err(reason) => plan.refused.push((table.name.clone(), reason)),
@@ -368,13 +402,20 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         registry: &registry,
     };
     let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
+    let mut units: Vec<(i64, Unit)> = Vec::new();
     for group in crate::catalog::foreign_key_groups(&tables) {
         let members: Vec<(&Table, &TableInfo)> = group
             .iter()
             .map(|&i| (&accepted[i].0, &accepted[i].1))
             .collect();
-        plan.units.push(ctx.unit(&members));
+        let bytes = members.iter().map(|(t, _)| t.bytes_with_partitions()).sum();
+        let (unit, prepare) = ctx.unit(&members);
+        plan.setup.extend(prepare);
+        units.push((bytes, unit));
     }
+    // Largest first, so that the last unit to finish is a small one.
+    units.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+    plan.units = units.into_iter().map(|(_, unit)| unit).collect();
     plan
 }
 
@@ -440,6 +481,19 @@ fn setup_steps(
             registry = Ident::new(REGISTRY)
         ),
     ));
+    // A split load that was interrupted (the process killed before it could clean up) left its
+    // load tables; no other run is using them, since runs take the target's run lock.
+    let sweep = format!(
+        "DO $snapcopy$ DECLARE t text; BEGIN FOR t IN SELECT pg_catalog.format('%I.%I', \
+         n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON \
+         n.oid = c.relnamespace WHERE n.nspname = {} AND c.relkind = 'r' AND c.relname LIKE \
+         'load %' LOOP EXECUTE 'DROP TABLE ' || t || ' CASCADE'; END LOOP; END $snapcopy$",
+        literal(staging.raw())
+    );
+    steps.push(Step {
+        shown: format!("-- load tables left by an interrupted split load\n{sweep}"),
+        ..Step::new(Phase::Setup, None, sweep)
+    });
     let server_ident = Ident::new(server);
     steps.push(Step::new(
         Phase::Setup,
@@ -664,7 +718,8 @@ pub struct UnitContext<'a> {
 }
 
 impl UnitContext<'_> {
-    fn unit(&self, group: &[(&Table, &TableInfo)]) -> Unit {
+    /// The unit, and the statements the setup runs for it: its split tables' load tables.
+    fn unit(&self, group: &[(&Table, &TableInfo)]) -> (Unit, Vec<Step>) {
         let tables: Vec<&Table> = group.iter().map(|(t, _)| *t).collect();
         let (ordered, cyclic) = load_order(&tables);
         let info_of = |name: &QualifiedName| {
@@ -674,38 +729,53 @@ impl UnitContext<'_> {
                 .map(|(_, i)| (*i).clone())
                 .expect("every ordered table is in the group")
         };
-        let infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
+        let mut infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
+        let ranges: Vec<Option<Vec<String>>> = ordered
+            .iter()
+            .zip(infos.iter_mut())
+            .map(|(table, info)| {
+                let (predicates, by) = self.ranges(table, info)?;
+                info.split = Some(format!("{} ranges of {by}", predicates.len()));
+                Some(predicates)
+            })
+            .collect();
+        let mut prepare = Vec::new();
+        let mut splits = Vec::new();
+        for (i, (table, predicates)) in ordered.iter().zip(&ranges).enumerate() {
+            let Some(predicates) = predicates else {
+                continue;
+            };
+            let load = self.load_names(table);
+            let first = prepare.len();
+            prepare.extend(
+                create_table_steps(table, i, Some(&load))
+                    .into_iter()
+                    .map(|s| Step::new(Phase::Setup, None, s.sql)),
+            );
+            prepare[first].shown = format!(
+                "-- {} loads in {} ranges at once into this load table; its unit moves it into \
+                 place\n{}",
+                table.name.human(),
+                predicates.len(),
+                prepare[first].sql
+            );
+            splits.push(Split {
+                table: i,
+                ranges: predicates
+                    .iter()
+                    .map(|p| self.range_steps(table, i, &load.table, p))
+                    .collect(),
+                discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
+                load_table: load.table,
+            });
+        }
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
         let rebuilt: BTreeSet<&QualifiedName> = infos
             .iter()
             .filter(|i| i.action == Action::Rebuild)
             .map(|i| &i.name)
             .collect();
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        let mut steps = vec![
-            Step::new(
-                Phase::Connect,
-                None,
-                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, \
-                     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
-                ),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
-                     pg_catalog.quote_literal($1::text))"
-                ),
-            ),
-        ];
+        let mut steps = self.connect_steps();
 
         // Constraints that a reload cannot keep while rows go in are dropped first and added
         // back after: foreign keys on a cycle (no load order satisfies them row by row) and
@@ -765,10 +835,16 @@ impl UnitContext<'_> {
             })
         });
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            if info.action.creates() {
-                steps.extend(create_table_steps(table, i));
+            if ranges[i].is_some() {
+                // The rows are in the load table already.
+                steps.extend(self.move_steps(table, i));
+                steps.extend(self.staging_steps(table, info, i));
+            } else {
+                if info.action.creates() {
+                    steps.extend(create_table_steps(table, i, None));
+                }
+                steps.extend(self.mode.rows(self, table, info, i));
             }
-            steps.extend(self.mode.rows(self, table, info, i));
             if !info.action.creates() && deferred_checks {
                 steps.push(Step::new(
                     Phase::Data,
@@ -834,20 +910,225 @@ impl UnitContext<'_> {
                 self.record_sql(table, info),
             ));
         }
-        steps.push(Step::new(
-            Phase::Disconnect,
-            None,
-            format!("SELECT {dblink}.dblink_exec({conn}, 'COMMIT')"),
-        ));
-        steps.push(Step::new(
-            Phase::Disconnect,
-            None,
-            format!("SELECT {dblink}.dblink_disconnect({conn})"),
-        ));
-        Unit {
-            tables: infos,
-            steps,
+        steps.extend(self.disconnect_steps());
+        (
+            Unit {
+                tables: infos,
+                steps,
+                splits,
+            },
+            prepare,
+        )
+    }
+
+    /// Opens the dblink connection and its read-only source transaction in the run's snapshot.
+    fn connect_steps(&self) -> Vec<Step> {
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        vec![
+            Step::new(
+                Phase::Connect,
+                None,
+                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, \
+                     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
+                ),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
+                     pg_catalog.quote_literal($1::text))"
+                ),
+            ),
+        ]
+    }
+
+    /// Ends the source transaction and closes the dblink connection.
+    fn disconnect_steps(&self) -> Vec<Step> {
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        vec![
+            Step::new(
+                Phase::Disconnect,
+                None,
+                format!("SELECT {dblink}.dblink_exec({conn}, 'COMMIT')"),
+            ),
+            Step::new(
+                Phase::Disconnect,
+                None,
+                format!("SELECT {dblink}.dblink_disconnect({conn})"),
+            ),
+        ]
+    }
+
+    /// The ranges a table created in this run is split into, as conditions for the source's
+    /// query, with what they divide (`id`, `blocks`); `None` loads it in one piece. Tables are
+    /// split from `split_bytes` on, into `split_ranges` ranges of equal width: of the integer
+    /// key's values, else of the heap's blocks. The first and last ranges are open, so a row
+    /// outside the bounds read is never missed.
+    fn ranges(&self, table: &Table, info: &TableInfo) -> Option<(Vec<String>, String)> {
+        let options = self.options;
+        let splittable = options.split_ranges >= 2
+            && options.split_bytes > 0
+            && table.total_bytes >= options.split_bytes
+            && info.action.creates()
+            && options.staging == StagingKind::View
+            && !table.is_partitioned()
+            && table.partitions.is_empty()
+            // Owned sequences move with the table into its schema.
+            && table.sequences.iter().all(|s| s.name.schema == table.name.schema);
+        if !splittable {
+            return None;
         }
+        let (column, low, high, by, bound): (String, i128, i128, String, fn(i128) -> String) =
+            match table.extent.as_ref()? {
+                Extent::Key { column, min, max } => (
+                    column.to_string(),
+                    i128::from(*min),
+                    i128::from(*max) + 1,
+                    column.raw().to_string(),
+                    |v| v.to_string(),
+                ),
+                Extent::Blocks(blocks) => (
+                    "ctid".to_string(),
+                    0,
+                    i128::from(*blocks),
+                    "blocks".to_string(),
+                    |v| format!("'({v},0)'::pg_catalog.tid"),
+                ),
+            };
+        let n = options.split_ranges as i128;
+        let mut bounds: Vec<i128> = (1..n).map(|k| low + (high - low) * k / n).collect();
+        bounds.dedup();
+        bounds.retain(|b| *b > low && *b < high);
+        if bounds.is_empty() {
+            return None;
+        }
+        let mut predicates = Vec::new();
+        for k in 0..=bounds.len() {
+            let lower = k.checked_sub(1).map(|k| bound(bounds[k]));
+            let upper = bounds.get(k).map(|b| bound(*b));
+            predicates.push(match (lower, upper) {
+                (None, Some(u)) => format!("{column} < {u}"),
+                (Some(l), Some(u)) => format!("{column} >= {l} AND {column} < {u}"),
+                (Some(l), None) => format!("{column} >= {l}"),
+                (None, None) => unreachable!("there is at least one bound"),
+            });
+        }
+        Some((predicates, by))
+    }
+
+    /// Where a split table is made and loaded: the staging schema, under a name that no
+    /// staging object has (theirs hold a dot), its sequences likewise.
+    fn load_names(&self, table: &Table) -> LoadNames {
+        let tag = format!(
+            "load {:08x}",
+            fnv1a(table.name.to_string().as_bytes()) as u32
+        );
+        let name = |n: String| QualifiedName {
+            schema: self.options.staging_schema.clone(),
+            name: Ident::new(n),
+        };
+        LoadNames {
+            sequences: (0..table.sequences.len())
+                .map(|k| name(format!("{tag} seq {k}")))
+                .collect(),
+            table: name(tag),
+        }
+    }
+
+    /// One range of a split table, in a session of its own: the rows the condition picks, in
+    /// the run's snapshot, into the load table, batch by batch for a large range.
+    fn range_steps(
+        &self,
+        table: &Table,
+        i: usize,
+        load_table: &QualifiedName,
+        predicate: &str,
+    ) -> Vec<Step> {
+        let select = format!("{} WHERE {predicate}", self.remote_select(table));
+        let per_range = table.total_bytes / self.options.split_ranges as i64;
+        let mut steps = self.connect_steps();
+        match refresh::batch_rows(table, self.options.batch_bytes) {
+            Some(batch) if per_range >= 2 * self.options.batch_bytes => {
+                steps.extend(self.batched_load(table, i, batch, &select, load_table))
+            }
+            _ => steps.push(Step::new(
+                Phase::Data,
+                Some(i),
+                format!(
+                    "{} SELECT {} FROM {}.dblink({}, {}) AS t({})",
+                    self.insert_head(table, load_table),
+                    loaded_columns(table),
+                    self.dblink_schema,
+                    literal(self.server),
+                    literal(&select),
+                    self.column_definitions(table)
+                ),
+            )),
+        }
+        steps.extend(self.disconnect_steps());
+        steps
+    }
+
+    /// Moves a split table's load table into place under the table's name, its sequences
+    /// with it, and gives its columns their defaults (which may name those sequences).
+    fn move_steps(&self, table: &Table, i: usize) -> Vec<Step> {
+        let load = self.load_names(table);
+        let moved = |name: &QualifiedName| QualifiedName {
+            schema: table.name.schema.clone(),
+            name: name.name.clone(),
+        };
+        let mut steps = vec![
+            Step::new(
+                Phase::PreData,
+                Some(i),
+                format!(
+                    "ALTER TABLE {} SET SCHEMA {}",
+                    load.table, table.name.schema
+                ),
+            ),
+            Step::new(
+                Phase::PreData,
+                Some(i),
+                format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    moved(&load.table),
+                    table.name.name
+                ),
+            ),
+        ];
+        for (seq, loaded) in table.sequences.iter().zip(&load.sequences) {
+            steps.push(Step::new(
+                Phase::PreData,
+                Some(i),
+                format!(
+                    "ALTER SEQUENCE {} RENAME TO {}",
+                    moved(loaded),
+                    seq.name.name
+                ),
+            ));
+        }
+        for col in &table.columns {
+            if let Some(d) = &col.default_sql {
+                steps.push(Step::new(
+                    Phase::PreData,
+                    Some(i),
+                    format!(
+                        "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {d}",
+                        table.name, col.name
+                    ),
+                ));
+            }
+        }
+        steps
     }
 
     fn has_constraint(&self, table: &QualifiedName, c: &Constraint) -> bool {
@@ -953,22 +1234,26 @@ impl UnitContext<'_> {
         steps
     }
 
-    /// Declares a cursor for the table's rows in the unit's source transaction, inserts from
-    /// it `batch` rows at a time (the executor repeats the batch until a short one), and closes
-    /// it.
-    fn batched_load(&self, table: &Table, i: usize, batch: i64) -> Vec<Step> {
+    /// Declares a cursor for `select` (the table's rows, or a range of them) in the source
+    /// transaction, inserts from it into `into` `batch` rows at a time (the executor repeats
+    /// the batch until a short one), and closes it.
+    fn batched_load(
+        &self,
+        table: &Table,
+        i: usize,
+        batch: i64,
+        select: &str,
+        into: &QualifiedName,
+    ) -> Vec<Step> {
         let dblink = self.dblink_schema;
         let conn = literal(self.server);
-        let declare = format!(
-            "DECLARE snapcopy_rows NO SCROLL CURSOR FOR {}",
-            self.remote_select(table)
-        );
+        let declare = format!("DECLARE snapcopy_rows NO SCROLL CURSOR FOR {select}");
         let mut fetch = Step::new(
             Phase::Batch,
             Some(i),
             format!(
                 "{} SELECT {} FROM {dblink}.dblink({conn}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
-                self.insert_head(table),
+                self.insert_head(table, into),
                 loaded_columns(table),
                 self.column_definitions(table)
             ),
@@ -989,8 +1274,8 @@ impl UnitContext<'_> {
         ]
     }
 
-    /// `INSERT INTO <table> (<loaded columns>) [OVERRIDING SYSTEM VALUE]`.
-    fn insert_head(&self, table: &Table) -> String {
+    /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE]`.
+    fn insert_head(&self, table: &Table, into: &QualifiedName) -> String {
         let overriding = if table
             .columns
             .iter()
@@ -1000,11 +1285,7 @@ impl UnitContext<'_> {
         } else {
             ""
         };
-        format!(
-            "INSERT INTO {} ({}){overriding}",
-            table.name,
-            loaded_columns(table)
-        )
+        format!("INSERT INTO {into} ({}){overriding}", loaded_columns(table))
     }
 
     /// Sets a sequence from the source's state, read through the unit's dblink connection (so
@@ -1155,17 +1436,31 @@ fn load_order<'a>(group: &[&'a Table]) -> (Vec<&'a Table>, BTreeSet<QualifiedNam
     (ordered, cyclic)
 }
 
+/// The names a split table and its sequences have until its unit moves them into place.
+struct LoadNames {
+    table: QualifiedName,
+    /// In the order of the table's sequences.
+    sequences: Vec<QualifiedName>,
+}
+
 /// Serial sequences, the bare table (valid CHECKs inline: cheaper than a scan afterwards),
-/// sequence ownership and comments.
-fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
+/// sequence ownership and comments. With `load`, the table and its sequences take those names
+/// and the columns no defaults (which would name the sequences where they will be, not where
+/// they are); [`UnitContext::move_steps`] does the rest.
+fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<Step> {
+    let table_name = load.map_or(&table.name, |l| &l.table);
+    let seq_name = |k: usize| load.map_or(&table.sequences[k].name, |l| &l.sequences[k]);
     let mut steps = Vec::new();
-    for seq in table.sequences.iter().filter(|s| !s.identity) {
+    for (k, seq) in table.sequences.iter().enumerate() {
+        if seq.identity {
+            continue;
+        }
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
             format!(
                 "CREATE SEQUENCE IF NOT EXISTS {} {}",
-                seq.name,
+                seq_name(k),
                 seq.options_sql()
             ),
         ));
@@ -1180,7 +1475,8 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
             let seq = table
                 .sequences
                 .iter()
-                .find(|s| s.identity && s.column == col.name);
+                .enumerate()
+                .find(|(_, s)| s.identity && s.column == col.name);
             write!(
                 line,
                 " GENERATED {} AS IDENTITY",
@@ -1190,11 +1486,11 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
                 }
             )
             .unwrap();
-            if let Some(seq) = seq {
+            if let Some((k, seq)) = seq {
                 write!(
                     line,
                     " (SEQUENCE NAME {} {})",
-                    seq.name,
+                    seq_name(k),
                     seq.options_sql()
                         .trim_start_matches(&format!("AS {} ", seq.data_type))
                 )
@@ -1204,7 +1500,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
         if let Some(g) = &col.generated_sql {
             write!(line, " GENERATED ALWAYS AS ({g}) STORED").unwrap();
         }
-        if let Some(d) = &col.default_sql {
+        if let Some(d) = col.default_sql.as_ref().filter(|_| load.is_none()) {
             write!(line, " DEFAULT {d}").unwrap();
         }
         if col.not_null {
@@ -1222,8 +1518,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
         Phase::PreData,
         Some(i),
         format!(
-            "CREATE TABLE {} (\n{}\n){partition_by}",
-            table.name,
+            "CREATE TABLE {table_name} (\n{}\n){partition_by}",
             lines.join(",\n")
         ),
     ));
@@ -1249,13 +1544,17 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
             ));
         }
     }
-    for seq in table.sequences.iter().filter(|s| !s.identity) {
+    for (k, seq) in table.sequences.iter().enumerate() {
+        if seq.identity {
+            continue;
+        }
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
             format!(
-                "ALTER SEQUENCE {} OWNED BY {}.{}",
-                seq.name, table.name, seq.column
+                "ALTER SEQUENCE {} OWNED BY {table_name}.{}",
+                seq_name(k),
+                seq.column
             ),
         ));
     }
@@ -1263,7 +1562,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
-            format!("COMMENT ON TABLE {} IS {}", table.name, literal(comment)),
+            format!("COMMENT ON TABLE {table_name} IS {}", literal(comment)),
         ));
     }
     for col in &table.columns {
@@ -1272,8 +1571,7 @@ fn create_table_steps(table: &Table, i: usize) -> Vec<Step> {
                 Phase::PreData,
                 Some(i),
                 format!(
-                    "COMMENT ON COLUMN {}.{} IS {}",
-                    table.name,
+                    "COMMENT ON COLUMN {table_name}.{} IS {}",
                     col.name,
                     literal(comment)
                 ),
@@ -1372,31 +1670,61 @@ impl fmt::Display for Plan {
                 })
                 .collect();
             writeln!(f, "\n-- unit {}: {}", n + 1, names.join(", "))?;
-            let mut in_transaction = false;
-            for step in &unit.steps {
-                let inside = !matches!(step.phase, Phase::Connect | Phase::Disconnect);
-                if inside && !in_transaction {
-                    writeln!(f, "BEGIN;")?;
-                    in_transaction = true;
+            for split in &unit.splits {
+                let table = &unit.tables[split.table];
+                writeln!(
+                    f,
+                    "-- {} first, in {} ranges at once (a session and a transaction each) into \
+                     {}; the unit moves it into place",
+                    table.name.human(),
+                    split.ranges.len(),
+                    split.load_table
+                )?;
+                for (k, range) in split.ranges.iter().enumerate() {
+                    writeln!(f, "-- range {} of {}", k + 1, split.ranges.len())?;
+                    write_steps(f, range)?;
                 }
-                if !inside && in_transaction {
-                    writeln!(f, "COMMIT;")?;
-                    in_transaction = false;
-                }
-                if step.phase == Phase::Batch {
-                    writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?;
-                }
-                if step.phase == Phase::Record {
-                    writeln!(
-                        f,
-                        "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
-                    )?;
-                }
-                writeln!(f, "{};", step.shown)?;
+            }
+            if !unit.splits.is_empty() {
+                writeln!(f, "-- the unit, once every range has committed")?;
+            }
+            write_steps(f, &unit.steps)?;
+            for split in &unit.splits {
+                writeln!(f, "-- if the unit does not commit:\n{};", split.discard)?;
             }
         }
         Ok(())
     }
+}
+
+/// Statements of one session, with the transaction they run in.
+fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
+    let mut in_transaction = false;
+    for step in steps {
+        let inside = !matches!(step.phase, Phase::Connect | Phase::Disconnect);
+        if inside && !in_transaction {
+            writeln!(f, "BEGIN;")?;
+            in_transaction = true;
+        }
+        if !inside && in_transaction {
+            writeln!(f, "COMMIT;")?;
+            in_transaction = false;
+        }
+        if step.phase == Phase::Batch {
+            writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?;
+        }
+        if step.phase == Phase::Record {
+            writeln!(
+                f,
+                "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
+            )?;
+        }
+        writeln!(f, "{};", step.shown)?;
+    }
+    if in_transaction {
+        writeln!(f, "COMMIT;")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

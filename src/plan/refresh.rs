@@ -64,7 +64,13 @@ impl Refresh for Full {
         let mut steps = ctx.staging_steps(table, info, i);
         if ctx.options.staging == crate::cli::StagingKind::View {
             if let Some(batch) = batch_rows(table, ctx.options.batch_bytes) {
-                steps.extend(ctx.batched_load(table, i, batch));
+                steps.extend(ctx.batched_load(
+                    table,
+                    i,
+                    batch,
+                    &ctx.remote_select(table),
+                    &table.name,
+                ));
                 return steps;
             }
         }
@@ -73,7 +79,7 @@ impl Refresh for Full {
             Some(i),
             format!(
                 "{} SELECT {} FROM {}",
-                ctx.insert_head(table),
+                ctx.insert_head(table, &table.name),
                 super::loaded_columns(table),
                 ctx.staging_ident(&table.name)
             ),
@@ -84,11 +90,11 @@ impl Refresh for Full {
 
 /// Rows per batch for a table worth loading in batches (at least two batches' worth of data),
 /// from the source's size estimates and the batch size in bytes (0: never batch).
-fn batch_rows(table: &Table, batch_bytes: i64) -> Option<i64> {
+pub(super) fn batch_rows(table: &Table, batch_bytes: i64) -> Option<i64> {
     if batch_bytes <= 0 {
         return None;
     }
-    let bytes = table.total_bytes + table.partitions.iter().map(|p| p.total_bytes).sum::<i64>();
+    let bytes = table.bytes_with_partitions();
     let rows = table.estimated_rows.max(0)
         + table
             .partitions
@@ -186,7 +192,7 @@ impl Refresh for Incremental {
                 dblink = ctx.dblink_schema,
                 conn = literal(ctx.server),
                 defs = ctx.column_definitions(table),
-                head = ctx.insert_head(table),
+                head = ctx.insert_head(table, &table.name),
                 columns = super::loaded_columns(table),
             ),
         )]

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::catalog::{
-    Column, Constraint, ConstraintKind, Extension, Identity, Index, Sequence, Table, TypeKind,
-    UserType,
+    Column, Constraint, ConstraintKind, Extension, Extent, Identity, Index, Sequence, Table,
+    TypeKind, UserType,
 };
 
 fn column(name: &str, type_sql: &str) -> Column {
@@ -70,6 +70,7 @@ fn table(name: &str) -> Table {
         partition_by: None,
         partition_of: None,
         partitions: Vec::new(),
+        extent: None,
     }
 }
 
@@ -223,6 +224,8 @@ fn options(staging: StagingKind) -> PlanOptions {
         cursors: BTreeMap::new(),
         replace_unmanaged: false,
         batch_bytes: DEFAULT_BATCH_BYTES,
+        split_bytes: DEFAULT_SPLIT_BYTES,
+        split_ranges: 2,
     }
 }
 
@@ -314,7 +317,7 @@ fn a_changed_source_table_is_rebuilt_and_the_change_named() {
     catalog.tables[1].columns.push(column("note", "text"));
     catalog.tables[1].columns[0].type_sql = "bigint".into();
     let plan = plan(&catalog, &state, &options(StagingKind::View));
-    let unit = &plan.units[1];
+    let unit = unit_of(&plan, "public.customers");
     assert_eq!(unit.tables[0].action, Action::Rebuild);
     assert_eq!(
         unit.tables[0].changes,
@@ -390,8 +393,9 @@ fn a_configured_cursor_column_is_compared_with_at_least() {
     let plan = plan(&catalog, &state, &opts);
     let text = plan.to_string();
     assert!(text.contains(r#"' WHERE "at" >= '"#), "{text}");
-    assert_eq!(plan.units[0].tables[0].note(), "at >= last copy's max");
-    assert!(plan.units[0].tables[0].pushed_down());
+    let audit = &unit_of(&plan, "public.audit").tables[0];
+    assert_eq!(audit.note(), "at >= last copy's max");
+    assert!(audit.pushed_down());
 }
 
 #[test]
@@ -458,24 +462,40 @@ fn foreign_keys_outside_the_run_are_warned_about_by_both_names() {
 }
 
 #[test]
-fn related_tables_share_a_unit_and_unrelated_ones_do_not() {
-    let plan = plan(
-        &fixture(),
-        &TargetState::default(),
-        &options(StagingKind::View),
-    );
-    let units: Vec<Vec<String>> = plan
-        .units
-        .iter()
-        .map(|u| u.tables.iter().map(|t| t.name.human()).collect())
-        .collect();
+fn related_tables_share_a_unit_and_unrelated_ones_do_not_largest_first() {
+    let names = |plan: &Plan| -> Vec<Vec<String>> {
+        plan.units
+            .iter()
+            .map(|u| u.tables.iter().map(|t| t.name.human()).collect())
+            .collect()
+    };
+    let mut catalog = fixture();
+    let state = TargetState::default();
+    let plan_of = |c: &Catalog| plan(c, &state, &options(StagingKind::View));
     assert_eq!(
-        units,
+        names(&plan_of(&catalog)),
+        [
+            vec!["public.customers", "public.orders"],
+            vec!["public.audit"]
+        ]
+    );
+    catalog.tables[0].total_bytes = 1 << 20;
+    assert_eq!(catalog.tables[0].name.human(), "public.audit");
+    assert_eq!(
+        names(&plan_of(&catalog)),
         [
             vec!["public.audit"],
             vec!["public.customers", "public.orders"]
         ]
     );
+}
+
+/// The unit that holds a table.
+fn unit_of<'a>(plan: &'a Plan, table: &str) -> &'a Unit {
+    plan.units
+        .iter()
+        .find(|u| u.tables.iter().any(|t| t.name.human() == table))
+        .unwrap_or_else(|| panic!("no unit holds {table}"))
 }
 
 #[test]
@@ -514,4 +534,131 @@ fn enum_labels_the_target_lacks_are_added_in_the_source_order() {
         super::enum_additions(&name, &labels(&["a", "b"]), &labels(&["a", "b", "local"]))
             .is_empty()
     );
+}
+
+/// A catalog whose customers (serial key) and orders (identity key) are large.
+fn large_fixture(extent: Extent) -> Catalog {
+    let mut catalog = fixture();
+    for t in &mut catalog.tables {
+        if t.name.name.raw() != "audit" {
+            t.total_bytes = 1 << 30;
+            t.extent = Some(extent.clone());
+        }
+    }
+    catalog
+}
+
+#[test]
+fn large_new_tables_load_in_ranges_into_load_tables_that_the_unit_moves_into_place() {
+    let extent = Extent::Key {
+        column: Ident::new("id"),
+        min: 1,
+        max: 1_000_000,
+    };
+    let plan = plan(
+        &large_fixture(extent),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    let unit = unit_of(&plan, "public.orders");
+    assert_eq!(unit.splits.len(), 2);
+    assert!(unit_of(&plan, "public.audit").splits.is_empty());
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn ranges_cover_every_row_with_open_ends() {
+    let ranges_of = |extent: Extent, n: usize| -> Vec<String> {
+        let mut opts = options(StagingKind::View);
+        opts.split_ranges = n;
+        let plan = plan(&large_fixture(extent), &TargetState::default(), &opts);
+        let unit = unit_of(&plan, "public.orders");
+        unit.splits
+            .iter()
+            .find(|s| unit.tables[s.table].name.name.raw() == "orders")
+            .map(|s| {
+                s.ranges
+                    .iter()
+                    .map(|steps| {
+                        let declare = steps.iter().find(|s| s.sql.contains("DECLARE")).unwrap();
+                        declare.sql.split(" WHERE ").nth(1).unwrap().to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let key = |min, max| Extent::Key {
+        column: Ident::new("id"),
+        min,
+        max,
+    };
+    assert_eq!(
+        ranges_of(key(-5, 6), 3),
+        [
+            "\"id\" < -1')",
+            "\"id\" >= -1 AND \"id\" < 3')",
+            "\"id\" >= 3')"
+        ]
+    );
+    assert_eq!(
+        ranges_of(key(i64::MIN, i64::MAX), 2),
+        ["\"id\" < 0')", "\"id\" >= 0')"]
+    );
+    assert_eq!(
+        ranges_of(Extent::Blocks(1000), 2),
+        [
+            "ctid < ''(500,0)''::pg_catalog.tid')",
+            "ctid >= ''(500,0)''::pg_catalog.tid')"
+        ]
+    );
+    // Fewer distinct values than ranges: as many ranges as there is room for, or none.
+    assert_eq!(ranges_of(key(7, 8), 4).len(), 2);
+    assert!(ranges_of(key(7, 7), 2).is_empty());
+    assert!(ranges_of(Extent::Blocks(1), 2).is_empty());
+}
+
+#[test]
+fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
+    let extent = Extent::Blocks(1000);
+    let catalog = large_fixture(extent.clone());
+    let splits = |plan: &Plan| plan.units.iter().map(|u| u.splits.len()).sum::<usize>();
+    let new = TargetState::default();
+    assert_eq!(
+        splits(&plan(&catalog, &new, &options(StagingKind::View))),
+        2
+    );
+    // A reload truncates the table it has; a matview is staged whole.
+    assert_eq!(
+        splits(&plan(
+            &catalog,
+            &copied(&catalog),
+            &options(StagingKind::View)
+        )),
+        0
+    );
+    assert_eq!(
+        splits(&plan(&catalog, &new, &options(StagingKind::Matview))),
+        0
+    );
+    // One session, a small table, or splitting turned off.
+    let mut one = options(StagingKind::View);
+    one.split_ranges = 1;
+    assert_eq!(splits(&plan(&catalog, &new, &one)), 0);
+    let mut off = options(StagingKind::View);
+    off.split_bytes = 0;
+    assert_eq!(splits(&plan(&catalog, &new, &off)), 0);
+    let mut large = options(StagingKind::View);
+    large.split_bytes = 2 << 30;
+    assert_eq!(splits(&plan(&catalog, &new, &large)), 0);
+    // A changed table is rebuilt from its ranges.
+    let mut changed = catalog.clone();
+    changed.tables[1].columns.push(column("note", "text"));
+    let rebuilt = plan(&changed, &copied(&catalog), &options(StagingKind::View));
+    assert_eq!(splits(&rebuilt), 1);
+    let text = rebuilt.to_string();
+    let dropped = text
+        .find("DROP TABLE \"public\".\"customers\" CASCADE;")
+        .unwrap();
+    let moved = text.find("ALTER TABLE \"snapcopy\".\"load ").unwrap();
+    assert!(dropped < moved, "{text}");
 }

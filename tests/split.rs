@@ -1,0 +1,265 @@
+//! Large tables split into ranges that several sessions load at once, in one snapshot, as one
+//! atomic unit: the table appears with all its rows, keys, defaults and sequences, or the
+//! target keeps what it had.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{assert_copied_exactly, checksum, definition, pg_bin, Pair};
+
+/// Split from 1 MB, in batches of 1 MB: small tables exercise every path.
+fn split_small(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
+    cmd.env("SNAPCOPY_SPLIT_MB", "1")
+        .env("SNAPCOPY_BATCH_MB", "1")
+}
+
+#[test]
+fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
+    let pair = Pair::start_with(
+        &[],
+        &["log_statement = 'all'", "log_line_prefix = '%m [%p] '"],
+    );
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.events (\
+             id bigint GENERATED ALWAYS AS IDENTITY (START WITH 10) PRIMARY KEY, \
+             seq_no serial NOT NULL, \
+             kind text NOT NULL DEFAULT 'web' CHECK (kind <> ''), \
+             n integer, \
+             twice bigint GENERATED ALWAYS AS (n * 2) STORED, \
+             note text); \
+         COMMENT ON TABLE public.events IS 'what happened'; \
+         COMMENT ON COLUMN public.events.note IS 'free text'; \
+         CREATE INDEX events_kind_n_idx ON public.events (kind, n); \
+         INSERT INTO public.events (n, note) SELECT g, repeat(md5(g::text), 3) \
+             FROM generate_series(1, 120000) g; \
+         CREATE TABLE public.docs (key text PRIMARY KEY, body text); \
+         INSERT INTO public.docs SELECT 'doc ' || g, repeat('b', 300) FROM generate_series(1, 20000) g; \
+         ANALYZE",
+    );
+
+    // A writer adds, in each transaction, one row at each end of the key range: the first
+    // range reads the low ids, the last the high ones, so both see the same transactions
+    // only if they read in one snapshot.
+    let mut script = String::new();
+    for n in 1..=3000 {
+        script.push_str(&format!(
+            "BEGIN; INSERT INTO public.events (id, n) OVERRIDING SYSTEM VALUE VALUES (-{n}, {n}), \
+             ({}, {n}); COMMIT;\n",
+            10_000_000 + n
+        ));
+    }
+    let script_path = pair.home.path().join("writer.sql");
+    std::fs::write(&script_path, script).unwrap();
+    let mut writer = Command::new(pg_bin().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &pair.source.conninfo("app"),
+            "-f",
+        ])
+        .arg(&script_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while pair.source.psql(
+        "app",
+        "SELECT count(*) >= 100 FROM public.events WHERE id < 0",
+    ) != "t"
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let out = split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "public.events", "public.docs"])
+        .output()
+        .unwrap();
+    assert!(writer.wait().unwrap().success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("loaded in 2 ranges of id at once"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("loaded in 2 ranges of blocks at once"),
+        "{stdout}"
+    );
+
+    // One moment: as many rows below the key range as above it.
+    let ends = pair.target.psql(
+        "dev",
+        "SELECT count(*) FILTER (WHERE id < 0) || ' ' || count(*) FILTER (WHERE id > 10000000) \
+         FROM public.events",
+    );
+    let (low, high) = ends.split_once(' ').unwrap();
+    assert_eq!(low, high, "the ranges were read at different moments");
+    assert!(low.parse::<i64>().unwrap() >= 100, "{ends}");
+
+    // Both sessions inserted, at the same time.
+    let log = pair.target.log();
+    let mut sessions: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("INSERT INTO \"snapcopy\".\"load "))
+    {
+        let (stamp, rest) = line.split_once(" [").unwrap();
+        let pid = rest.split(']').next().unwrap().to_string();
+        let span = sessions
+            .entry(pid)
+            .or_insert_with(|| (stamp.to_string(), stamp.to_string()));
+        span.1 = stamp.to_string();
+    }
+    let events_sessions = sessions.len();
+    assert!(events_sessions >= 2, "{sessions:?}");
+    let spans: Vec<&(String, String)> = sessions.values().collect();
+    assert!(
+        spans
+            .iter()
+            .any(|a| spans.iter().any(|b| a != b && a.0 <= b.1 && b.0 <= a.1)),
+        "the range loads did not overlap: {sessions:?}"
+    );
+
+    // The writer is done: copy the finished source's state of the rows the copy saw, and
+    // compare everything else a user would.
+    pair.source.psql(
+        "app",
+        &format!(
+            "DELETE FROM public.events WHERE id < 0 AND id < -{low} OR id > {}",
+            10_000_000 + low.parse::<i64>().unwrap()
+        ),
+    );
+    assert_copied_exactly(&pair, &["public.events", "public.docs"]);
+    // Sequences: never behind the rows (the writer gave explicit ids above the source's own).
+    for (seq, column) in [("events_id_seq", "id"), ("events_seq_no_seq", "seq_no")] {
+        assert_eq!(
+            pair.target.psql(
+                "dev",
+                &format!(
+                    "SELECT s.last_value >= (SELECT max({column}) FROM public.events) \
+                     AND s.is_called FROM public.{seq} s"
+                )
+            ),
+            "t",
+            "{seq}"
+        );
+    }
+    let owners =
+        "SELECT string_agg(c.relname || ' owned by ' || a.attname, ', ' ORDER BY c.relname) \
+                  FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
+                  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                  WHERE c.relkind = 'S' AND d.refobjid = 'public.events'::regclass";
+    assert_eq!(
+        pair.target.psql("dev", owners),
+        "events_id_seq owned by id, events_seq_no_seq owned by seq_no"
+    );
+    // A local insert takes the next values, as it would on the source.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "INSERT INTO public.events (n) VALUES (1) RETURNING kind || ' ' || (seq_no > 120000)"
+        ),
+        "web true"
+    );
+    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT rows_loaded = (SELECT count(*) FROM public.docs) FROM snapcopy.managed_tables \
+             WHERE table_name = 'docs'"
+        ),
+        "t"
+    );
+
+    // Load tables left by an interrupted run are dropped by the next one.
+    pair.target.psql(
+        "dev",
+        "CREATE TABLE snapcopy.\"load 0badf00d\" AS SELECT * FROM public.docs",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental"])
+        .assert()
+        .success();
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+}
+
+#[test]
+fn a_range_that_fails_leaves_the_target_as_it_was() {
+    let pair = Pair::start();
+    // The target's own domain is stricter than the source's: the last row breaks it.
+    pair.source.psql(
+        "app",
+        "CREATE DOMAIN public.amount AS integer; \
+         CREATE TABLE public.big (id bigint PRIMARY KEY, a public.amount, pad text); \
+         INSERT INTO public.big SELECT g, 1, repeat('p', 200) FROM generate_series(1, 40000) g; \
+         UPDATE public.big SET a = -1 WHERE id = 40000; \
+         ANALYZE",
+    );
+    pair.target.psql(
+        "dev",
+        "CREATE DOMAIN public.amount AS integer CHECK (VALUE >= 0)",
+    );
+    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
+
+    let out = split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "big"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: public.big"), "{stderr}");
+    assert!(stderr.contains("violates check constraint"), "{stderr}");
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('public.big') IS NULL"),
+        "t"
+    );
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT count(*) FROM snapcopy.managed_tables"),
+        "0"
+    );
+
+    // Copied once; then the source changes shape and gains a bad row again: the rebuild fails
+    // and the copy stays as it was.
+    pair.source
+        .psql("app", "UPDATE public.big SET a = 1 WHERE id = 40000");
+    split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "big"])
+        .assert()
+        .success();
+    let before = (
+        checksum(&pair.target, "dev", "public.big"),
+        definition(&pair.target, "dev", "public.big"),
+    );
+    assert_eq!(before.0, checksum(&pair.source, "app", "public.big"));
+    pair.source.psql(
+        "app",
+        "ALTER TABLE public.big ADD COLUMN note text; UPDATE public.big SET a = -1 WHERE id = 39999",
+    );
+    let out = split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "big"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAILED: value for domain amount"),
+        "{stdout}"
+    );
+    assert_eq!(
+        (
+            checksum(&pair.target, "dev", "public.big"),
+            definition(&pair.target, "dev", "public.big"),
+        ),
+        before
+    );
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+}
