@@ -124,9 +124,10 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub staging: Option<StagingKind>,
 
-    /// Target sessions working at once; each loads a group of tables that foreign keys join
-    /// [default: the number of CPU cores here, at most 4: dev targets usually run on this
-    /// machine, and each session keeps one core busy].
+    /// Target sessions working at once: each loads a group of tables that foreign keys join
+    /// (largest first), or one range of a large table split across sessions
+    /// (SNAPCOPY_SPLIT_MB, default 256) [default: the number of CPU cores here, at most 4:
+    /// dev targets usually run on this machine, and each session keeps one core busy].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
 
