@@ -100,7 +100,7 @@ m3_pgcopydb() {
 }
 
 m4_snapcopy_1() { "$snapcopy" -q --source "$S" --target "$T" --jobs 1 'public.*' >/dev/null; }
-m4_snapcopy_default() { "$snapcopy" -q --source "$S" --target "$T" 'public.*' >/dev/null; }
+m4_snapcopy_default() { "$snapcopy" -q --source "$S" --target "$T" 'public.*' >"$PG_WORK/summary"; }
 m4_snapcopy_one_statement() { SNAPCOPY_BATCH_MB=0 m4_snapcopy_default; }
 
 declare -A times
@@ -148,6 +148,9 @@ run "6 snapcopy verify (events)" m6_verify true
 median() { tr ' ' '\n' | grep -v '^$' | grep -v failed | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "failed"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 base=$(echo "${times["1 binary COPY pipe + keys"]}" | median)
+echo
+echo "snapcopy's summary of its last full copy with the default jobs:"
+cat "$PG_WORK/summary"
 echo
 echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $(nproc) cores, ${mb} MB source tables, $RUNS runs, median seconds"
 printf "%-36s %10s %8s %7s   %s\n" method median MB/s ratio runs

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use futures::stream::{self, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -64,30 +65,52 @@ pub async fn run_units(
     progress: &Progress,
 ) -> Vec<TableOutcome> {
     let mut ranges = Vec::new();
+    let mut indexes = Vec::new();
     let mut waits = Vec::new();
     for unit in units {
         let mut unit_waits = Vec::new();
         for split in &unit.splits {
             let shared = Arc::new(SplitRun::new(unit, split, progress));
+            let part = |k| SplitPart {
+                shared: shared.clone(),
+                k,
+                seconds: 0.0,
+            };
             let mut receivers = Vec::new();
             for (k, steps) in split.ranges.iter().enumerate() {
-                let (send, receive) = oneshot::channel();
+                let (done, receive) = oneshot::channel();
                 receivers.push(receive);
-                ranges.push(Task::Range {
+                ranges.push(Task::Part {
                     steps,
-                    run: RangeRun {
-                        shared: shared.clone(),
-                        k,
-                        seconds: 0.0,
-                    },
-                    done: send,
+                    after: None,
+                    run: part(k),
+                    done,
                 });
             }
-            unit_waits.push((shared, receivers));
+            let loaded = slowest(receivers).boxed_local().shared();
+            let mut built = Vec::new();
+            for step in &split.indexes {
+                let (done, receive) = oneshot::channel();
+                built.push(receive);
+                indexes.push(Task::Part {
+                    steps: std::slice::from_ref(step),
+                    after: Some(loaded.clone()),
+                    run: part(0),
+                    done,
+                });
+            }
+            unit_waits.push(SplitWait {
+                shared: shared.clone(),
+                loaded,
+                built,
+            });
         }
         waits.push(unit_waits);
     }
-    let tasks = ranges.into_iter().chain(
+    // Every range is under way before an index build waits for its table's ranges, and every
+    // index build before a unit waits for them: a waiting task never holds the slot that what
+    // it waits for needs.
+    let tasks = ranges.into_iter().chain(indexes).chain(
         units
             .iter()
             .zip(waits)
@@ -101,26 +124,60 @@ pub async fn run_units(
     results.into_iter().flatten().collect()
 }
 
+/// How a part of a split table ended: its seconds, or why it failed.
+type PartResult = Result<f64, StepError>;
+
+/// The end of every range of a split table, which its index builds and its unit wait for.
+type Loaded<'a> = Shared<LocalBoxFuture<'a, PartResult>>;
+
+/// Waits for parts and gives the slowest one's seconds, or the first failure.
+async fn slowest(parts: Vec<oneshot::Receiver<PartResult>>) -> PartResult {
+    let mut seconds: f64 = 0.0;
+    let mut failure = None;
+    for part in parts {
+        match part.await {
+            Ok(Ok(s)) => seconds = seconds.max(s),
+            // The first failure is the one to tell; the others were skipped for it.
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(oneshot::Canceled) => {
+                failure.get_or_insert(StepError {
+                    table: None,
+                    phase: Phase::Batch,
+                    message: "a part of the split load stopped without a result".into(),
+                });
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(seconds),
+    }
+}
+
 /// One session's work.
 enum Task<'a> {
-    /// A range of a split table.
-    Range {
+    /// A range of a split table, or one of its index builds (`after` its ranges).
+    Part {
         steps: &'a [Step],
-        run: RangeRun<'a>,
-        done: oneshot::Sender<Result<f64, StepError>>,
+        after: Option<Loaded<'a>>,
+        run: SplitPart<'a>,
+        done: oneshot::Sender<PartResult>,
     },
-    /// A unit, with its split tables and the ends of their ranges to wait for.
+    /// A unit, with its split tables to wait for.
     Unit {
         unit: &'a Unit,
-        splits: Vec<RangeWait<'a>>,
+        splits: Vec<SplitWait<'a>>,
     },
 }
 
-/// A split table's progress, shared by its ranges, and where its ranges report their end.
-type RangeWait<'a> = (
-    Arc<SplitRun<'a>>,
-    Vec<oneshot::Receiver<Result<f64, StepError>>>,
-);
+/// What a unit waits for before it moves a split table into place.
+struct SplitWait<'a> {
+    shared: Arc<SplitRun<'a>>,
+    loaded: Loaded<'a>,
+    built: Vec<oneshot::Receiver<PartResult>>,
+}
 
 impl Task<'_> {
     async fn run(
@@ -131,17 +188,22 @@ impl Task<'_> {
         progress: &Progress,
     ) -> Vec<TableOutcome> {
         match self {
-            Task::Range {
+            Task::Part {
                 steps,
+                after,
                 mut run,
                 done,
             } => {
-                // A sibling failed: the table will not be copied, spare the source the read.
-                let result = if run.shared.failed.load(Ordering::Relaxed) {
+                let ready = match after {
+                    Some(loaded) => loaded.await.map(|_| ()),
+                    None => Ok(()),
+                };
+                // A sibling failed: the table will not be copied, spare the servers the work.
+                let result = if ready.is_err() || run.shared.failed.load(Ordering::Relaxed) {
                     Err(StepError {
                         table: None,
                         phase: Phase::Connect,
-                        message: "skipped: another range failed".into(),
+                        message: "skipped: another part of the split load failed".into(),
                     })
                 } else {
                     execute(target, steps, snapshot, verbosity, &mut run)
@@ -162,6 +224,7 @@ impl Task<'_> {
 }
 
 /// A failed statement, with the table it was about.
+#[derive(Clone)]
 struct StepError {
     table: Option<usize>,
     phase: Phase,
@@ -263,14 +326,14 @@ impl<'a> SplitRun<'a> {
     }
 }
 
-/// One range of a split table.
-struct RangeRun<'a> {
+/// One range or index build of a split table.
+struct SplitPart<'a> {
     shared: Arc<SplitRun<'a>>,
     k: usize,
     seconds: f64,
 }
 
-impl Tally for RangeRun<'_> {
+impl Tally for SplitPart<'_> {
     fn touch(&mut self, _: usize) {
         let mut bar = lock(&self.shared.bar);
         if bar.is_none() {
@@ -307,7 +370,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn run_unit(
     target: &ConnInfo,
     unit: &Unit,
-    splits: Vec<RangeWait<'_>>,
+    splits: Vec<SplitWait<'_>>,
     snapshot: &str,
     verbosity: Verbosity,
     progress: &Progress,
@@ -332,36 +395,24 @@ async fn run_unit(
             .collect(),
         bars: unit.tables.iter().map(|_| None).collect(),
     };
-    let mut ranges_failed = None;
-    for (shared, receivers) in splits {
-        let i = shared.split.table;
-        let mut slowest: f64 = 0.0;
-        for receiver in receivers {
-            match receiver.await {
-                Ok(Ok(seconds)) => slowest = slowest.max(seconds),
-                // The first failure is the one to tell; the others were skipped for it.
-                Ok(Err(e)) if ranges_failed.is_none() => {
-                    ranges_failed = Some(StepError {
-                        table: Some(i),
-                        ..e
-                    })
-                }
-                Ok(Err(_)) => {}
-                Err(oneshot::Canceled) if ranges_failed.is_none() => {
-                    ranges_failed = Some(StepError {
-                        table: Some(i),
-                        phase: Phase::Batch,
-                        message: "a range load stopped without a result".into(),
-                    })
-                }
-                Err(oneshot::Canceled) => {}
+    let mut split_failed = None;
+    for wait in splits {
+        let i = wait.shared.split.table;
+        let loaded = wait.loaded.await;
+        let built = slowest(wait.built).await;
+        match loaded.and_then(|l| built.map(|b| l + b)) {
+            Ok(seconds) => run.outcomes[i].seconds = seconds,
+            Err(e) => {
+                split_failed.get_or_insert(StepError {
+                    table: Some(i),
+                    ..e
+                });
             }
         }
-        run.outcomes[i].rows = shared.total_rows();
-        run.outcomes[i].seconds = slowest;
-        run.bars[i] = lock(&shared.bar).take();
+        run.outcomes[i].rows = wait.shared.total_rows();
+        run.bars[i] = lock(&wait.shared.bar).take();
     }
-    let result = match ranges_failed {
+    let result = match split_failed {
         Some(e) => Err(e),
         None => execute(target, &unit.steps, snapshot, verbosity, &mut run).await,
     };

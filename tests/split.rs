@@ -32,6 +32,8 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
          COMMENT ON TABLE public.events IS 'what happened'; \
          COMMENT ON COLUMN public.events.note IS 'free text'; \
          CREATE INDEX events_kind_n_idx ON public.events (kind, n); \
+         CREATE INDEX \"Events lower note\" ON public.events (lower(note)) WHERE n % 2 = 0; \
+         ALTER TABLE public.events ADD CONSTRAINT events_seq_no_key UNIQUE (seq_no) INCLUDE (n); \
          INSERT INTO public.events (n, note) SELECT g, repeat(md5(g::text), 3) \
              FROM generate_series(1, 120000) g; \
          CREATE TABLE public.docs (key text PRIMARY KEY, body text); \

@@ -302,6 +302,9 @@ pub struct Constraint {
     pub local: bool,
     /// DEFERRABLE (initially deferred or not).
     pub deferrable: bool,
+    /// For a primary key or unique constraint: its index's definition after `USING` (method,
+    /// keys, INCLUDE, WITH), to build the index before adding the constraint `USING INDEX`.
+    pub index_body: Option<String>,
 }
 
 /// The kinds of table constraints snapcopy recreates.
@@ -329,6 +332,9 @@ pub struct Index {
     pub name: Ident,
     /// `pg_get_indexdef` text.
     pub definition: String,
+    /// The definition after `USING` (method, keys, INCLUDE, WITH, WHERE), to build the same
+    /// index under another name on another table.
+    pub body: Option<String>,
 }
 
 /// A sequence owned by a column.
@@ -594,6 +600,7 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
                 .collect(),
             local: r.get("conislocal"),
             deferrable: r.get("condeferrable"),
+            index_body: r.get("index_body"),
         });
     }
 
@@ -606,6 +613,7 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         table.indexes.push(Index {
             name: Ident::new(r.get::<_, String>("index_name")),
             definition: r.get("definition"),
+            body: r.get("body"),
         });
     }
 

@@ -124,6 +124,10 @@ pub struct Split {
     pub load_table: QualifiedName,
     /// Each range's statements, for a session and a transaction of its own.
     pub ranges: Vec<Vec<Step>>,
+    /// Index builds on the load table, each in a session of its own once every range has
+    /// committed: the unit then adds keys `USING INDEX` and renames the others, instead of
+    /// building them one after another in its transaction.
+    pub indexes: Vec<Step>,
     /// Drops the load table and the rows the ranges put in it.
     pub discard: String,
 }
@@ -765,6 +769,10 @@ impl UnitContext<'_> {
                     .iter()
                     .map(|p| self.range_steps(table, i, &load.table, p))
                     .collect(),
+                indexes: prebuilt_indexes(table, &load)
+                    .into_iter()
+                    .map(|p| Step::new(Phase::PostData, Some(i), p.create))
+                    .collect(),
                 discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
                 load_table: load.table,
             });
@@ -852,8 +860,11 @@ impl UnitContext<'_> {
                     "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
                 ));
             }
-            if info.action.creates() {
-                steps.extend(post_data_steps(table, i));
+            if ranges[i].is_some() {
+                let load = self.load_names(table);
+                steps.extend(post_data_steps(table, i, &prebuilt_indexes(table, &load)));
+            } else if info.action.creates() {
+                steps.extend(post_data_steps(table, i, &[]));
             }
             for (_, c) in readd.iter().filter(|(t, c)| {
                 *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
@@ -1040,6 +1051,7 @@ impl UnitContext<'_> {
             sequences: (0..table.sequences.len())
                 .map(|k| name(format!("{tag} seq {k}")))
                 .collect(),
+            index_tag: format!("{tag} idx"),
             table: name(tag),
         }
     }
@@ -1441,6 +1453,56 @@ struct LoadNames {
     table: QualifiedName,
     /// In the order of the table's sequences.
     sequences: Vec<QualifiedName>,
+    /// The start of its indexes' names.
+    index_tag: String,
+}
+
+/// An index of a split table built on its load table before the unit runs.
+struct Prebuilt<'a> {
+    /// What the index is for.
+    of: PrebuiltFor<'a>,
+    /// Its name until the unit names it.
+    load_name: Ident,
+    /// The statement that builds it on the load table.
+    create: String,
+}
+
+enum PrebuiltFor<'a> {
+    /// A primary key or unique constraint, added `USING INDEX` (which renames the index).
+    Key(&'a Constraint),
+    /// An index no constraint owns, renamed.
+    Index(&'a crate::catalog::Index),
+}
+
+/// The indexes of a split table that can be built before its unit: primary keys and unique
+/// constraints that are not deferrable (added `USING INDEX` afterwards), and plain indexes,
+/// when the catalog gave their definitions in a form that can be moved to the load table.
+fn prebuilt_indexes<'a>(table: &'a Table, load: &LoadNames) -> Vec<Prebuilt<'a>> {
+    let keys = table.constraints.iter().filter_map(|c| {
+        let body = c.index_body.as_ref()?;
+        let key = matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique);
+        (key && !c.deferrable).then_some((PrebuiltFor::Key(c), true, body))
+    });
+    let indexes = table.indexes.iter().filter_map(|idx| {
+        let body = idx.body.as_ref()?;
+        let unique = idx.definition.starts_with("CREATE UNIQUE INDEX ");
+        Some((PrebuiltFor::Index(idx), unique, body))
+    });
+    keys.chain(indexes)
+        .enumerate()
+        .map(|(k, (of, unique, body))| {
+            let load_name = Ident::new(format!("{} {k}", load.index_tag));
+            let unique = if unique { "UNIQUE " } else { "" };
+            Prebuilt {
+                of,
+                create: format!(
+                    "CREATE {unique}INDEX {load_name} ON {} USING {body}",
+                    load.table
+                ),
+                load_name,
+            }
+        })
+        .collect()
 }
 
 /// Serial sequences, the bare table (valid CHECKs inline: cheaper than a scan afterwards),
@@ -1591,8 +1653,21 @@ fn partition_clause(table: &Table) -> String {
 }
 
 /// After the rows: primary key, unique and exclusion constraints, NOT VALID checks (they stay
-/// NOT VALID), then every other index.
-fn post_data_steps(table: &Table, i: usize) -> Vec<Step> {
+/// NOT VALID), then every other index. Keys and indexes in `prebuilt` exist already under a
+/// load name: keys are added `USING INDEX`, indexes renamed.
+fn post_data_steps(table: &Table, i: usize, prebuilt: &[Prebuilt]) -> Vec<Step> {
+    let key_index = |c: &Constraint| {
+        prebuilt.iter().find_map(|p| match p.of {
+            PrebuiltFor::Key(k) if k.name == c.name => Some(&p.load_name),
+            _ => None,
+        })
+    };
+    let index_name = |idx: &crate::catalog::Index| {
+        prebuilt.iter().find_map(|p| match p.of {
+            PrebuiltFor::Index(x) if x.name == idx.name => Some(&p.load_name),
+            _ => None,
+        })
+    };
     let rank = |k: &ConstraintKind| match k {
         ConstraintKind::PrimaryKey => 0,
         ConstraintKind::Unique => 1,
@@ -1617,22 +1692,34 @@ fn post_data_steps(table: &Table, i: usize) -> Vec<Step> {
             .collect();
         constraints.sort_by_key(|c| rank(&c.kind));
         steps.extend(constraints.into_iter().map(|c| {
-            Step::new(
-                Phase::PostData,
-                Some(i),
-                format!(
+            let sql = match key_index(c) {
+                Some(index) => format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {index}",
+                    t.name,
+                    c.name,
+                    if c.kind == ConstraintKind::PrimaryKey {
+                        "PRIMARY KEY"
+                    } else {
+                        "UNIQUE"
+                    }
+                ),
+                None => format!(
                     "ALTER TABLE {} ADD CONSTRAINT {} {}",
                     t.name, c.name, c.definition
                 ),
-            )
+            };
+            Step::new(Phase::PostData, Some(i), sql)
         }));
         steps.extend(t.indexes.iter().map(|idx| {
             // pg_get_indexdef says ON ONLY for a partitioned parent's index; without ONLY the
             // index is built on every partition too, once, as on the source.
-            let sql = if t.is_partitioned() {
-                idx.definition.replacen(" ON ONLY ", " ON ", 1)
-            } else {
-                idx.definition.clone()
+            let sql = match index_name(idx) {
+                Some(built) => format!(
+                    "ALTER INDEX {}.{built} RENAME TO {}",
+                    t.name.schema, idx.name
+                ),
+                None if t.is_partitioned() => idx.definition.replacen(" ON ONLY ", " ON ", 1),
+                None => idx.definition.clone(),
             };
             Step::new(Phase::PostData, Some(i), sql)
         }));
@@ -1683,6 +1770,15 @@ impl fmt::Display for Plan {
                 for (k, range) in split.ranges.iter().enumerate() {
                     writeln!(f, "-- range {} of {}", k + 1, split.ranges.len())?;
                     write_steps(f, range)?;
+                }
+                if !split.indexes.is_empty() {
+                    writeln!(
+                        f,
+                        "-- then its indexes on the load table, at once, a session each"
+                    )?;
+                    for step in &split.indexes {
+                        writeln!(f, "{};", step.shown)?;
+                    }
                 }
             }
             if !unit.splits.is_empty() {

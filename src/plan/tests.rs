@@ -22,6 +22,12 @@ fn column(name: &str, type_sql: &str) -> Column {
 
 fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint {
     // The key columns, read back from `... (a, b)` the way pg_get_constraintdef prints them.
+    let index_body = match kind {
+        ConstraintKind::PrimaryKey | ConstraintKind::Unique => definition
+            .find('(')
+            .map(|at| format!("btree {}", &definition[at..])),
+        _ => None,
+    };
     let columns = match kind {
         ConstraintKind::PrimaryKey | ConstraintKind::Unique => definition
             .split_once('(')
@@ -38,6 +44,7 @@ fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint 
         columns,
         local: true,
         deferrable: definition.contains(" DEFERRABLE"),
+        index_body,
     }
 }
 
@@ -165,10 +172,12 @@ fn fixture() -> Catalog {
         Index {
             name: Ident::new("orders_open_idx"),
             definition: "CREATE INDEX orders_open_idx ON public.orders USING btree (customer_id) WHERE (status = 'new'::shop.order_status)".into(),
+            body: Some("btree (customer_id) WHERE (status = 'new'::shop.order_status)".into()),
         },
         Index {
             name: Ident::new("orders_details_idx"),
             definition: "CREATE INDEX orders_details_idx ON public.orders USING gin (details)".into(),
+            body: Some("gin (details)".into()),
         },
     ];
     orders.sequences = vec![sequence("orders", "id", true)];
