@@ -135,6 +135,12 @@ pub struct CopyArgs {
     #[arg(long)]
     pub replace_unmanaged: bool,
 
+    /// Full mode: drop managed tables and create them anew from the source catalog instead of
+    /// truncating them, so that large ones load split across sessions. What the target built on
+    /// them goes too: views, grants, triggers, indexes and foreign keys added there.
+    #[arg(long)]
+    pub rebuild: bool,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -112,6 +112,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         source_label: settings.source.label(),
         cursors: settings.cursors.clone(),
         replace_unmanaged: settings.replace_unmanaged,
+        rebuild: settings.rebuild,
         batch_bytes: settings.batch_bytes,
         split_bytes: settings.split_bytes,
         split_ranges: settings.jobs,

@@ -50,6 +50,8 @@ pub struct Settings {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create.
     pub replace_unmanaged: bool,
+    /// Full mode: drop and create managed tables anew instead of truncating them.
+    pub rebuild: bool,
     /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
     pub batch_bytes: i64,
     /// Tables at least this large are split into `jobs` ranges loaded at once
@@ -109,6 +111,13 @@ impl Settings {
                 cursors.insert(name, Ident::new(key.as_str()));
             }
         }
+        let mode = args.mode.or(config.mode).unwrap_or(Mode::Full);
+        if args.rebuild && mode != Mode::Full {
+            bail!(
+                "--rebuild drops and recreates tables, which only --mode full does; leave out \
+                 one of them"
+            );
+        }
         let jobs = args.jobs.or(config.jobs).unwrap_or_else(default_jobs);
         if jobs == 0 {
             bail!("--jobs must be at least 1");
@@ -120,12 +129,13 @@ impl Settings {
             target: target.target,
             include,
             exclude,
-            mode: args.mode.or(config.mode).unwrap_or(Mode::Full),
+            mode,
             staging: args.staging.or(config.staging).unwrap_or(StagingKind::View),
             staging_schema: target.staging_schema,
             jobs,
             cursors,
             replace_unmanaged: args.replace_unmanaged,
+            rebuild: args.rebuild,
             batch_bytes: megabytes(env, "SNAPCOPY_BATCH_MB", crate::plan::DEFAULT_BATCH_BYTES)?,
             split_bytes: megabytes(env, "SNAPCOPY_SPLIT_MB", crate::plan::DEFAULT_SPLIT_BYTES)?,
             json: args.json,

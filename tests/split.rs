@@ -179,6 +179,26 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
         "t"
     );
 
+    // A full refresh truncates and reloads in one session; --rebuild drops and splits again.
+    let out = split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "--rebuild", "public.events"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("dropped and created anew (--rebuild); loaded in 2 ranges of id at once"),
+        "{stdout}"
+    );
+    assert_copied_exactly(&pair, &["public.events"]);
+    let out = pair
+        .snapcopy()
+        .args(["--rebuild", "--mode", "incremental"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rebuild drops and recreates tables"));
+
     // Load tables left by an interrupted run are dropped by the next one.
     pair.target.psql(
         "dev",

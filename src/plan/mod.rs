@@ -69,6 +69,8 @@ pub struct PlanOptions {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create (drop them and copy).
     pub replace_unmanaged: bool,
+    /// Full mode: drop and create managed tables anew instead of truncating them.
+    pub rebuild: bool,
     /// Bytes of source table per batch for large tables; 0 loads every table in one
     /// statement.
     pub batch_bytes: i64,
@@ -141,6 +143,8 @@ pub struct TableInfo {
     pub action: Action,
     /// What changed on the source since the last copy (for a rebuild).
     pub changes: Vec<String>,
+    /// Why a table is rebuilt when its source did not change (taken over, asked for).
+    pub reason: Option<String>,
     /// How incremental mode chooses the rows to read.
     pub pushdown: Option<Pushdown>,
     /// The source's row estimate.
@@ -173,19 +177,24 @@ pub enum Pushdown {
 }
 
 impl TableInfo {
-    /// What the summary says besides the numbers: what changed, or the pushdown used.
+    /// What the summary says besides the numbers: why a table was rebuilt, what changed, the
+    /// pushdown used, how it was split.
     pub fn note(&self) -> String {
+        let mut parts: Vec<String> = self.reason.iter().cloned().collect();
         if !self.changes.is_empty() {
-            return format!("source changed: {}", self.changes.join("; "));
+            parts.push(format!("source changed: {}", self.changes.join("; ")));
         }
-        match (&self.pushdown, &self.split) {
-            (Some(Pushdown::Above(c)), _) => {
-                format!("{} {} last copy's max", c.column.raw(), c.operator)
+        match &self.pushdown {
+            Some(Pushdown::Above(c)) => {
+                parts.push(format!("{} {} last copy's max", c.column.raw(), c.operator))
             }
-            (Some(Pushdown::AllKeys), _) => "all keys compared".to_string(),
-            (None, Some(split)) => format!("loaded in {split} at once"),
-            (None, None) => String::new(),
+            Some(Pushdown::AllKeys) => parts.push("all keys compared".to_string()),
+            None => {}
         }
+        if let Some(split) = &self.split {
+            parts.push(format!("loaded in {split} at once"));
+        }
+        parts.join("; ")
     }
 
     /// Whether only new rows were read from the source.
@@ -349,7 +358,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         let decision = match (exists, target.managed.get(&table.name)) {
             (false, _) => Ok(Decision::new(Action::Create)),
             (true, None) if options.replace_unmanaged => Ok(Decision {
-                changes: vec!["took over a table snapcopy did not create".into()],
+                reason: Some("took over a table snapcopy did not create".into()),
                 ..Decision::new(Action::Rebuild)
             }),
             (true, None) => Err(format!(
@@ -363,7 +372,15 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                     .as_ref()
                     .map(|old| table.shape().changes_since(old))
                     .unwrap_or_default();
-                mode.existing(table, changes, options.cursors.get(&table.name))
+                if options.rebuild {
+                    Ok(Decision {
+                        changes,
+                        reason: Some("dropped and created anew (--rebuild)".into()),
+                        ..Decision::new(Action::Rebuild)
+                    })
+                } else {
+                    mode.existing(table, changes, options.cursors.get(&table.name))
+                }
             }
         };
         match decision {
@@ -373,6 +390,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                     name: table.name.clone(),
                     action: d.action,
                     changes: d.changes,
+                    reason: d.reason,
                     pushdown: d.pushdown,
                     estimated_rows: table.estimated_rows,
                     split: None,
@@ -427,6 +445,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
 pub struct Decision {
     action: Action,
     changes: Vec<String>,
+    reason: Option<String>,
     pushdown: Option<Pushdown>,
 }
 
@@ -435,6 +454,7 @@ impl Decision {
         Decision {
             action,
             changes: Vec::new(),
+            reason: None,
             pushdown: None,
         }
     }

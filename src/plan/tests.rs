@@ -232,6 +232,7 @@ fn options(staging: StagingKind) -> PlanOptions {
         source_label: "reader@/tmp:5432/prod".into(),
         cursors: BTreeMap::new(),
         replace_unmanaged: false,
+        rebuild: false,
         batch_bytes: DEFAULT_BATCH_BYTES,
         split_bytes: DEFAULT_SPLIT_BYTES,
         split_ranges: 2,
