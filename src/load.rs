@@ -54,8 +54,9 @@ pub async fn cancel_running() {
 /// is the id of the source snapshot every session reads in.
 ///
 /// The ranges of split tables go first, so that a large table is never the last thing left;
-/// then the units, largest first. A unit with split tables waits for their ranges, then moves
-/// them into place and builds their keys while the other sessions load other units.
+/// then their index builds, each waiting for its table's ranges; then the units, largest
+/// first. A unit with split tables waits for their index builds, then moves the tables into
+/// place and adds their keys while the other sessions load other units.
 pub async fn run_units(
     target: &ConnInfo,
     units: &[Unit],
@@ -95,6 +96,7 @@ pub async fn run_units(
                 indexes.push(Task::Part {
                     steps: std::slice::from_ref(step),
                     after: Some(loaded.clone()),
+                    // An index build counts no rows.
                     run: part(0),
                     done,
                 });
