@@ -754,25 +754,25 @@ impl UnitContext<'_> {
                 .expect("every ordered table is in the group")
         };
         let mut infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
-        let ranges: Vec<Option<Vec<String>>> = ordered
+        // Split tables: their ranges, and the names they load under.
+        let loads: Vec<Option<(Vec<String>, LoadNames)>> = ordered
             .iter()
             .zip(infos.iter_mut())
             .map(|(table, info)| {
                 let (predicates, by) = self.ranges(table, info)?;
                 info.split = Some(format!("{} ranges of {by}", predicates.len()));
-                Some(predicates)
+                Some((predicates, self.load_names(table)))
             })
             .collect();
         let mut prepare = Vec::new();
         let mut splits = Vec::new();
-        for (i, (table, predicates)) in ordered.iter().zip(&ranges).enumerate() {
-            let Some(predicates) = predicates else {
+        for (i, (table, split)) in ordered.iter().zip(&loads).enumerate() {
+            let Some((predicates, load)) = split else {
                 continue;
             };
-            let load = self.load_names(table);
             let first = prepare.len();
             prepare.extend(
-                create_table_steps(table, i, Some(&load))
+                create_table_steps(table, i, Some(load))
                     .into_iter()
                     .map(|s| Step::new(Phase::Setup, None, s.sql)),
             );
@@ -789,12 +789,12 @@ impl UnitContext<'_> {
                     .iter()
                     .map(|p| self.range_steps(table, i, &load.table, p))
                     .collect(),
-                indexes: prebuilt_indexes(table, &load)
+                indexes: prebuilt_indexes(table, load)
                     .into_iter()
                     .map(|p| Step::new(Phase::PostData, Some(i), p.create))
                     .collect(),
                 discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
-                load_table: load.table,
+                load_table: load.table.clone(),
             });
         }
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
@@ -863,9 +863,9 @@ impl UnitContext<'_> {
             })
         });
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            if ranges[i].is_some() {
+            if let Some((_, load)) = &loads[i] {
                 // The rows are in the load table already.
-                steps.extend(self.move_steps(table, i));
+                steps.extend(move_steps(table, i, load));
                 steps.extend(self.staging_steps(table, info, i));
             } else {
                 if info.action.creates() {
@@ -880,9 +880,8 @@ impl UnitContext<'_> {
                     "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
                 ));
             }
-            if ranges[i].is_some() {
-                let load = self.load_names(table);
-                steps.extend(post_data_steps(table, i, &prebuilt_indexes(table, &load)));
+            if let Some((_, load)) = &loads[i] {
+                steps.extend(post_data_steps(table, i, &prebuilt_indexes(table, load)));
             } else if info.action.creates() {
                 steps.extend(post_data_steps(table, i, &[]));
             }
@@ -1107,59 +1106,6 @@ impl UnitContext<'_> {
             )),
         }
         steps.extend(self.disconnect_steps());
-        steps
-    }
-
-    /// Moves a split table's load table into place under the table's name, its sequences
-    /// with it, and gives its columns their defaults (which may name those sequences).
-    fn move_steps(&self, table: &Table, i: usize) -> Vec<Step> {
-        let load = self.load_names(table);
-        let moved = |name: &QualifiedName| QualifiedName {
-            schema: table.name.schema.clone(),
-            name: name.name.clone(),
-        };
-        let mut steps = vec![
-            Step::new(
-                Phase::PreData,
-                Some(i),
-                format!(
-                    "ALTER TABLE {} SET SCHEMA {}",
-                    load.table, table.name.schema
-                ),
-            ),
-            Step::new(
-                Phase::PreData,
-                Some(i),
-                format!(
-                    "ALTER TABLE {} RENAME TO {}",
-                    moved(&load.table),
-                    table.name.name
-                ),
-            ),
-        ];
-        for (seq, loaded) in table.sequences.iter().zip(&load.sequences) {
-            steps.push(Step::new(
-                Phase::PreData,
-                Some(i),
-                format!(
-                    "ALTER SEQUENCE {} RENAME TO {}",
-                    moved(loaded),
-                    seq.name.name
-                ),
-            ));
-        }
-        for col in &table.columns {
-            if let Some(d) = &col.default_sql {
-                steps.push(Step::new(
-                    Phase::PreData,
-                    Some(i),
-                    format!(
-                        "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {d}",
-                        table.name, col.name
-                    ),
-                ));
-            }
-        }
         steps
     }
 
@@ -1528,15 +1474,20 @@ fn prebuilt_indexes<'a>(table: &'a Table, load: &LoadNames) -> Vec<Prebuilt<'a>>
 /// Serial sequences, the bare table (valid CHECKs inline: cheaper than a scan afterwards),
 /// sequence ownership and comments. With `load`, the table and its sequences take those names
 /// and the columns no defaults (which would name the sequences where they will be, not where
-/// they are); [`UnitContext::move_steps`] does the rest.
+/// they are); [`move_steps`] does the rest.
 fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<Step> {
     let table_name = load.map_or(&table.name, |l| &l.table);
     let seq_name = |k: usize| load.map_or(&table.sequences[k].name, |l| &l.sequences[k]);
+    // Serial sequences (identity ones come with their column), by position.
+    let serials = || {
+        table
+            .sequences
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.identity)
+    };
     let mut steps = Vec::new();
-    for (k, seq) in table.sequences.iter().enumerate() {
-        if seq.identity {
-            continue;
-        }
+    for (k, seq) in serials() {
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
@@ -1626,10 +1577,7 @@ fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<
             ));
         }
     }
-    for (k, seq) in table.sequences.iter().enumerate() {
-        if seq.identity {
-            continue;
-        }
+    for (k, seq) in serials() {
         steps.push(Step::new(
             Phase::PreData,
             Some(i),
@@ -1656,6 +1604,58 @@ fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<
                     "COMMENT ON COLUMN {table_name}.{} IS {}",
                     col.name,
                     literal(comment)
+                ),
+            ));
+        }
+    }
+    steps
+}
+
+/// Moves a split table's load table into place under the table's name, its sequences
+/// with it, and gives its columns their defaults (which may name those sequences).
+fn move_steps(table: &Table, i: usize, load: &LoadNames) -> Vec<Step> {
+    let moved = |name: &QualifiedName| QualifiedName {
+        schema: table.name.schema.clone(),
+        name: name.name.clone(),
+    };
+    let mut steps = vec![
+        Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "ALTER TABLE {} SET SCHEMA {}",
+                load.table, table.name.schema
+            ),
+        ),
+        Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "ALTER TABLE {} RENAME TO {}",
+                moved(&load.table),
+                table.name.name
+            ),
+        ),
+    ];
+    for (seq, loaded) in table.sequences.iter().zip(&load.sequences) {
+        steps.push(Step::new(
+            Phase::PreData,
+            Some(i),
+            format!(
+                "ALTER SEQUENCE {} RENAME TO {}",
+                moved(loaded),
+                seq.name.name
+            ),
+        ));
+    }
+    for col in &table.columns {
+        if let Some(d) = &col.default_sql {
+            steps.push(Step::new(
+                Phase::PreData,
+                Some(i),
+                format!(
+                    "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {d}",
+                    table.name, col.name
                 ),
             ));
         }
