@@ -14,7 +14,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::catalog::{Catalog, Shape};
 use crate::cli::StagingKind;
 use crate::conninfo::ConnInfo;
-use crate::plan::{staging_name, StagingObject, Step, TargetState, REGISTRY};
+use crate::plan::{staging_name, Purpose, StagingObject, Step, TargetState, REGISTRY};
 use crate::sql::{Ident, QualifiedName};
 
 /// Which server a session belongs to, for messages.
@@ -253,10 +253,10 @@ pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> an
         for (name, value) in &step.settings {
             tx.execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
                 .await
-                .map_err(|e| setup_error(&e, &step.shown))?;
+                .map_err(|e| setup_error(&e, step))?;
         }
         if let Err(e) = tx.batch_execute(&step.sql).await {
-            return Err(setup_error(&e, &step.shown));
+            return Err(setup_error(&e, step));
         }
     }
     tx.commit()
@@ -265,25 +265,24 @@ pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> an
     Ok(())
 }
 
-fn setup_error(e: &tokio_postgres::Error, shown: &str) -> anyhow::Error {
-    setup_message(e.code(), &describe(e), shown)
+fn setup_error(e: &tokio_postgres::Error, step: &Step) -> anyhow::Error {
+    setup_message(e.code(), &describe(e), step)
 }
 
-/// The message for a failed setup statement, from its SQLSTATE, the server's words and the
-/// statement as shown: what is missing and what to do.
-fn setup_message(code: Option<&SqlState>, message: &str, shown: &str) -> anyhow::Error {
-    let extension = shown
-        .strip_prefix("CREATE EXTENSION IF NOT EXISTS ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(|n| n.trim_matches('"').to_string());
-    if shown.contains("snapcopy_link_check") {
-        return anyhow!("{}", link_failure(message));
-    }
+/// The message for a failed setup statement, from its SQLSTATE, the server's words and what
+/// the statement was for: what is missing and what to do.
+fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow::Error {
+    let shown = &step.shown;
+    let extension = match &step.purpose {
+        Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
+        Purpose::Extension(name) => Some(name),
+        Purpose::Other => None,
+    };
     match (code, extension) {
         (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(
             "the extension {ext} is not installed on the target server ({message}); install its \
              package there ({}) and run snapcopy again",
-            package_for(&ext)
+            package_for(ext)
         ),
         (Some(code), Some(ext)) if *code == SqlState::INSUFFICIENT_PRIVILEGE => anyhow!(
             "the target role may not create the extension {ext} ({message}); ask a superuser to \
@@ -302,8 +301,10 @@ fn setup_message(code: Option<&SqlState>, message: &str, shown: &str) -> anyhow:
 }
 
 /// What to say when the target server cannot open its dblink connection to the source.
-pub fn link_failure(message: &str) -> String {
-    if message.contains("password is required") {
+pub fn link_failure(code: Option<&SqlState>, message: &str) -> String {
+    // dblink's own refusal of a connection without a password, for a role that is not a
+    // superuser.
+    if code == Some(&SqlState::S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED) {
         format!(
             "the target server's dblink refused to connect to the source: {message}. dblink lets \
              a role that is not a superuser connect only with a password that the source \
@@ -338,12 +339,26 @@ pub fn package_for(extension: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The setup's CREATE EXTENSION step for `name`.
+    fn create_extension(name: &str) -> Step {
+        let sql = format!("CREATE EXTENSION IF NOT EXISTS \"{name}\" WITH SCHEMA \"public\"");
+        Step {
+            phase: crate::plan::Phase::Setup,
+            table: None,
+            shown: sql.clone(),
+            sql,
+            settings: Vec::new(),
+            batch: None,
+            purpose: Purpose::Extension(name.into()),
+        }
+    }
+
     #[test]
     fn a_missing_extension_names_its_package() {
         let err = setup_message(
             Some(&SqlState::UNDEFINED_FILE),
             "could not open extension control file \"/usr/share/postgresql/15/extension/postgis.control\"",
-            "CREATE EXTENSION IF NOT EXISTS \"postgis\" WITH SCHEMA \"public\"",
+            &create_extension("postgis"),
         )
         .to_string();
         assert!(
@@ -354,7 +369,7 @@ mod tests {
         let err = setup_message(
             Some(&SqlState::UNDEFINED_FILE),
             "could not open extension control file",
-            "CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA \"snapcopy\"",
+            &create_extension("dblink"),
         )
         .to_string();
         assert!(

@@ -676,7 +676,7 @@ fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
             "could not truncate for the reload: {message}; name the referencing table in the \
              same run, or drop its foreign key on the target"
         ),
-        Phase::Connect => crate::link::link_failure(&message),
+        Phase::Connect => crate::link::link_failure(code, &message),
         _ if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
             "{message} (while running: {}); grant the target role that privilege, or run \
              snapcopy as a role that has it",

@@ -270,6 +270,20 @@ pub struct Step {
     pub settings: Vec<(String, String)>,
     /// For a batch: the rows one run of it asks for.
     pub batch: Option<u64>,
+    /// What the statement is for, when its failure needs words of its own.
+    pub purpose: Purpose,
+}
+
+/// Setup statements whose failure has a cause of its own to explain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// Nothing special.
+    #[default]
+    Other,
+    /// `CREATE EXTENSION` of the named extension.
+    Extension(String),
+    /// The target server's first dblink connection to the source.
+    LinkCheck,
 }
 
 impl Step {
@@ -281,7 +295,12 @@ impl Step {
             sql,
             settings: Vec::new(),
             batch: None,
+            purpose: Purpose::Other,
         }
+    }
+
+    fn with_purpose(self, purpose: Purpose) -> Step {
+        Step { purpose, ..self }
     }
 
     fn secret(phase: Phase, sql: String, shown: String, settings: Vec<(String, String)>) -> Step {
@@ -292,6 +311,7 @@ impl Step {
             shown,
             settings,
             batch: None,
+            purpose: Purpose::Other,
         }
     }
 }
@@ -473,11 +493,14 @@ fn setup_steps(
         format!("CREATE SCHEMA IF NOT EXISTS {staging}"),
     )];
     if target.dblink_schema.is_none() {
-        steps.push(Step::new(
-            Phase::Setup,
-            None,
-            format!("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA {staging}"),
-        ));
+        steps.push(
+            Step::new(
+                Phase::Setup,
+                None,
+                format!("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA {staging}"),
+            )
+            .with_purpose(Purpose::Extension("dblink".into())),
+        );
     }
     steps.push(Step::new(
         Phase::Setup,
@@ -590,15 +613,18 @@ fn setup_steps(
     };
     for ext in &catalog.extensions {
         steps.extend(create_schema(&ext.schema));
-        steps.push(Step::new(
-            Phase::Setup,
-            None,
-            format!(
-                "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}",
-                Ident::new(&ext.name),
-                ext.schema
-            ),
-        ));
+        steps.push(
+            Step::new(
+                Phase::Setup,
+                None,
+                format!(
+                    "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}",
+                    Ident::new(&ext.name),
+                    ext.schema
+                ),
+            )
+            .with_purpose(Purpose::Extension(ext.name.clone())),
+        );
     }
     let mut schemas: BTreeSet<&Ident> = catalog.tables.iter().map(|t| &t.name.schema).collect();
     schemas.extend(catalog.types.iter().map(|t| &t.name.schema));
@@ -619,15 +645,18 @@ fn setup_steps(
     // Try the link before any table: if the target server cannot reach the source, or dblink
     // refuses the credentials, the setup rolls back and nothing has changed.
     let dblink = target.dblink_schema.as_ref().unwrap_or(staging);
-    steps.push(Step::new(
-        Phase::Setup,
-        None,
-        format!(
-            "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
-             SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
-            server = literal(server)
-        ),
-    ));
+    steps.push(
+        Step::new(
+            Phase::Setup,
+            None,
+            format!(
+                "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
+                 SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
+                server = literal(server)
+            ),
+        )
+        .with_purpose(Purpose::LinkCheck),
+    );
     steps
 }
 
