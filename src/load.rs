@@ -691,8 +691,24 @@ fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
                  snapcopy again"
             )
         }
+        // The table was made from the source's catalog, so a value it refuses meets a type
+        // that was on the target already (snapcopy keeps those as they are).
+        Phase::Data | Phase::Batch | Phase::Insert if code.is_some_and(refused_value) => format!(
+            "{message}: a value from the source does not fit the table on the target, because \
+             of a type or domain the target already had (snapcopy keeps those) or a change made \
+             to the table there; make the target's definition match the source's (or drop it \
+             there so that snapcopy creates the source's) and run again"
+        ),
         _ => format!("{message} (while running: {})", first_line(&step.shown)),
     }
+}
+
+/// A value the target's type refused: a data exception (class 22), or a domain's CHECK or
+/// NOT NULL.
+fn refused_value(code: &SqlState) -> bool {
+    code.code().starts_with("22")
+        || *code == SqlState::CHECK_VIOLATION
+        || *code == SqlState::NOT_NULL_VIOLATION
 }
 
 /// The statement's first line, cut to 200 bytes, for messages.

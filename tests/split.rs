@@ -237,6 +237,10 @@ fn a_range_that_fails_leaves_the_target_as_it_was() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error: public.big"), "{stderr}");
     assert!(stderr.contains("violates check constraint"), "{stderr}");
+    assert!(
+        stderr.contains("does not fit the table on the target, because of a type or domain"),
+        "{stderr}"
+    );
     assert_eq!(
         pair.target
             .psql("dev", "SELECT to_regclass('public.big') IS NULL"),
