@@ -68,17 +68,11 @@ impl Settings {
     pub fn from_args(args: &CopyArgs, env: &Env) -> anyhow::Result<Settings> {
         let (target, config) = TargetSettings::load(&args.to, args.json, env)?;
         let from = &args.from;
-        let source_text = from
-            .source
-            .clone()
-            .or(config.source.conninfo.clone())
-            .context(
-                "no source database: give --source, set SNAPCOPY_SOURCE, or set source.conninfo \
-             in snapcopy.toml",
-            )?;
-        let source = ConnInfo::parse(&source_text)
-            .context("--source")?
-            .resolve(env);
+        let source = resolve_conninfo(
+            "source",
+            from.source.as_ref().or(config.source.conninfo.as_ref()),
+            env,
+        )?;
         let link = match from.source_via.clone().or(config.source.via.clone()) {
             Some(via) => source.overlay(&ConnInfo::parse(&via).context("--source-via")?),
             None => source.clone(),
@@ -150,6 +144,21 @@ impl Settings {
     }
 }
 
+/// The `side` ("source" or "target") database's conninfo, from its flag or variable or else
+/// the config file, completed from the PG* variables and the password file as libpq does.
+fn resolve_conninfo(side: &str, given: Option<&String>, env: &Env) -> anyhow::Result<ConnInfo> {
+    let text = given.with_context(|| {
+        format!(
+            "no {side} database: give --{side}, set SNAPCOPY_{}, or set {side}.conninfo in \
+             snapcopy.toml",
+            side.to_uppercase()
+        )
+    })?;
+    Ok(ConnInfo::parse(text)
+        .with_context(|| format!("--{side}"))?
+        .resolve(env))
+}
+
 /// A size in bytes from an environment variable counting whole megabytes, or `default`.
 fn megabytes(env: &Env, name: &str, default: i64) -> anyhow::Result<i64> {
     match env.vars.get(name) {
@@ -210,17 +219,11 @@ impl TargetSettings {
             Some(path) => Config::load(&path)?,
             None => Config::default(),
         };
-        let target_text = opts
-            .target
-            .clone()
-            .or(config.target.conninfo.clone())
-            .context(
-                "no target database: give --target, set SNAPCOPY_TARGET, or set target.conninfo \
-             in snapcopy.toml",
-            )?;
-        let target = ConnInfo::parse(&target_text)
-            .context("--target")?
-            .resolve(env);
+        let target = resolve_conninfo(
+            "target",
+            opts.target.as_ref().or(config.target.conninfo.as_ref()),
+            env,
+        )?;
         target.to_driver_config().context("--target")?;
         check_local(
             &target,
