@@ -302,8 +302,8 @@ pub struct Constraint {
     pub local: bool,
     /// DEFERRABLE (initially deferred or not).
     pub deferrable: bool,
-    /// For a primary key or unique constraint: its index's definition after `USING` (method,
-    /// keys, INCLUDE, WITH), to build the index before adding the constraint `USING INDEX`.
+    /// For a key or exclusion constraint: its index's definition after `USING` (method, keys,
+    /// INCLUDE, WITH), to build the index before adding a key `USING INDEX`.
     pub index_body: Option<String>,
 }
 
@@ -600,7 +600,8 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
                 .collect(),
             local: r.get("conislocal"),
             deferrable: r.get("condeferrable"),
-            index_body: r.get("index_body"),
+            // Filled in from the indexes, below.
+            index_body: None,
         });
     }
 
@@ -610,11 +611,18 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         .context("could not read the indexes of the chosen tables from the source")?
     {
         let table = &mut tables[position[&r.get::<_, Oid>("indrelid")]];
-        table.indexes.push(Index {
-            name: Ident::new(r.get::<_, String>("index_name")),
-            definition: r.get("definition"),
-            body: r.get("body"),
-        });
+        match r.get::<_, Option<String>>("constraint_name") {
+            Some(owner) => {
+                if let Some(c) = table.constraints.iter_mut().find(|c| c.name.raw() == owner) {
+                    c.index_body = r.get("body");
+                }
+            }
+            None => table.indexes.push(Index {
+                name: Ident::new(r.get::<_, String>("index_name")),
+                definition: r.get("definition"),
+                body: r.get("body"),
+            }),
+        }
     }
 
     for r in query(
