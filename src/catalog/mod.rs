@@ -948,6 +948,14 @@ pub async fn read_extents(
     catalog: &mut Catalog,
     min_bytes: i64,
 ) -> anyhow::Result<()> {
+    let large: Vec<&mut Table> = catalog
+        .tables
+        .iter_mut()
+        .filter(|t| t.total_bytes >= min_bytes && !t.is_partitioned() && t.partitions.is_empty())
+        .collect();
+    if large.is_empty() {
+        return Ok(());
+    }
     let version: i32 = client
         .query_one(
             "SELECT pg_catalog.current_setting('server_version_num')::integer",
@@ -956,10 +964,7 @@ pub async fn read_extents(
         .await
         .context("could not read the source's version")?
         .get(0);
-    for table in &mut catalog.tables {
-        if table.total_bytes < min_bytes || table.is_partitioned() || !table.partitions.is_empty() {
-            continue;
-        }
+    for table in large {
         let context = || format!("could not measure {} on the source", table.name.human());
         let key = table
             .key(None)
