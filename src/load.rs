@@ -691,6 +691,11 @@ fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
                  snapcopy again"
             )
         }
+        _ if code == Some(&SqlState::UNDEFINED_FUNCTION) => format!(
+            "{message}: a default, check, index or generated column calls a function the target \
+             lacks; snapcopy copies tables, not functions: create it on the target (as on the \
+             source) and run again"
+        ),
         // The table was made from the source's catalog, so a value it refuses meets a type
         // that was on the target already (snapcopy keeps those as they are).
         Phase::Data | Phase::Batch | Phase::Insert if code.is_some_and(refused_value) => format!(

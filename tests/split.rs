@@ -219,7 +219,7 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
 }
 
 #[test]
-fn a_range_that_fails_leaves_the_target_as_it_was() {
+fn a_range_or_index_build_that_fails_leaves_the_target_as_it_was() {
     let pair = Pair::start();
     // The target's own domain is stricter than the source's: the last row breaks it.
     pair.source.psql(
@@ -285,6 +285,37 @@ fn a_range_that_fails_leaves_the_target_as_it_was() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("FAILED: value for domain amount"),
+        "{stdout}"
+    );
+    assert_eq!(
+        (
+            checksum(&pair.target, "dev", "public.big"),
+            definition(&pair.target, "dev", "public.big"),
+        ),
+        before
+    );
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+
+    // The ranges land but an index build fails (its function exists only on the source): the
+    // same.
+    pair.source.psql(
+        "app",
+        "UPDATE public.big SET a = 1 WHERE id = 39999; \
+         CREATE FUNCTION public.twice(integer) RETURNS integer IMMUTABLE LANGUAGE sql \
+         AS 'SELECT $1 * 2'; \
+         CREATE INDEX big_twice_idx ON public.big (public.twice(a))",
+    );
+    let out = split_small(&mut pair.snapcopy())
+        .args(["--jobs", "2", "big"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "FAILED: function public.twice(integer) does not exist: a default, check, index or \
+             generated column calls a function the target lacks"
+        ),
         "{stdout}"
     );
     assert_eq!(
