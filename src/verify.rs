@@ -113,26 +113,18 @@ pub async fn verify(
 /// Definitions that differ between the source table and the target's, in words.
 fn shape_differences(source: &Table, target: &Table) -> Vec<String> {
     let (s, t): (Shape, Shape) = (source.shape(), target.shape());
-    let mut out = Vec::new();
-    for (what, source_map, target_map) in [
-        ("column", &s.columns, &t.columns),
-        ("constraint", &s.constraints, &t.constraints),
-        ("index", &s.indexes, &t.indexes),
-        ("partition", &s.partitions, &t.partitions),
-    ] {
-        for (name, def) in source_map {
-            match target_map.get(name) {
-                None => out.push(format!("{what} {name} missing on the target")),
-                Some(other) if other != def => out.push(format!(
-                    "{what} {name} differs (source: {def}; target: {other})"
-                )),
-                Some(_) => {}
-            }
-        }
-        for name in target_map.keys().filter(|n| !source_map.contains_key(*n)) {
-            out.push(format!("{what} {name} only on the target"));
-        }
-    }
+    let mut out: Vec<String> = s
+        .differences(&t)
+        .into_iter()
+        .map(|d| match (d.this, d.other) {
+            (Some(_), None) => format!("{} {} missing on the target", d.what, d.name),
+            (None, _) => format!("{} {} only on the target", d.what, d.name),
+            (Some(def), Some(other)) => format!(
+                "{} {} differs (source: {def}; target: {other})",
+                d.what, d.name
+            ),
+        })
+        .collect();
     let source_columns: Vec<&str> = source.columns.iter().map(|c| c.name.raw()).collect();
     let target_columns: Vec<&str> = target.columns.iter().map(|c| c.name.raw()).collect();
     if out.is_empty() && source_columns != target_columns {

@@ -118,14 +118,17 @@ fn verify_reports_each_kind_of_difference_and_exits_1() {
     pair.target.psql(
         "dev",
         "UPDATE public.t SET v = 'changed' WHERE id = 3; CREATE INDEX t_v_idx ON public.t (v); \
-         INSERT INTO public.u VALUES (2)",
+         INSERT INTO public.u VALUES (2); \
+         ALTER TABLE public.u ALTER COLUMN id SET DEFAULT 0, DROP CONSTRAINT u_pkey",
     );
     pair.snapcopy().args(["verify"]).assert().code(1).stdout(
         predicate::str::contains(
             "public.t  DIFFERS  index t_v_idx only on the target; row contents differ",
         )
         .and(predicate::str::contains(
-            "public.u  DIFFERS  1 rows on the source, 2 on the target",
+            "public.u  DIFFERS  column id differs (source: integer NOT NULL; target: integer \
+             DEFAULT 0 NOT NULL); constraint u_pkey missing on the target; 1 rows on the source, \
+             2 on the target",
         )),
     );
 }

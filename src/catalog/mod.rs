@@ -148,30 +148,57 @@ pub struct Shape {
     pub partitions: BTreeMap<String, String>,
 }
 
+/// One difference between two shapes: what kind of object, its name, and its definition on
+/// each side (`None` where it is absent).
+pub struct ShapeDifference<'a> {
+    /// `column`, `constraint`, `index` or `partition`.
+    pub what: &'static str,
+    /// The object's name.
+    pub name: &'a str,
+    /// Its definition in `self`.
+    pub this: Option<&'a str>,
+    /// Its definition in the other shape.
+    pub other: Option<&'a str>,
+}
+
 impl Shape {
-    /// What changed from `old` to `self`, one phrase per change (`column note added (text)`).
-    pub fn changes_since(&self, old: &Shape) -> Vec<String> {
-        let mut changes = Vec::new();
-        for (what, new, old) in [
-            ("column", &self.columns, &old.columns),
-            ("constraint", &self.constraints, &old.constraints),
-            ("index", &self.indexes, &old.indexes),
-            ("partition", &self.partitions, &old.partitions),
+    /// Objects whose definitions differ from `other`'s, or that only one side has.
+    pub fn differences<'a>(&'a self, other: &'a Shape) -> Vec<ShapeDifference<'a>> {
+        let mut out = Vec::new();
+        for (what, this, that) in [
+            ("column", &self.columns, &other.columns),
+            ("constraint", &self.constraints, &other.constraints),
+            ("index", &self.indexes, &other.indexes),
+            ("partition", &self.partitions, &other.partitions),
         ] {
-            for (name, def) in new {
-                match old.get(name) {
-                    None => changes.push(format!("{what} {name} added ({def})")),
-                    Some(before) if before != def => {
-                        changes.push(format!("{what} {name} changed ({before} -> {def})"))
-                    }
-                    Some(_) => {}
+            let names: BTreeSet<&String> = this.keys().chain(that.keys()).collect();
+            for name in names {
+                let (a, b) = (this.get(name), that.get(name));
+                if a != b {
+                    out.push(ShapeDifference {
+                        what,
+                        name,
+                        this: a.map(String::as_str),
+                        other: b.map(String::as_str),
+                    });
                 }
             }
-            for name in old.keys().filter(|n| !new.contains_key(*n)) {
-                changes.push(format!("{what} {name} dropped"));
-            }
         }
-        changes
+        out
+    }
+
+    /// What changed from `old` to `self`, one phrase per change (`column note added (text)`).
+    pub fn changes_since(&self, old: &Shape) -> Vec<String> {
+        self.differences(old)
+            .into_iter()
+            .map(|d| match (d.this, d.other) {
+                (Some(def), None) => format!("{} {} added ({def})", d.what, d.name),
+                (None, _) => format!("{} {} dropped", d.what, d.name),
+                (Some(def), Some(before)) => {
+                    format!("{} {} changed ({before} -> {def})", d.what, d.name)
+                }
+            })
+            .collect()
     }
 }
 
@@ -1039,4 +1066,44 @@ pub fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
         groups.entry(root).or_default().push(i);
     }
     groups.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(columns: &[(&str, &str)], indexes: &[(&str, &str)]) -> Shape {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Shape {
+            columns: map(columns),
+            indexes: map(indexes),
+            ..Shape::default()
+        }
+    }
+
+    #[test]
+    fn shape_changes_name_what_was_added_changed_and_dropped() {
+        let old = shape(
+            &[("id", "integer"), ("gone", "text")],
+            &[("t_idx", "btree (id)")],
+        );
+        let new = shape(
+            &[("id", "bigint"), ("note", "text")],
+            &[("t_idx", "btree (id)")],
+        );
+        assert_eq!(
+            new.changes_since(&old),
+            [
+                "column gone dropped",
+                "column id changed (integer -> bigint)",
+                "column note added (text)",
+            ]
+        );
+        assert!(new.changes_since(&new).is_empty());
+    }
 }
