@@ -52,15 +52,19 @@ fn right(value: impl ToString) -> Cell {
     Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
 }
 
+/// Prints `{"tables": [...]}` on stdout, the shape of every `--json` output.
+pub fn print_json(tables: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "tables": tables }))
+            .expect("report rows serialize")
+    );
+}
+
 /// Prints the summary of a run on stdout.
 pub fn print(outcomes: &[TableOutcome], json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "tables": outcomes }))
-                .expect("outcomes serialize")
-        );
-        return;
+        return print_json(&outcomes);
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -113,12 +117,7 @@ pub struct StatusRow {
 /// Prints `snapcopy status`.
 pub fn print_status(rows: &[StatusRow], json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "tables": rows }))
-                .expect("status rows serialize")
-        );
-        return;
+        return print_json(&rows);
     }
     if rows.is_empty() {
         println!("snapcopy manages no tables in this database yet");

@@ -136,12 +136,7 @@ fn shape_differences(source: &Table, target: &Table) -> Vec<String> {
 /// Prints one line per table on stdout, or JSON.
 pub fn print(verdicts: &[Verdict], json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "tables": verdicts }))
-                .expect("verdicts serialize")
-        );
-        return;
+        return crate::report::print_json(&verdicts);
     }
     let width = verdicts.iter().map(|v| v.table.len()).max().unwrap_or(0);
     for v in verdicts {
