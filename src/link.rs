@@ -49,7 +49,7 @@ pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
     }
     let fail = |e: tokio_postgres::Error| {
         let message = describe(&e);
-        let hint = match crate::tls::hint(&message) {
+        let hint = match crate::tls::hint(&e) {
             Some(h) => format!("; {h}"),
             None if e.as_db_error().is_none() => {
                 "; is the server running there and accepting connections?".to_string()

@@ -208,17 +208,33 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// A hint for TLS failures, from the error text rustls gives.
-pub fn hint(message: &str) -> Option<&'static str> {
-    if message.contains("NotValidForName") || message.contains("not valid for name") {
-        Some("the server's certificate does not name the host connected to (sslmode=verify-full checks it); connect by a name the certificate holds, or use sslmode=verify-ca")
-    } else if message.contains("UnknownIssuer") || message.contains("unknown issuer") {
-        Some("the server's certificate is not signed by a CA in sslrootcert")
-    } else if message.contains("server does not support TLS")
-        || message.contains("does not support SSL")
-    {
-        Some("the server does not accept TLS connections; use sslmode=prefer or disable, or enable ssl on the server")
-    } else {
-        None
+/// A hint for a connection that failed in TLS: the certificate errors rustls reports (found in
+/// the driver's chain of causes), or a server that refused TLS (which tokio-postgres says only
+/// in words).
+pub fn hint(e: &tokio_postgres::Error) -> Option<&'static str> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cause {
+        // rustls errors come wrapped in an io::Error, whose own source() skips them.
+        let tls = err.downcast_ref::<Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Error>())
+        });
+        match tls {
+            Some(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {
+                return Some("the server's certificate does not name the host connected to (sslmode=verify-full checks it); connect by a name the certificate holds, or use sslmode=verify-ca");
+            }
+            Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                return Some("the server's certificate is not signed by a CA in sslrootcert");
+            }
+            _ => {}
+        }
+        if err.to_string() == "server does not support TLS" {
+            return Some("the server does not accept TLS connections; use sslmode=prefer or disable, or enable ssl on the server");
+        }
+        cause = err.source();
     }
+    None
 }

@@ -253,7 +253,9 @@ fn require_encrypts_without_a_ca_and_a_missing_ca_file_is_named() {
         .args(["--target", &target, "t"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "could not connect to the target database",
-        ));
+        .stderr(
+            predicate::str::contains("could not connect to the target database").and(
+                predicate::str::contains("the server does not accept TLS connections"),
+            ),
+        );
 }
