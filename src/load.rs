@@ -31,20 +31,13 @@ static RUNNING: Mutex<Vec<CancelToken>> = Mutex::new(Vec::new());
 
 /// Remembers a session to cancel if the run is interrupted.
 pub fn register(client: &tokio_postgres::Client) {
-    RUNNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(client.cancel_token());
+    lock(&RUNNING).push(client.cancel_token());
 }
 
 /// Asks the server to cancel whatever each registered session is running. Their transactions
 /// roll back, so every table keeps its previous contents.
 pub async fn cancel_running() {
-    let tokens: Vec<CancelToken> = RUNNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .collect();
+    let tokens: Vec<CancelToken> = lock(&RUNNING).drain(..).collect();
     for token in tokens {
         let _ = token.cancel_query(tokio_postgres::NoTls).await;
     }
@@ -365,6 +358,7 @@ impl Tally for SplitPart<'_> {
     }
 }
 
+/// A mutex's contents, even if a thread panicked while holding it (the data stays usable).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
