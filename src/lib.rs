@@ -96,8 +96,9 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         .get(0);
     let candidates = catalog::candidates(&source).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
-    let refused = tables_to_use(&mut settings, &managed, &candidates)?;
+    let mut refused = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
+    let chosen = leave_extension_tables(&settings, chosen, &mut refused);
     let mut catalog = catalog::introspect(&source, &chosen).await?;
     if settings.jobs >= 2 && settings.split_bytes > 0 {
         catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
@@ -331,6 +332,63 @@ async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     };
     report::print_status(&rows, settings.json);
     Ok(Outcome::Success)
+}
+
+/// Leaves the tables that extensions make to `CREATE EXTENSION`, as pg_dump does: a glob passes
+/// over them, except that the rows an extension marks as user data (pg_extension_config_dump,
+/// such as PostGIS's own spatial reference systems) are added to the target's table; naming one
+/// is refused with why.
+fn leave_extension_tables(
+    settings: &Settings,
+    chosen: Vec<Candidate>,
+    refused: &mut Vec<Refusal>,
+) -> Vec<Candidate> {
+    let quiet = settings.verbosity == Verbosity::Quiet;
+    let mut kept = Vec::new();
+    for c in chosen {
+        let Some(ext) = &c.extension else {
+            kept.push(c);
+            continue;
+        };
+        let named = settings
+            .include
+            .iter()
+            .any(|p| !p.is_glob() && p.matches(&c.name));
+        let (name, schema) = (c.name.human(), sql::human_ident(c.name.schema.raw()));
+        if named {
+            refused.push((
+                c.name.clone(),
+                format!(
+                    "{name} belongs to the extension {}, which creates it on the target (CREATE \
+                     EXTENSION), so snapcopy does not copy it, as pg_dump does not; {}",
+                    ext.name,
+                    match &c.user_rows {
+                        Some(_) => format!(
+                            "the rows the extension marks as user data come along with a \
+                             pattern that covers it, such as '{schema}.*'"
+                        ),
+                        None => "leave it out of the run".to_string(),
+                    }
+                ),
+            ));
+            continue;
+        }
+        if !quiet {
+            eprintln!(
+                "note: {name} belongs to the extension {}, which creates it on the target; {}",
+                ext.name,
+                if c.user_rows.is_some() {
+                    "the rows the extension marks as user data are added to it"
+                } else {
+                    "it is left out"
+                }
+            );
+        }
+        if c.user_rows.is_some() {
+            kept.push(c);
+        }
+    }
+    kept
 }
 
 /// Applies the patterns to the source's tables. A pattern that names nothing is an error

@@ -288,6 +288,7 @@ fn start_bar(progress: &Progress, table: &TableInfo) -> TableProgress {
         Action::Reload => "reloading",
         Action::Rebuild => "rebuilding",
         Action::Insert => "adding missing rows to",
+        Action::UserRows => "adding user rows to",
     };
     progress.start(&table.name, verb, table.estimated_rows)
 }

@@ -21,6 +21,39 @@ pub struct Catalog {
     pub types: Vec<UserType>,
     /// Extensions whose types the columns use, with the schema they live in on the source.
     pub extensions: Vec<Extension>,
+    /// Sequences that column defaults call but that the calling table does not own:
+    /// free-standing ones (restored old dumps, hand-written schemas) and ones another table
+    /// owns. They must exist before the tables that call them.
+    pub sequences: Vec<SharedSequence>,
+}
+
+/// A sequence that column defaults of the chosen tables call without owning it.
+#[derive(Debug, Clone)]
+pub struct SharedSequence {
+    /// The sequence and its options; `column` is the owning column, when a table owns it.
+    pub sequence: Sequence,
+    /// The table owning it on the source (`OWNED BY`), if any.
+    pub owner: Option<QualifiedName>,
+    /// The chosen tables whose defaults call it, with the column, in catalog order.
+    pub users: Vec<SequenceUser>,
+}
+
+/// A column whose default calls a shared sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceUser {
+    /// The calling table.
+    pub table: QualifiedName,
+    /// The column.
+    pub column: Ident,
+    /// Whether the column holds integers, so its maximum bounds the sequence.
+    pub integer: bool,
+}
+
+impl SharedSequence {
+    /// Whether `table` calls it or owns it.
+    pub fn involves(&self, table: &QualifiedName) -> bool {
+        self.owner.as_ref() == Some(table) || self.users.iter().any(|u| &u.table == table)
+    }
 }
 
 /// An extension the copied columns need.
@@ -63,6 +96,10 @@ pub struct Table {
     /// How the rows of a large table divide into ranges, read in the run's snapshot (only for
     /// tables that may be split; see [`read_extents`]).
     pub extent: Option<Extent>,
+    /// For a table an extension makes: the condition (`WHERE ...`, or empty) picking the rows
+    /// the extension marks as user data. The extension creates the table on the target; only
+    /// those rows are copied into it.
+    pub user_rows: Option<String>,
 }
 
 /// How a large table's rows divide into ranges that several sessions can read at once.
@@ -461,6 +498,11 @@ pub struct Candidate {
     pub is_partition: bool,
     /// The partitioned parent's oid, for a partition.
     pub parent_oid: Option<Oid>,
+    /// The extension the table belongs to (`CREATE EXTENSION` makes it), with its schema.
+    pub extension: Option<Extension>,
+    /// For a table of an extension: the condition (`WHERE ...`, or empty for every row) that
+    /// picks the rows the extension marks as user data; `None` when it marks none.
+    pub user_rows: Option<String>,
     comment: Option<String>,
     estimated_rows: i64,
     partkey: Option<String>,
@@ -481,6 +523,13 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
             relkind: r.get("relkind"),
             is_partition: r.get("relispartition"),
             parent_oid: r.get("parent_oid"),
+            extension: r
+                .get::<_, Option<String>>("extension")
+                .map(|name| Extension {
+                    name,
+                    schema: Ident::new(r.get::<_, String>("extension_schema")),
+                }),
+            user_rows: r.get("user_rows"),
             comment: r.get("comment"),
             estimated_rows: r.get("estimated_rows"),
             partkey: r.get("partkey"),
@@ -559,6 +608,7 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
             partition_of: None,
             partitions: Vec::new(),
             extent: None,
+            user_rows: c.extension.as_ref().and(c.user_rows.clone()),
         })
         .collect();
     let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
@@ -675,12 +725,94 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         });
     }
 
-    let (types, extensions) = user_types(client, column_type_oids).await?;
+    let sequences = shared_sequences(client, chosen, &oids).await?;
+    let (types, mut extensions) = user_types(client, column_type_oids).await?;
+    // The extension makes its tables on the target; their user rows need it there.
+    for c in chosen {
+        if let Some(ext) = &c.extension {
+            if !extensions.contains(ext) {
+                extensions.push(ext.clone());
+            }
+        }
+    }
     Ok(Catalog {
         tables: nest_partitions(chosen, tables),
         types,
         extensions,
+        sequences,
     })
+}
+
+/// The sequences column defaults call without their table owning them (see
+/// [`SharedSequence`]). A partition copied with its parent takes its defaults from the
+/// parent, so it is not a caller of its own.
+async fn shared_sequences(
+    client: &Client,
+    chosen: &[Candidate],
+    oids: &[Oid],
+) -> anyhow::Result<Vec<SharedSequence>> {
+    let chosen_oids: BTreeSet<Oid> = oids.iter().copied().collect();
+    let by_oid: HashMap<Oid, &Candidate> = chosen.iter().map(|c| (c.oid, c)).collect();
+    let mut out: Vec<SharedSequence> = Vec::new();
+    for r in query(
+        client,
+        include_str!("sql/default_sequences.sql"),
+        oids,
+        "sequences that defaults call",
+    )
+    .await?
+    {
+        let table_oid: Oid = r.get("table_oid");
+        let owner_oid: Option<Oid> = r.get("owner_oid");
+        let Some(candidate) = by_oid.get(&table_oid) else {
+            continue;
+        };
+        if owner_oid == Some(table_oid)
+            || candidate
+                .parent_oid
+                .is_some_and(|p| chosen_oids.contains(&p))
+        {
+            continue;
+        }
+        let name = QualifiedName::new(r.get::<_, String>("nspname"), r.get::<_, String>("relname"));
+        let user = SequenceUser {
+            table: candidate.name.clone(),
+            column: Ident::new(r.get::<_, String>("column_name")),
+            integer: matches!(
+                r.get::<_, String>("column_type").as_str(),
+                "smallint" | "integer" | "bigint"
+            ),
+        };
+        match out.iter_mut().find(|s| s.sequence.name == name) {
+            Some(shared) => {
+                if !shared.users.contains(&user) {
+                    shared.users.push(user);
+                }
+            }
+            None => out.push(SharedSequence {
+                sequence: Sequence {
+                    name,
+                    column: Ident::new(
+                        r.get::<_, Option<String>>("owner_column")
+                            .unwrap_or_default(),
+                    ),
+                    identity: false,
+                    data_type: r.get("data_type"),
+                    start: r.get("seqstart"),
+                    increment: r.get("seqincrement"),
+                    min: r.get("seqmin"),
+                    max: r.get("seqmax"),
+                    cache: r.get("seqcache"),
+                    cycle: r.get("seqcycle"),
+                },
+                owner: r
+                    .get::<_, Option<String>>("owner_schema")
+                    .map(|schema| QualifiedName::new(schema, r.get::<_, String>("owner_table"))),
+                users: vec![user],
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Moves every partition whose parent is chosen under its tree's root, parents first, with

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
 use crate::catalog::{
-    Catalog, Constraint, ConstraintKind, Extent, Identity, Shape, Table, TypeKind,
+    Catalog, Constraint, ConstraintKind, Extent, Identity, Sequence, Shape, SharedSequence, Table,
+    TypeKind,
 };
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
@@ -165,6 +166,8 @@ pub enum Action {
     Rebuild,
     /// Insert the rows whose key is missing (incremental mode).
     Insert,
+    /// Add the rows an extension marks as user data to the table the extension made.
+    UserRows,
 }
 
 /// How incremental mode chooses the rows to read from the source.
@@ -211,6 +214,7 @@ impl Action {
             Action::Reload => "reloaded",
             Action::Rebuild => "rebuilt",
             Action::Insert => "inserted",
+            Action::UserRows => "user rows added",
         }
     }
 
@@ -376,6 +380,10 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     for table in &catalog.tables {
         let exists = target.existing_tables.contains(&table.name);
         let decision = match (exists, target.managed.get(&table.name)) {
+            _ if table.user_rows.is_some() => Ok(Decision {
+                reason: Some("the extension makes the table; its user rows are added".into()),
+                ..Decision::new(Action::UserRows)
+            }),
             (false, _) => Ok(Decision::new(Action::Create)),
             (true, None) if options.replace_unmanaged => Ok(Decision {
                 reason: Some("took over a table snapcopy did not create".into()),
@@ -442,6 +450,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         server: &server,
         dblink_schema: &dblink_schema,
         registry: &registry,
+        shared: &catalog.sequences,
     };
     let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
     let mut units: Vec<(i64, Unit)> = Vec::new();
@@ -642,6 +651,20 @@ fn setup_steps(
             (Some(_), _) => {}
         }
     }
+    // Sequences that defaults call without owning them: made once, free-standing (a table of
+    // the run that owns one on the source takes it over with OWNED BY when it is created).
+    for shared in &catalog.sequences {
+        steps.extend(create_schema(&shared.sequence.name.schema));
+        steps.push(Step::new(
+            Phase::Setup,
+            None,
+            format!(
+                "CREATE SEQUENCE IF NOT EXISTS {} {}",
+                shared.sequence.name,
+                shared.sequence.options_sql()
+            ),
+        ));
+    }
     // Try the link before any table: if the target server cannot reach the source, or dblink
     // refuses the credentials, the setup rolls back and nothing has changed.
     let dblink = target.dblink_schema.as_ref().unwrap_or(staging);
@@ -768,6 +791,8 @@ pub struct UnitContext<'a> {
     server: &'a str,
     dblink_schema: &'a Ident,
     registry: &'a QualifiedName,
+    /// Sequences that defaults call without their table owning them.
+    shared: &'a [SharedSequence],
 }
 
 impl UnitContext<'_> {
@@ -862,6 +887,23 @@ impl UnitContext<'_> {
             }
         }
         for name in &rebuilt {
+            // A sequence this table owns that other tables' defaults call survives the drop
+            // (CASCADE would take those defaults with it); the table takes it back when it is
+            // created anew.
+            for shared in self
+                .shared
+                .iter()
+                .filter(|s| s.owner.as_ref() == Some(*name))
+            {
+                steps.push(Step::new(
+                    Phase::Truncate,
+                    None,
+                    format!(
+                        "ALTER SEQUENCE IF EXISTS {} OWNED BY NONE",
+                        shared.sequence.name
+                    ),
+                ));
+            }
             steps.push(Step::new(
                 Phase::Truncate,
                 None,
@@ -900,7 +942,11 @@ impl UnitContext<'_> {
                 if info.action.creates() {
                     steps.extend(create_table_steps(table, i, None));
                 }
-                steps.extend(self.mode.rows(self, table, info, i));
+                if info.action == Action::UserRows {
+                    steps.push(self.user_rows_step(table, i));
+                } else {
+                    steps.extend(self.mode.rows(self, table, info, i));
+                }
             }
             if !info.action.creates() && deferred_checks {
                 steps.push(Step::new(
@@ -928,7 +974,12 @@ impl UnitContext<'_> {
             }
         }
 
-        for (table, info) in ordered.iter().zip(&infos) {
+        // An extension's table keeps the keys the extension gave it.
+        for (table, info) in ordered
+            .iter()
+            .zip(&infos)
+            .filter(|(_, i)| i.action != Action::UserRows)
+        {
             for c in &table.constraints {
                 let ConstraintKind::ForeignKey { references } = &c.kind else {
                     continue;
@@ -954,15 +1005,53 @@ impl UnitContext<'_> {
         }
 
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            for seq in &table.sequences {
+            for seq in table.sequences.iter().filter(|s| !self.is_shared(&s.name)) {
                 steps.push(Step::new(
                     Phase::Sequences,
                     Some(i),
-                    self.setval_sql(table, seq, info.action == Action::Insert),
+                    self.setval_sql(
+                        seq,
+                        &[(&table.name, &seq.column)],
+                        matches!(info.action, Action::Insert | Action::UserRows),
+                    ),
                 ));
             }
         }
-        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+        // A shared sequence is set once per unit that calls or owns it, above every calling
+        // column of the unit, and never moved back: other units, and tables outside the run,
+        // may have drawn from it.
+        for shared in self.shared {
+            let Some(first) = ordered.iter().position(|t| shared.involves(&t.name)) else {
+                continue;
+            };
+            let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
+            for table in &ordered {
+                if shared.owner.as_ref() == Some(&table.name) {
+                    bounds.push((&table.name, &shared.sequence.column));
+                }
+                for user in shared
+                    .users
+                    .iter()
+                    .filter(|u| u.table == table.name && u.integer)
+                {
+                    if !bounds.contains(&(&user.table, &user.column)) {
+                        bounds.push((&user.table, &user.column));
+                    }
+                }
+            }
+            steps.push(Step::new(
+                Phase::Sequences,
+                Some(first),
+                self.setval_sql(&shared.sequence, &bounds, true),
+            ));
+        }
+        // snapcopy manages the tables it creates; an extension's table stays the extension's.
+        for (i, (table, info)) in ordered
+            .iter()
+            .zip(&infos)
+            .enumerate()
+            .filter(|(_, (_, i))| i.action != Action::UserRows)
+        {
             steps.push(Step::new(
                 Phase::Record,
                 Some(i),
@@ -1041,8 +1130,12 @@ impl UnitContext<'_> {
             && options.staging == StagingKind::View
             && !table.is_partitioned()
             && table.partitions.is_empty()
-            // Owned sequences move with the table into its schema.
-            && table.sequences.iter().all(|s| s.name.schema == table.name.schema);
+            // Owned sequences move with the table into its schema; one that other tables'
+            // defaults call must keep its name throughout.
+            && table
+                .sequences
+                .iter()
+                .all(|s| s.name.schema == table.name.schema && !self.is_shared(&s.name));
         if !splittable {
             return None;
         }
@@ -1151,22 +1244,30 @@ impl UnitContext<'_> {
         }
     }
 
-    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`.
+    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`. A table
+    /// with no column to load (none at all, or only generated ones) still has rows to count:
+    /// the source selects a constant per row, since a dblink column list cannot be empty.
     fn remote_select(&self, table: &Table) -> String {
         let only = if table.is_partitioned() { "" } else { "ONLY " };
-        format!("SELECT {} FROM {only}{}", loaded_columns(table), table.name)
+        let columns = loaded_columns(table);
+        let columns = if columns.is_empty() { "1" } else { &columns };
+        format!("SELECT {columns} FROM {only}{}", table.name)
     }
 
     /// `AS t(<column> <exact source type>, ...)`: dblink parses each value with the declared
-    /// type's input function, so the type must be the source's own.
+    /// type's input function, so the type must be the source's own. A table with no column to
+    /// load reads the constant of [`UnitContext::remote_select`].
     fn column_definitions(&self, table: &Table) -> String {
-        table
+        let definitions: Vec<String> = table
             .columns
             .iter()
             .filter(|c| c.is_loaded())
             .map(|c| format!("{} {}", c.name, c.type_sql))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect();
+        if definitions.is_empty() {
+            return "snapcopy_row integer".to_string();
+        }
+        definitions.join(", ")
     }
 
     /// Brings the staging object up to date. An existing materialized view of an unchanged
@@ -1281,7 +1382,46 @@ impl UnitContext<'_> {
         ]
     }
 
-    /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE]`.
+    /// Adds the rows the extension marks as user data (its condition, in the remote query) to
+    /// the table the extension made on the target, leaving the rows it has: those with a key
+    /// the target has already are skipped (or, without a unique key, rows equal to one there).
+    fn user_rows_step(&self, table: &Table, i: usize) -> Step {
+        let condition = table.user_rows.as_deref().unwrap_or_default();
+        let remote = format!("{} {condition}", self.remote_select(table));
+        let rows = format!(
+            "SELECT {} FROM {}.dblink({}, {}) AS t({})",
+            loaded_columns(table),
+            self.dblink_schema,
+            literal(self.server),
+            literal(remote.trim_end()),
+            self.column_definitions(table)
+        );
+        let unique = table
+            .constraints
+            .iter()
+            .any(|c| matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique))
+            || table
+                .indexes
+                .iter()
+                .any(|x| x.definition.starts_with("CREATE UNIQUE INDEX "));
+        let head = self.insert_head(table, &table.name);
+        Step::new(
+            Phase::Data,
+            Some(i),
+            if unique {
+                format!("{head} {rows} ON CONFLICT DO NOTHING")
+            } else {
+                format!(
+                    "{head} {rows} EXCEPT SELECT {} FROM ONLY {}",
+                    loaded_columns(table),
+                    table.name
+                )
+            },
+        )
+    }
+
+    /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE]`; without
+    /// a column to load, no column list (`INSERT INTO t SELECT FROM ...` inserts empty rows).
     fn insert_head(&self, table: &Table, into: &QualifiedName) -> String {
         let overriding = if table
             .columns
@@ -1292,18 +1432,22 @@ impl UnitContext<'_> {
         } else {
             ""
         };
-        format!("INSERT INTO {into} ({}){overriding}", loaded_columns(table))
+        match loaded_columns(table) {
+            columns if columns.is_empty() => format!("INSERT INTO {into}{overriding}"),
+            columns => format!("INSERT INTO {into} ({columns}){overriding}"),
+        }
     }
 
     /// Sets a sequence from the source's state, read through the unit's dblink connection (so
-    /// in the same source transaction as the rows), but never behind the table's own extreme
-    /// key, so that the next local insert cannot collide; with `keep_local`, never behind the
-    /// target sequence's own position either (incremental mode moves sequences forward only).
-    /// When the source's state wins it is copied as it is (`is_called` included).
+    /// in the same source transaction as the rows), but never behind the extreme value of the
+    /// columns in `bounds` (tables and columns that draw from it), so that the next local
+    /// insert cannot collide; with `keep_local`, never behind the target sequence's own
+    /// position either (incremental mode and shared sequences move forward only). When the
+    /// source's state wins it is copied as it is (`is_called` included).
     fn setval_sql(
         &self,
-        table: &Table,
-        seq: &crate::catalog::Sequence,
+        seq: &Sequence,
+        bounds: &[(&QualifiedName, &Ident)],
         keep_local: bool,
     ) -> String {
         let remote = format!("SELECT last_value, is_called FROM {}", seq.name);
@@ -1313,14 +1457,20 @@ impl UnitContext<'_> {
         } else {
             ("least", "min")
         };
-        let local = if keep_local {
-            format!(
+        let mut candidates: String = bounds
+            .iter()
+            .map(|(table, column)| {
+                format!(", (SELECT {agg}({column}) FROM {table})::bigint + {inc}")
+            })
+            .collect();
+        if keep_local {
+            write!(
+                candidates,
                 ", (SELECT CASE WHEN is_called THEN last_value + {inc} ELSE last_value END FROM {})",
                 seq.name
             )
-        } else {
-            String::new()
-        };
+            .unwrap();
+        }
         format!(
             "SELECT CASE WHEN n.want = x.src \
              THEN pg_catalog.setval({seq_name}::regclass, s.last_value, s.is_called) \
@@ -1328,15 +1478,17 @@ impl UnitContext<'_> {
              FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean) \
              CROSS JOIN LATERAL (SELECT CASE WHEN s.is_called THEN s.last_value + {inc} \
              ELSE s.last_value END AS src) AS x \
-             CROSS JOIN LATERAL (SELECT {pick}(x.src, \
-             (SELECT {agg}({column}) FROM {table})::bigint + {inc}{local}) AS want) AS n",
+             CROSS JOIN LATERAL (SELECT {pick}(x.src{candidates}) AS want) AS n",
             seq_name = literal(&seq.name.to_string()),
             dblink = self.dblink_schema,
             conn = literal(self.server),
             remote = literal(&remote),
-            column = seq.column,
-            table = table.name,
         )
+    }
+
+    /// Whether a sequence is shared: called by the defaults of a table that does not own it.
+    fn is_shared(&self, name: &QualifiedName) -> bool {
+        self.shared.iter().any(|s| &s.sequence.name == name)
     }
 
     /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
@@ -1801,6 +1953,7 @@ impl fmt::Display for Plan {
                             Action::Reload => "reload",
                             Action::Rebuild => "rebuild",
                             Action::Insert => "insert missing rows",
+                            Action::UserRows => "add the extension's user rows",
                         }
                     )
                 })

@@ -78,6 +78,7 @@ fn table(name: &str) -> Table {
         partition_of: None,
         partitions: Vec::new(),
         extent: None,
+        user_rows: None,
     }
 }
 
@@ -193,6 +194,7 @@ fn fixture() -> Catalog {
     )];
 
     Catalog {
+        sequences: Vec::new(),
         tables: vec![audit, customers, orders],
         types: vec![
             UserType {
