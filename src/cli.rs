@@ -141,6 +141,11 @@ pub struct CopyArgs {
     #[arg(long)]
     pub rebuild: bool,
 
+    /// Leave the tables' triggers (and the functions only they call) out. Config: triggers =
+    /// false.
+    #[arg(long)]
+    pub no_triggers: bool,
+
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -168,6 +173,11 @@ pub struct VerifyArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Do not compare triggers (for tables copied with --no-triggers). Config: triggers =
+    /// false.
+    #[arg(long)]
+    pub no_triggers: bool,
 }
 
 impl VerifyArgs {
@@ -177,6 +187,7 @@ impl VerifyArgs {
             from: self.from.clone(),
             to: self.to.clone(),
             json: self.json,
+            no_triggers: self.no_triggers,
             quiet: true,
             ..CopyArgs::default()
         }

@@ -26,6 +26,8 @@ pub struct Config {
     pub staging_schema: Option<String>,
     /// Target sessions at once.
     pub jobs: Option<usize>,
+    /// Whether the tables' triggers are copied (default true).
+    pub triggers: Option<bool>,
     /// The source connection.
     #[serde(default)]
     pub source: SourceSection,
@@ -104,6 +106,9 @@ tables = ["public.*"]
 
 # Target sessions working at once.
 # jobs = 1
+
+# Copy the tables' triggers (created after the rows; they never fire on snapcopy's loads).
+# triggers = true
 
 [source]
 # libpq URL or key=value conninfo. Keep passwords in ~/.pgpass or PGPASSWORD, not here.

@@ -99,7 +99,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut refused = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
     let chosen = leave_extension_tables(&settings, chosen, &mut refused);
-    let mut catalog = catalog::introspect(&source, &chosen).await?;
+    let mut catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
     if settings.jobs >= 2 && settings.split_bytes > 0 {
         catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
     }
@@ -227,8 +227,8 @@ async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let gone = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
-    let catalog = catalog::introspect(&source, &chosen).await?;
-    let mut verdicts = verify::verify(&source, &target, &catalog).await?;
+    let catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
+    let mut verdicts = verify::verify(&source, &target, &catalog, settings.triggers).await?;
     verdicts.extend(gone.into_iter().map(|(name, reason)| verify::Verdict {
         table: name.human(),
         source_rows: 0,

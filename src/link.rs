@@ -11,10 +11,12 @@ use anyhow::{anyhow, Context};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::catalog::{Catalog, Shape};
+use crate::catalog::{Catalog, Shape, TriggerState};
 use crate::cli::StagingKind;
 use crate::conninfo::ConnInfo;
-use crate::plan::{staging_name, Purpose, StagingObject, Step, TargetState, REGISTRY};
+use crate::plan::{
+    staging_name, ExtensionState, Purpose, StagingObject, Step, TargetState, REGISTRY,
+};
 use crate::sql::{Ident, QualifiedName};
 
 /// Which server a session belongs to, for messages.
@@ -200,6 +202,106 @@ pub async fn target_state(
             .existing_types
             .insert(name, r.get::<_, Vec<String>>(2));
     }
+
+    let (schemas, names): (Vec<&str>, Vec<&str>) = catalog
+        .tables
+        .iter()
+        .flat_map(|t| std::iter::once(t).chain(&t.partitions))
+        .map(|t| (t.name.schema.raw(), t.name.name.raw()))
+        .unzip();
+    for r in client
+        .query(
+            "SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text \
+             FROM unnest($1::text[], $2::text[]) AS w(s, n) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = w.s \
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.n \
+             JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal \
+             ORDER BY 1, 2, 3",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's triggers")?
+    {
+        state
+            .triggers
+            .entry(QualifiedName::new(
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+            ))
+            .or_default()
+            .push((
+                Ident::new(r.get::<_, String>(2)),
+                TriggerState::from_catalog(&r.get::<_, String>(3)),
+            ));
+    }
+
+    let extensions: Vec<&str> = catalog.extensions.iter().map(|e| e.name.as_str()).collect();
+    for r in client
+        .query(
+            "SELECT w.name, EXISTS (SELECT 1 FROM pg_catalog.pg_extension e \
+             WHERE e.extname = w.name), EXISTS (SELECT 1 FROM \
+             pg_catalog.pg_available_extensions a WHERE a.name = w.name) \
+             FROM unnest($1::text[]) AS w(name)",
+            &[&extensions],
+        )
+        .await
+        .context("could not read the target's extensions")?
+    {
+        let state_of = match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
+            (true, _) => ExtensionState::Installed,
+            (false, true) => ExtensionState::Available,
+            (false, false) => ExtensionState::Missing,
+        };
+        state.extensions.insert(r.get(0), state_of);
+    }
+
+    // Collations of another encoding than the database's cannot be used there.
+    let (schemas, names): (Vec<&str>, Vec<&str>) = catalog
+        .collations
+        .iter()
+        .map(|c| (c.name.schema.raw(), c.name.name.raw()))
+        .unzip();
+    for r in client
+        .query(
+            "SELECT n.nspname, c.collname FROM unnest($1::text[], $2::text[]) AS w(s, n) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = w.s \
+             JOIN pg_catalog.pg_collation c ON c.collnamespace = n.oid AND c.collname = w.n \
+             WHERE c.collencoding IN (-1, pg_catalog.pg_char_to_encoding(\
+             pg_catalog.getdatabaseencoding()))",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's collations")?
+    {
+        state.existing_collations.insert(QualifiedName::new(
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+        ));
+    }
+
+    // Functions are told apart by schema, name and argument types, by name on both servers.
+    let (schemas, names): (Vec<&str>, Vec<&str>) = catalog
+        .functions
+        .iter()
+        .map(|f| (f.name.schema.raw(), f.name.name.raw()))
+        .unzip();
+    for r in client
+        .query(
+            "SELECT n.nspname || '.' || p.proname || '(' || coalesce((\
+             SELECT pg_catalog.string_agg(tn.nspname || '.' || t.typname, ',' ORDER BY a.ord) \
+             FROM unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY AS a(typ, ord) \
+             JOIN pg_catalog.pg_type t ON t.oid = a.typ \
+             JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace), '') || ')' \
+             FROM unnest($1::text[], $2::text[]) AS w(s, n) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = w.s \
+             JOIN pg_catalog.pg_proc p ON p.pronamespace = n.oid AND p.proname = w.n",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's functions")?
+    {
+        state.existing_functions.insert(r.get(0));
+    }
     Ok(state)
 }
 
@@ -275,8 +377,9 @@ fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow:
     let shown = &step.shown;
     let extension = match &step.purpose {
         Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
-        Purpose::Extension(name) => Some(name),
-        Purpose::Other => None,
+        Purpose::Extension(name)
+        | Purpose::Prerequisite(crate::catalog::Requirement::Extension(name)) => Some(name),
+        Purpose::Prerequisite(_) | Purpose::Other => None,
     };
     match (code, extension) {
         (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(

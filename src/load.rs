@@ -687,8 +687,9 @@ fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
             )
         }
         _ if code == Some(&SqlState::UNDEFINED_FUNCTION) => format!(
-            "{message}: a default, check, index or generated column calls a function the target \
-             lacks; snapcopy copies tables, not functions: create it on the target (as on the \
+            "{message}: the target lacks a function that the table's defaults, checks, indexes \
+             or triggers reach; snapcopy creates the functions they call, but not those called \
+             only from inside another function's body: create it on the target (as on the \
              source) and run again"
         ),
         // The table was made from the source's catalog, so a value it refuses meets a type

@@ -52,6 +52,8 @@ pub struct Settings {
     pub replace_unmanaged: bool,
     /// Full mode: drop and create managed tables anew instead of truncating them.
     pub rebuild: bool,
+    /// Copy (and verify) the tables' triggers.
+    pub triggers: bool,
     /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
     pub batch_bytes: i64,
     /// Tables at least this large are split into `jobs` ranges loaded at once
@@ -130,6 +132,7 @@ impl Settings {
             cursors,
             replace_unmanaged: args.replace_unmanaged,
             rebuild: args.rebuild,
+            triggers: !args.no_triggers && config.triggers.unwrap_or(true),
             batch_bytes: megabytes(env, "SNAPCOPY_BATCH_MB", crate::plan::DEFAULT_BATCH_BYTES)?,
             split_bytes: megabytes(env, "SNAPCOPY_SPLIT_MB", crate::plan::DEFAULT_SPLIT_BYTES)?,
             json: args.json,

@@ -59,11 +59,13 @@ async fn fingerprint(
     Ok((row.get(0), row.get(1)))
 }
 
-/// Compares each table of the source catalog with the target's table of the same name.
+/// Compares each table of the source catalog with the target's table of the same name
+/// (triggers too, when `triggers`).
 pub async fn verify(
     source: &Client,
     target: &Client,
     source_catalog: &catalog::Catalog,
+    triggers: bool,
 ) -> anyhow::Result<Vec<Verdict>> {
     let target_candidates = catalog::candidates(target).await?;
     let mut verdicts = Vec::new();
@@ -84,7 +86,7 @@ pub async fn verify(
             continue;
         };
         let (tree, _) = catalog::with_partitions(&target_candidates, found);
-        let target_catalog = catalog::introspect(target, &tree).await?;
+        let target_catalog = catalog::introspect(target, &tree, triggers).await?;
         let (source_fp, target_fp) = tokio::join!(
             fingerprint(source, &table.name, table.is_partitioned()),
             fingerprint(target, &table.name, target_candidate.relkind == "p"),

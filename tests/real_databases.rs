@@ -179,3 +179,201 @@ fn tables_of_extensions_are_left_to_them_and_their_user_rows_added() {
              such as 'public.*'",
         ));
 }
+
+/// One line per function of a schema: its full definition.
+fn functions_of(server: &common::PgServer, db: &str, schema: &str, except: &str) -> String {
+    server.psql(
+        db,
+        &format!(
+            "SELECT string_agg(pg_get_functiondef(p.oid), '' ORDER BY p.proname) FROM pg_proc p \
+             WHERE p.pronamespace = '{schema}'::regnamespace AND p.proname <> '{except}'"
+        ),
+    )
+}
+
+// Regression: a default calling uuid_generate_v4(), a gin_trgm_ops index, an exclusion
+// constraint needing btree_gist, a collation of the schema's own and functions of checks,
+// generated columns and indexes made the table (and its foreign-key group) fail.
+#[test]
+fn extensions_collations_and_functions_the_tables_need_are_created() {
+    let pair = Pair::start();
+    pair.load_fixture("needs.sql");
+    // A function the target has already is left as it is, even when it differs.
+    pair.target.psql(
+        "dev",
+        "CREATE SCHEMA util; CREATE FUNCTION util.is_positive(integer) RETURNS boolean \
+         LANGUAGE sql IMMUTABLE RETURN $1 >= 1",
+    );
+    pair.snapcopy().arg("rooms.*").assert().success();
+    assert_copied_exactly(&pair, &["rooms.bookings"]);
+    assert_eq!(
+        functions_of(&pair.target, "dev", "util", "is_positive"),
+        functions_of(&pair.source, "app", "util", "is_positive")
+    );
+    assert!(
+        functions_of(&pair.target, "dev", "util", "-").contains("RETURN ($1 >= 1)"),
+        "the target's own is_positive stays"
+    );
+    let collations = "SELECT string_agg(format('%s %s %s %s', collname, collprovider, \
+        colliculocale, collisdeterministic), ',' ORDER BY collname) FROM pg_collation \
+        WHERE collnamespace = 'util'::regnamespace";
+    assert_eq!(
+        pair.target.psql("dev", collations),
+        pair.source.psql("app", collations)
+    );
+    let extensions = "SELECT string_agg(extname || ' in ' || extnamespace::regnamespace, ', ' \
+        ORDER BY extname) FROM pg_extension WHERE extname <> 'dblink'";
+    assert_eq!(
+        pair.target.psql("dev", extensions),
+        "btree_gist in public, pg_trgm in public, plpgsql in pg_catalog, uuid-ossp in public"
+    );
+    // What they are for works on the target: the default, the exclusion, the domain's check.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "INSERT INTO rooms.bookings (room, during, title) \
+             VALUES (9, '[2030-01-01, 2030-01-02)', 'New one') RETURNING length(id::text), slug"
+        ),
+        "36|new-one"
+    );
+    for refused in [
+        "INSERT INTO rooms.bookings (room, during, title) VALUES (9, '[2030-01-01, 2030-01-03)', 'x')",
+        "INSERT INTO rooms.bookings (room, during, title, seats) VALUES (8, '[2031-01-01, 2031-01-02)', 'x', 3)",
+    ] {
+        let out = std::process::Command::new(common::pg_bin().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(pair.target.socket_dir())
+            .args(["-p", &pair.target.port.to_string(), "-U", "postgres", "-d", "dev", "-c", refused])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{refused} must be refused");
+    }
+    // A second run finds it all there.
+    pair.snapcopy().arg("rooms.*").assert().success();
+    assert_copied_exactly(&pair, &["rooms.bookings"]);
+}
+
+/// Every user trigger of a schema: its table, definition and state, one a line.
+fn triggers_of(server: &common::PgServer, db: &str, schema: &str) -> String {
+    server.psql(
+        db,
+        &format!(
+            "SELECT string_agg(t.tgrelid::regclass || ': ' || pg_get_triggerdef(t.oid) || ' ' \
+             || t.tgenabled::text, E'\\n' ORDER BY t.tgrelid::regclass::text, t.tgname) \
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE NOT t.tgisinternal AND c.relnamespace = '{schema}'::regnamespace"
+        ),
+    )
+}
+
+// Regression: triggers were not copied at all; now they are, and must never fire on loads.
+#[test]
+fn triggers_are_copied_in_their_state_and_never_fire_on_loads() {
+    let pair = Pair::start();
+    pair.load_fixture("triggers.sql");
+    // The log the audit trigger writes to is the developer's own on the target: it stays
+    // empty as long as snapcopy's loads fire nothing.
+    pair.target.psql(
+        "dev",
+        "CREATE SCHEMA shop; CREATE TABLE shop.audit_log (id bigserial, tab text, op text)",
+    );
+    let log = "SELECT count(*) FROM shop.audit_log";
+    let tables = ["shop.products", "shop.orders", "shop.orders_2024"];
+    pair.snapcopy()
+        .args(["shop.products", "shop.orders"])
+        .assert()
+        .success();
+    assert_copied_exactly(&pair, &tables);
+    assert_eq!(
+        triggers_of(&pair.target, "dev", "shop"),
+        triggers_of(&pair.source, "app", "shop")
+    );
+    assert!(triggers_of(&pair.target, "dev", "shop").contains("products_forbid"));
+    assert_eq!(pair.target.psql("dev", log), "0");
+
+    // A reload (truncate and insert), an incremental insert and a rebuild fire nothing
+    // either, and leave every trigger in its state.
+    pair.snapcopy()
+        .args(["shop.products", "shop.orders"])
+        .assert()
+        .success();
+    for sql in [
+        "ALTER TABLE shop.products DISABLE TRIGGER products_stamp",
+        "INSERT INTO shop.products VALUES (41, 'late', '2024-05-05 10:00+00')",
+        "ALTER TABLE shop.products ENABLE TRIGGER products_stamp",
+        "INSERT INTO shop.orders VALUES (31, '2024-06-01')",
+    ] {
+        pair.source.psql("app", sql);
+    }
+    pair.snapcopy()
+        .args(["--mode", "incremental", "shop.products", "shop.orders"])
+        .assert()
+        .success();
+    pair.snapcopy()
+        .args(["--rebuild", "shop.products"])
+        .assert()
+        .success();
+    assert_copied_exactly(&pair, &tables);
+    assert_eq!(
+        triggers_of(&pair.target, "dev", "shop"),
+        triggers_of(&pair.source, "app", "shop")
+    );
+    assert_eq!(pair.target.psql("dev", log), "0");
+    pair.snapcopy().arg("verify").assert().success();
+
+    // They work on the developer's own writes.
+    pair.target.psql(
+        "dev",
+        "UPDATE shop.products SET name = 'renamed' WHERE id = 1; \
+         INSERT INTO shop.orders VALUES (99, '2024-07-01')",
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(tab || ' ' || op, ',' ORDER BY id) FROM shop.audit_log"
+        ),
+        "products UPDATE,products UPDATE,orders_2024 INSERT"
+    );
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT updated_at FROM shop.products WHERE id = 1"),
+        "2000-01-01 00:00:00+00"
+    );
+
+    // --no-triggers leaves them (and the functions only they call) out; verify says so unless
+    // told the same.
+    pair.target.create_db("bare");
+    pair.snapcopy()
+        .args([
+            "--no-triggers",
+            "--target",
+            &pair.target.conninfo("bare"),
+            "shop.products",
+        ])
+        .assert()
+        .success();
+    assert_eq!(triggers_of(&pair.target, "bare", "shop"), "");
+    assert_eq!(
+        pair.target.psql(
+            "bare",
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'shop'::regnamespace"
+        ),
+        "0"
+    );
+    pair.snapcopy()
+        .args([
+            "verify",
+            "--no-triggers",
+            "--target",
+            &pair.target.conninfo("bare"),
+        ])
+        .assert()
+        .success();
+    pair.snapcopy()
+        .args(["verify", "--target", &pair.target.conninfo("bare")])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "trigger products_audit missing on the target",
+        ));
+}

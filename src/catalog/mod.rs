@@ -12,6 +12,10 @@ use tokio_postgres::Client;
 
 use crate::sql::{Ident, QualifiedName};
 
+mod depends;
+
+pub use depends::{Collation, Function, Requirement};
+
 /// Everything the plan needs to know about the source.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -19,12 +23,18 @@ pub struct Catalog {
     pub tables: Vec<Table>,
     /// User-defined types the tables' columns need, dependencies first.
     pub types: Vec<UserType>,
-    /// Extensions whose types the columns use, with the schema they live in on the source.
+    /// Extensions the tables need (for types, functions, operator classes, their own tables),
+    /// each after the extensions it requires, with the schema it lives in on the source.
     pub extensions: Vec<Extension>,
     /// Sequences that column defaults call but that the calling table does not own:
     /// free-standing ones (restored old dumps, hand-written schemas) and ones another table
     /// owns. They must exist before the tables that call them.
     pub sequences: Vec<SharedSequence>,
+    /// User functions the tables' defaults, checks, generated columns, indexes, triggers and
+    /// domain checks call (not those of extensions, which come with their extension).
+    pub functions: Vec<Function>,
+    /// Collations the tables' columns, indexes and types use.
+    pub collations: Vec<Collation>,
 }
 
 /// A sequence that column defaults of the chosen tables call without owning it.
@@ -100,6 +110,67 @@ pub struct Table {
     /// the extension marks as user data. The extension creates the table on the target; only
     /// those rows are copied into it.
     pub user_rows: Option<String>,
+    /// Everything it needs on the target first, in full (with what those need in turn);
+    /// partitions' needs included.
+    pub requires: BTreeSet<Requirement>,
+    /// User triggers, by name (none when the run leaves triggers out).
+    pub triggers: Vec<Trigger>,
+}
+
+/// A user trigger: an ordinary or constraint trigger, not one PostgreSQL makes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// Its name (unique per table).
+    pub name: Ident,
+    /// `pg_get_triggerdef`: the `CREATE [CONSTRAINT] TRIGGER` statement.
+    pub definition: String,
+    /// Whether and when it fires.
+    pub state: TriggerState,
+}
+
+/// When a trigger fires (`pg_trigger.tgenabled`), as `ALTER TABLE ... ENABLE` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerState {
+    /// Enabled, as created (`O`): fires unless the session replicates.
+    Enabled,
+    /// Disabled (`D`).
+    Disabled,
+    /// Fires only in replica sessions (`R`).
+    Replica,
+    /// Fires in every session (`A`).
+    Always,
+}
+
+impl TriggerState {
+    /// The state `pg_trigger.tgenabled` stands for.
+    pub fn from_catalog(tgenabled: &str) -> TriggerState {
+        match tgenabled {
+            "D" => TriggerState::Disabled,
+            "R" => TriggerState::Replica,
+            "A" => TriggerState::Always,
+            _ => TriggerState::Enabled,
+        }
+    }
+
+    /// The `ALTER TABLE` action that sets this state on trigger `name`.
+    pub fn action(self, name: &Ident) -> String {
+        match self {
+            TriggerState::Enabled => format!("ENABLE TRIGGER {name}"),
+            TriggerState::Disabled => format!("DISABLE TRIGGER {name}"),
+            TriggerState::Replica => format!("ENABLE REPLICA TRIGGER {name}"),
+            TriggerState::Always => format!("ENABLE ALWAYS TRIGGER {name}"),
+        }
+    }
+
+    /// How a shape records the state: nothing for the usual one.
+    fn shape_suffix(self) -> &'static str {
+        match self {
+            TriggerState::Enabled => "",
+            TriggerState::Disabled => " (disabled)",
+            TriggerState::Replica => " (enabled for replicas only)",
+            TriggerState::Always => " (enabled always)",
+        }
+    }
 }
 
 /// How a large table's rows divide into ranges that several sessions can read at once.
@@ -183,6 +254,9 @@ pub struct Shape {
     /// For a partitioned table: each partition below it, with its bound and key.
     #[serde(default)]
     pub partitions: BTreeMap<String, String>,
+    /// Trigger name to definition and state.
+    #[serde(default)]
+    pub triggers: BTreeMap<String, String>,
 }
 
 /// One difference between two shapes: what kind of object, its name, and its definition on
@@ -207,6 +281,7 @@ impl Shape {
             ("constraint", &self.constraints, &other.constraints),
             ("index", &self.indexes, &other.indexes),
             ("partition", &self.partitions, &other.partitions),
+            ("trigger", &self.triggers, &other.triggers),
         ] {
             let names: BTreeSet<&String> = this.keys().chain(that.keys()).collect();
             for name in names {
@@ -289,6 +364,16 @@ impl Table {
                         def.push_str(&format!(" PARTITION BY {key}"));
                     }
                     (p.name.human(), def)
+                })
+                .collect(),
+            triggers: self
+                .triggers
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.raw().to_string(),
+                        format!("{}{}", t.definition, t.state.shape_suffix()),
+                    )
                 })
                 .collect(),
         }
@@ -450,6 +535,9 @@ pub struct UserType {
     pub name: QualifiedName,
     /// What it is.
     pub kind: TypeKind,
+    /// What it needs first: the types it is built from, their extensions, the functions and
+    /// collations of a domain.
+    pub requires: BTreeSet<Requirement>,
 }
 
 /// The kinds of user-defined types snapcopy can recreate.
@@ -581,9 +669,14 @@ pub fn with_partitions(
     (out, trees)
 }
 
-/// Reads columns, constraints, indexes, sequences and the types they need for the chosen
-/// tables. The client must have `search_path = ''`.
-pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result<Catalog> {
+/// Reads columns, constraints, indexes, sequences, triggers (unless `triggers` is false: then
+/// neither they nor their functions) and what they need, for the chosen tables. The client
+/// must have `search_path = ''`.
+pub async fn introspect(
+    client: &Client,
+    chosen: &[Candidate],
+    triggers: bool,
+) -> anyhow::Result<Catalog> {
     let oids: Vec<Oid> = chosen.iter().map(|c| c.oid).collect();
     let chosen_oids: BTreeSet<Oid> = oids.iter().copied().collect();
     // Partitions whose parent is not copied become plain tables and keep what they inherit.
@@ -609,6 +702,8 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
             partitions: Vec::new(),
             extent: None,
             user_rows: c.extension.as_ref().and(c.user_rows.clone()),
+            requires: BTreeSet::new(),
+            triggers: Vec::new(),
         })
         .collect();
     let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
@@ -627,10 +722,14 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         tables[position[&r.get::<_, Oid>(0)]].total_bytes = r.get(1);
     }
 
-    let mut column_type_oids = BTreeSet::new();
+    let mut column_types: HashMap<Oid, BTreeSet<Oid>> = HashMap::new();
     for r in query(client, include_str!("sql/columns.sql"), &oids, "columns").await? {
-        let table = &mut tables[position[&r.get::<_, Oid>("attrelid")]];
-        column_type_oids.insert(r.get::<_, Oid>("atttypid"));
+        let table_oid: Oid = r.get("attrelid");
+        column_types
+            .entry(table_oid)
+            .or_default()
+            .insert(r.get::<_, Oid>("atttypid"));
+        let table = &mut tables[position[&table_oid]];
         table.columns.push(Column {
             name: Ident::new(r.get::<_, String>("attname")),
             type_sql: r.get("type_sql"),
@@ -725,22 +824,159 @@ pub async fn introspect(client: &Client, chosen: &[Candidate]) -> anyhow::Result
         });
     }
 
-    let sequences = shared_sequences(client, chosen, &oids).await?;
-    let (types, mut extensions) = user_types(client, column_type_oids).await?;
-    // The extension makes its tables on the target; their user rows need it there.
-    for c in chosen {
-        if let Some(ext) = &c.extension {
-            if !extensions.contains(ext) {
-                extensions.push(ext.clone());
-            }
+    if triggers {
+        for r in client
+            .query(include_str!("sql/triggers.sql"), &[&oids, &standalone])
+            .await
+            .context("could not read the triggers of the chosen tables from the source")?
+        {
+            tables[position[&r.get::<_, Oid>("tgrelid")]]
+                .triggers
+                .push(Trigger {
+                    name: Ident::new(r.get::<_, String>("tgname")),
+                    definition: r.get("definition"),
+                    state: TriggerState::from_catalog(&r.get::<_, String>("enabled")),
+                });
         }
     }
+    let sequences = shared_sequences(client, chosen, &oids).await?;
+
+    // The types the columns use and what the tables depend on feed each other: a function may
+    // take a user type, a domain's check may call a function. Walk both until nothing new
+    // turns up (usually once).
+    let mut type_roots: BTreeSet<Oid> = column_types.values().flatten().copied().collect();
+    let (walk, depends) = loop {
+        let walk = user_types(client, type_roots.clone()).await?;
+        let type_oids: Vec<Oid> = walk.types.iter().map(|(oid, _)| *oid).collect();
+        let depends = depends::read(client, &oids, &type_oids, &walk.requirement, triggers).await?;
+        if depends.function_types.is_subset(&type_roots) {
+            break (walk, depends);
+        }
+        type_roots.extend(depends.function_types.iter().copied());
+    };
+    let source_extensions = depends::extensions(client).await?;
+
+    // What each table needs directly: its columns' types, what its parts call, the shared
+    // sequences its defaults call, and for an extension's table the extension.
+    for (table, candidate) in tables.iter_mut().zip(chosen) {
+        let mut requires: BTreeSet<Requirement> = column_types
+            .get(&table.oid)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| walk.requirement.get(t).cloned())
+            .collect();
+        requires.extend(
+            depends
+                .tables
+                .get(&table.oid)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        requires.extend(
+            sequences
+                .iter()
+                .filter(|s| s.users.iter().any(|u| u.table == table.name))
+                .map(|s| Requirement::Sequence(s.sequence.name.clone())),
+        );
+        if let Some(ext) = &candidate.extension {
+            requires.insert(Requirement::Extension(ext.name.clone()));
+        }
+        table.requires = requires;
+    }
+    let mut types: Vec<UserType> = walk
+        .types
+        .into_iter()
+        .map(|(oid, mut t)| {
+            t.requires
+                .extend(depends.types.get(&oid).into_iter().flatten().cloned());
+            t
+        })
+        .collect();
+    let functions: Vec<Function> = depends.functions.into_values().collect();
+    // Every table's requirements in full: what its requirements need in turn.
+    let needs = |r: &Requirement| -> Vec<Requirement> {
+        match r {
+            Requirement::Type(name) => types
+                .iter()
+                .find(|t| &t.name == name)
+                .map(|t| t.requires.iter().cloned().collect())
+                .unwrap_or_default(),
+            Requirement::Function(signature) => functions
+                .iter()
+                .find(|f| &f.signature == signature)
+                .map(|f| f.requires.iter().cloned().collect())
+                .unwrap_or_default(),
+            Requirement::Extension(name) => source_extensions
+                .get(name)
+                .map(|(_, requires)| {
+                    requires
+                        .iter()
+                        .map(|r| Requirement::Extension(r.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Requirement::Collation(_) | Requirement::Sequence(_) => Vec::new(),
+        }
+    };
+    for table in &mut tables {
+        table.requires = depends::closure(&table.requires, &needs);
+    }
+    let needed: BTreeSet<Requirement> = tables.iter().flat_map(|t| t.requires.clone()).collect();
+    types.retain(|t| needed.contains(&Requirement::Type(t.name.clone())));
+    let functions: Vec<Function> = functions
+        .into_iter()
+        .filter(|f| needed.contains(&Requirement::Function(f.signature.clone())))
+        .collect();
+    let extensions = extension_order(&needed, &source_extensions, &walk.extensions);
     Ok(Catalog {
         tables: nest_partitions(chosen, tables),
         types,
         extensions,
         sequences,
+        functions,
+        collations: depends.collations.into_values().collect(),
     })
+}
+
+/// The extensions the tables need, each after those it requires, with the schema it has on
+/// the source.
+fn extension_order(
+    needed: &BTreeSet<Requirement>,
+    source: &BTreeMap<String, (String, Vec<String>)>,
+    known: &BTreeMap<String, Ident>,
+) -> Vec<Extension> {
+    fn visit(
+        name: &str,
+        source: &BTreeMap<String, (String, Vec<String>)>,
+        known: &BTreeMap<String, Ident>,
+        out: &mut Vec<Extension>,
+    ) {
+        if out.iter().any(|e| e.name == name) {
+            return;
+        }
+        let (schema, requires) = match source.get(name) {
+            Some((schema, requires)) => (Ident::new(schema.as_str()), requires.clone()),
+            None => match known.get(name) {
+                Some(schema) => (schema.clone(), Vec::new()),
+                None => return,
+            },
+        };
+        for r in &requires {
+            visit(r, source, known, out);
+        }
+        out.push(Extension {
+            name: name.to_string(),
+            schema,
+        });
+    }
+    let mut out = Vec::new();
+    for r in needed {
+        if let Requirement::Extension(name) = r {
+            visit(name, source, known, &mut out);
+        }
+    }
+    out
 }
 
 /// The sequences column defaults call without their table owning them (see
@@ -843,6 +1079,8 @@ fn nest_partitions(chosen: &[Candidate], tables: Vec<Table>) -> Vec<Table> {
     }
     for (root, member) in members {
         if let Some(r) = roots.iter_mut().find(|t| t.oid == root) {
+            // A partition is made with its root, so the root needs what it needs.
+            r.requires.extend(member.requires.iter().cloned());
             r.partitions.push(member);
         }
     }
@@ -890,10 +1128,7 @@ struct TypeRow {
 
 /// Walks from the columns' types to every user-defined type they need, and returns those in
 /// dependency order (a type after everything it is built from) with the extensions used.
-async fn user_types(
-    client: &Client,
-    roots: BTreeSet<Oid>,
-) -> anyhow::Result<(Vec<UserType>, Vec<Extension>)> {
+async fn user_types(client: &Client, roots: BTreeSet<Oid>) -> anyhow::Result<TypeWalk> {
     let mut facts: HashMap<Oid, TypeRow> = HashMap::new();
     let mut composite_attrs: Attributes = HashMap::new();
     let mut pending: BTreeSet<Oid> = roots.clone();
@@ -1053,12 +1288,46 @@ async fn user_types(
         );
     }
 
+    // What each type found requires on the target: itself when it is a user type, its
+    // extension, its element's requirement for an array, nothing for a built-in one.
+    let mut requirement: HashMap<Oid, Requirement> = HashMap::new();
     let user: BTreeSet<Oid> = user.into_iter().collect();
+    fn requirement_of(
+        oid: Oid,
+        facts: &HashMap<Oid, TypeRow>,
+        user: &BTreeSet<Oid>,
+    ) -> Option<Requirement> {
+        let f = facts.get(&oid)?;
+        if let Some(ext) = &f.extension {
+            return Some(Requirement::Extension(ext.name.clone()));
+        }
+        if user.contains(&oid) {
+            return Some(Requirement::Type(f.name.clone()));
+        }
+        if f.array_element != 0 && f.array_element != oid {
+            return requirement_of(f.array_element, facts, user);
+        }
+        None
+    }
+    for oid in facts.keys() {
+        if let Some(r) = requirement_of(*oid, &facts, &user) {
+            requirement.insert(*oid, r);
+        }
+    }
     let types = ordered
         .into_iter()
         .filter(|o| user.contains(o))
         .map(|oid| {
             let f = &facts[&oid];
+            let mut parts = vec![f.array_element, f.base, f.range_subtype];
+            if let Some(a) = composite_attrs.get(&f.relid) {
+                parts.extend(a.iter().map(|attr| attr.type_oid));
+            }
+            let requires: BTreeSet<Requirement> = parts
+                .into_iter()
+                .filter(|p| *p != 0 && *p != oid)
+                .filter_map(|p| requirement.get(&p).cloned())
+                .collect();
             let kind = match f.typtype.as_str() {
                 "e" => TypeKind::Enum {
                     labels: labels.remove(&oid).unwrap_or_default(),
@@ -1089,13 +1358,31 @@ async fn user_types(
                         .unwrap_or_default(),
                 },
             };
-            UserType {
-                name: f.name.clone(),
-                kind,
-            }
+            (
+                oid,
+                UserType {
+                    name: f.name.clone(),
+                    kind,
+                    requires,
+                },
+            )
         })
         .collect();
-    Ok((types, extensions.into_iter().collect()))
+    Ok(TypeWalk {
+        types,
+        requirement,
+        extensions: extensions.into_iter().map(|e| (e.name, e.schema)).collect(),
+    })
+}
+
+/// The user types that columns (and functions) need, and what every type met requires.
+struct TypeWalk {
+    /// User types in dependency order, with their oids.
+    types: Vec<(Oid, UserType)>,
+    /// What each type oid met requires on the target (see `requirement_of`).
+    requirement: HashMap<Oid, Requirement>,
+    /// Extensions of the types met, with their schemas.
+    extensions: BTreeMap<String, Ident>,
 }
 
 /// Reads how to divide the rows of every plain table of at least `min_bytes` (see [`Extent`]):

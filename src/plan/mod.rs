@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
 use crate::catalog::{
-    Catalog, Constraint, ConstraintKind, Extent, Identity, Sequence, Shape, SharedSequence, Table,
-    TypeKind,
+    Catalog, Constraint, ConstraintKind, Extent, Identity, Requirement, Sequence, Shape,
+    SharedSequence, Table, TriggerState, TypeKind,
 };
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
@@ -42,6 +42,27 @@ pub struct TargetState {
     pub existing_types: BTreeMap<QualifiedName, Vec<String>>,
     /// Constraint names present on the chosen tables that exist on the target.
     pub existing_constraints: BTreeSet<(QualifiedName, String)>,
+    /// What the target can do about each extension the tables need (absent: it can create
+    /// it).
+    pub extensions: BTreeMap<String, ExtensionState>,
+    /// The needed collations that exist on the target.
+    pub existing_collations: BTreeSet<QualifiedName>,
+    /// The needed functions that exist on the target, by [`crate::catalog::Function::key`].
+    pub existing_functions: BTreeSet<String>,
+    /// The user triggers of the chosen tables (and their partitions) that exist on the
+    /// target, with their states: a load into an existing table turns them off and back on.
+    pub triggers: BTreeMap<QualifiedName, Vec<(Ident, TriggerState)>>,
+}
+
+/// Whether the target database has an extension, or its server can install it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionState {
+    /// Installed in the target database.
+    Installed,
+    /// Its package is on the target server (`pg_available_extensions`): it can be created.
+    Available,
+    /// Its package is not on the target server.
+    Missing,
 }
 
 /// A staging object found on the target.
@@ -249,6 +270,9 @@ pub enum Phase {
     PostData,
     /// Foreign keys, last.
     ForeignKeys,
+    /// User triggers, once the rows are in: created on new tables, turned back on as they were
+    /// on existing ones (turned off, in `Truncate`, so that they never fire on the load).
+    Triggers,
     /// Sequences set from the source, never below the table's max.
     Sequences,
     /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
@@ -284,8 +308,10 @@ pub enum Purpose {
     /// Nothing special.
     #[default]
     Other,
-    /// `CREATE EXTENSION` of the named extension.
+    /// `CREATE EXTENSION` of an extension snapcopy itself needs (dblink).
     Extension(String),
+    /// Making something tables need: only those tables are refused when it fails.
+    Prerequisite(Requirement),
     /// The target server's first dblink connection to the source.
     LinkCheck,
 }
@@ -369,15 +395,32 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     };
 
     let mut plan = Plan {
-        setup: setup_steps(catalog, target, options, &server),
+        setup: Vec::new(),
         units: Vec::new(),
         refused: Vec::new(),
         warnings: Vec::new(),
     };
 
+    // What the target server cannot have refuses the tables that need it, before anything
+    // changes; the other tables go on.
+    let unavailable = unavailable(catalog, target);
     let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
     let mut accepted: Vec<(Table, TableInfo)> = Vec::new();
     for table in &catalog.tables {
+        let missing = table
+            .requires
+            .iter()
+            .find_map(|r| unavailable.get(r).map(|why| (r, why)));
+        if let Some((requirement, why)) = missing {
+            plan.refused.push((
+                table.name.clone(),
+                format!(
+                    "{} needs the {requirement}, which {why}",
+                    table.name.human()
+                ),
+            ));
+            continue;
+        }
         let exists = target.existing_tables.contains(&table.name);
         let decision = match (exists, target.managed.get(&table.name)) {
             _ if table.user_rows.is_some() => Ok(Decision {
@@ -443,6 +486,18 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         }
     }
 
+    // What only refused tables need is not made.
+    let needed: BTreeSet<&Requirement> = accepted.iter().flat_map(|(t, _)| &t.requires).collect();
+    let skip: BTreeSet<Requirement> = catalog
+        .tables
+        .iter()
+        .filter(|t| plan.refused.iter().any(|(name, _)| name == &t.name))
+        .flat_map(|t| t.requires.iter())
+        .filter(|r| !needed.contains(r))
+        .cloned()
+        .collect();
+    plan.setup = setup_steps(catalog, target, options, &server, &skip);
+
     let ctx = UnitContext {
         options,
         target,
@@ -470,6 +525,38 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     plan
 }
 
+/// What the tables need that the target server cannot have, with why, in words that follow
+/// "which": an extension whose package is not installed there, a collation of the operating
+/// system's locales that it lacks.
+fn unavailable(catalog: &Catalog, target: &TargetState) -> BTreeMap<Requirement, String> {
+    let mut out = BTreeMap::new();
+    for ext in &catalog.extensions {
+        if target.extensions.get(&ext.name) == Some(&ExtensionState::Missing) {
+            out.insert(
+                Requirement::Extension(ext.name.clone()),
+                format!(
+                    "is not installed on the target server: install its package there ({}) and \
+                     run snapcopy again",
+                    crate::link::package_for(&ext.name)
+                ),
+            );
+        }
+    }
+    for collation in &catalog.collations {
+        if collation.options.is_none() && !target.existing_collations.contains(&collation.name) {
+            out.insert(
+                Requirement::Collation(collation.name.clone()),
+                "comes from the operating system's locales and the target server lacks it: \
+                 install that locale on the target server's machine, run SELECT \
+                 pg_import_system_collations('pg_catalog') there as a superuser, and run \
+                 snapcopy again"
+                    .to_string(),
+            );
+        }
+    }
+    out
+}
+
 /// A refresh mode's verdict on one table.
 pub struct Decision {
     action: Action,
@@ -489,11 +576,15 @@ impl Decision {
     }
 }
 
+/// The setup's statements: snapcopy's own objects and the link, then what the tables need that
+/// the target lacks, each after what it needs; nothing in `skip` (needed only by refused
+/// tables).
 fn setup_steps(
     catalog: &Catalog,
     target: &TargetState,
     options: &PlanOptions,
     server: &str,
+    skip: &BTreeSet<Requirement>,
 ) -> Vec<Step> {
     let staging = &options.staging_schema;
     let mut steps = vec![Step::new(
@@ -620,7 +711,18 @@ fn setup_steps(
             )
         })
     };
+    let wanted = |r: &Requirement| !skip.contains(r);
     for ext in &catalog.extensions {
+        let requirement = Requirement::Extension(ext.name.clone());
+        let state = target.extensions.get(&ext.name);
+        if !wanted(&requirement)
+            || matches!(
+                state,
+                Some(ExtensionState::Installed | ExtensionState::Missing)
+            )
+        {
+            continue;
+        }
         steps.extend(create_schema(&ext.schema));
         steps.push(
             Step::new(
@@ -632,7 +734,7 @@ fn setup_steps(
                     ext.schema
                 ),
             )
-            .with_purpose(Purpose::Extension(ext.name.clone())),
+            .with_purpose(Purpose::Prerequisite(requirement)),
         );
     }
     let mut schemas: BTreeSet<&Ident> = catalog.tables.iter().map(|t| &t.name.schema).collect();
@@ -640,30 +742,99 @@ fn setup_steps(
     for schema in schemas {
         steps.extend(create_schema(schema));
     }
-    for ty in &catalog.types {
-        match (target.existing_types.get(&ty.name), &ty.kind) {
-            (None, _) => steps.push(Step::new(Phase::Setup, None, create_type_sql(ty))),
-            (Some(have), TypeKind::Enum { labels }) => {
-                for sql in enum_additions(&ty.name, labels, have) {
-                    steps.push(Step::new(Phase::Setup, None, sql));
-                }
+    for collation in &catalog.collations {
+        let requirement = Requirement::Collation(collation.name.clone());
+        let (Some(options), false) = (
+            &collation.options,
+            target.existing_collations.contains(&collation.name),
+        ) else {
+            continue;
+        };
+        if wanted(&requirement) {
+            steps.extend(create_schema(&collation.name.schema));
+            steps.push(
+                Step::new(
+                    Phase::Setup,
+                    None,
+                    format!(
+                        "CREATE COLLATION IF NOT EXISTS {} ({options})",
+                        collation.name
+                    ),
+                )
+                .with_purpose(Purpose::Prerequisite(requirement)),
+            );
+        }
+    }
+    // Types and functions in one order, each after what it needs: a function may take a user
+    // type, a domain's check may call a function. A function the target has is left as it is.
+    // Function bodies are checked when they run, not when they are made (as pg_dump does):
+    // one may name tables that do not exist yet.
+    let mut bodies_unchecked = false;
+    for requirement in creation_order(catalog) {
+        if !wanted(&requirement) {
+            continue;
+        }
+        match &requirement {
+            Requirement::Type(name) => {
+                let Some(ty) = catalog.types.iter().find(|t| &t.name == name) else {
+                    continue;
+                };
+                let sql: Vec<String> = match (target.existing_types.get(&ty.name), &ty.kind) {
+                    (None, _) => vec![create_type_sql(ty)],
+                    (Some(have), TypeKind::Enum { labels }) => {
+                        enum_additions(&ty.name, labels, have)
+                    }
+                    (Some(_), _) => Vec::new(),
+                };
+                steps.extend(sql.into_iter().map(|sql| {
+                    Step::new(Phase::Setup, None, sql)
+                        .with_purpose(Purpose::Prerequisite(requirement.clone()))
+                }));
             }
-            (Some(_), _) => {}
+            Requirement::Function(signature) => {
+                let Some(f) = catalog.functions.iter().find(|f| &f.signature == signature) else {
+                    continue;
+                };
+                if target.existing_functions.contains(&f.key) {
+                    continue;
+                }
+                if !bodies_unchecked {
+                    steps.push(Step::new(
+                        Phase::Setup,
+                        None,
+                        "SET LOCAL check_function_bodies = off".to_string(),
+                    ));
+                    bodies_unchecked = true;
+                }
+                steps.extend(create_schema(&f.name.schema));
+                steps.push(
+                    Step::new(Phase::Setup, None, f.definition.trim_end().to_string())
+                        .with_purpose(Purpose::Prerequisite(requirement.clone())),
+                );
+            }
+            _ => {}
         }
     }
     // Sequences that defaults call without owning them: made once, free-standing (a table of
     // the run that owns one on the source takes it over with OWNED BY when it is created).
     for shared in &catalog.sequences {
+        let requirement = Requirement::Sequence(shared.sequence.name.clone());
+        if !wanted(&requirement) {
+            continue;
+        }
         steps.extend(create_schema(&shared.sequence.name.schema));
-        steps.push(Step::new(
-            Phase::Setup,
-            None,
-            format!(
-                "CREATE SEQUENCE IF NOT EXISTS {} {}",
-                shared.sequence.name,
-                shared.sequence.options_sql()
-            ),
-        ));
+        steps.push(
+            Step::new(
+                Phase::Setup,
+                None,
+                format!(
+                    "CREATE SEQUENCE IF NOT EXISTS {} {}",
+                    shared.sequence.name,
+                    shared.sequence.options_sql()
+                ),
+            )
+            .with_purpose(Purpose::Prerequisite(requirement)),
+        );
     }
     // Try the link before any table: if the target server cannot reach the source, or dblink
     // refuses the credentials, the setup rolls back and nothing has changed.
@@ -712,6 +883,61 @@ fn enum_additions(name: &QualifiedName, source: &[String], target: &[String]) ->
             .find_map(|l| present.iter().position(|p| p == l).map(|p| p + 1))
             .unwrap_or(0);
         present.insert(at, label.clone());
+    }
+    out
+}
+
+/// The user types and functions in an order that creates each after the types and functions it
+/// needs (depth first, from the catalog's order: types, then functions).
+fn creation_order(catalog: &Catalog) -> Vec<Requirement> {
+    fn needs<'c>(r: &Requirement, catalog: &'c Catalog) -> Vec<&'c Requirement> {
+        match r {
+            Requirement::Type(name) => catalog
+                .types
+                .iter()
+                .find(|t| &t.name == name)
+                .map(|t| t.requires.iter().collect())
+                .unwrap_or_default(),
+            Requirement::Function(signature) => catalog
+                .functions
+                .iter()
+                .find(|f| &f.signature == signature)
+                .map(|f| f.requires.iter().collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+    fn visit(
+        r: &Requirement,
+        catalog: &Catalog,
+        visiting: &mut BTreeSet<Requirement>,
+        out: &mut Vec<Requirement>,
+    ) {
+        // `visiting` ends a cycle (which no order could satisfy anyway).
+        if !matches!(r, Requirement::Type(_) | Requirement::Function(_))
+            || !visiting.insert(r.clone())
+        {
+            return;
+        }
+        for need in needs(r, catalog) {
+            visit(need, catalog, visiting, out);
+        }
+        out.push(r.clone());
+    }
+    let mut visiting = BTreeSet::new();
+    let mut out = Vec::new();
+    let all = catalog
+        .types
+        .iter()
+        .map(|t| Requirement::Type(t.name.clone()))
+        .chain(
+            catalog
+                .functions
+                .iter()
+                .map(|f| Requirement::Function(f.signature.clone())),
+        );
+    for r in all {
+        visit(&r, catalog, &mut visiting, &mut out);
     }
     out
 }
@@ -859,6 +1085,20 @@ impl UnitContext<'_> {
             .collect();
         let mut steps = self.connect_steps();
 
+        // User triggers never fire on snapcopy's loads: those of existing tables are off until
+        // the rows are in (in this transaction only, so no other session notices).
+        for (table, info) in ordered.iter().zip(&infos) {
+            if matches!(info.action, Action::Reload | Action::Insert) {
+                for (name, _) in self.enabled_triggers(table) {
+                    steps.push(Step::new(
+                        Phase::Truncate,
+                        None,
+                        format!("ALTER TABLE ONLY {name} DISABLE TRIGGER USER"),
+                    ));
+                }
+            }
+        }
+
         // Constraints that a reload cannot keep while rows go in are dropped first and added
         // back after: foreign keys on a cycle (no load order satisfies them row by row) and
         // NOT VALID constraints (old rows that break them would be refused; they come back
@@ -999,6 +1239,22 @@ impl UnitContext<'_> {
                             "ALTER TABLE {} ADD CONSTRAINT {} {}",
                             table.name, c.name, c.definition
                         ),
+                    ));
+                }
+            }
+        }
+
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            if info.action.creates() {
+                steps.extend(trigger_steps(table, i));
+            } else if matches!(info.action, Action::Reload | Action::Insert) {
+                for (name, triggers) in self.enabled_triggers(table) {
+                    let actions: Vec<String> =
+                        triggers.iter().map(|(t, state)| state.action(t)).collect();
+                    steps.push(Step::new(
+                        Phase::Triggers,
+                        Some(i),
+                        format!("ALTER TABLE ONLY {name} {}", actions.join(", ")),
                     ));
                 }
             }
@@ -1229,6 +1485,27 @@ impl UnitContext<'_> {
         }
         steps.extend(self.disconnect_steps());
         steps
+    }
+
+    /// The table and its partitions that have user triggers on the target that fire, each
+    /// with those triggers and their states.
+    fn enabled_triggers<'t>(
+        &'t self,
+        table: &'t Table,
+    ) -> Vec<(&'t QualifiedName, Vec<&'t (Ident, TriggerState)>)> {
+        std::iter::once(table)
+            .chain(&table.partitions)
+            .filter_map(|t| {
+                let on: Vec<&(Ident, TriggerState)> = self
+                    .target
+                    .triggers
+                    .get(&t.name)?
+                    .iter()
+                    .filter(|(_, state)| *state != TriggerState::Disabled)
+                    .collect();
+                (!on.is_empty()).then_some((&t.name, on))
+            })
+            .collect()
     }
 
     fn has_constraint(&self, table: &QualifiedName, c: &Constraint) -> bool {
@@ -1839,6 +2116,33 @@ fn move_steps(table: &Table, i: usize, load: &LoadNames) -> Vec<Step> {
                     table.name, col.name
                 ),
             ));
+        }
+    }
+    steps
+}
+
+/// A new table's user triggers (and its partitions' own), once its rows are in, each set to
+/// the state it has on the source.
+fn trigger_steps(table: &Table, i: usize) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for t in std::iter::once(table).chain(&table.partitions) {
+        for trigger in &t.triggers {
+            steps.push(Step::new(
+                Phase::Triggers,
+                Some(i),
+                trigger.definition.clone(),
+            ));
+            if trigger.state != TriggerState::Enabled {
+                steps.push(Step::new(
+                    Phase::Triggers,
+                    Some(i),
+                    format!(
+                        "ALTER TABLE ONLY {} {}",
+                        t.name,
+                        trigger.state.action(&trigger.name)
+                    ),
+                ));
+            }
         }
     }
     steps

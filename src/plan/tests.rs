@@ -79,6 +79,8 @@ fn table(name: &str) -> Table {
         partitions: Vec::new(),
         extent: None,
         user_rows: None,
+        requires: Default::default(),
+        triggers: Vec::new(),
     }
 }
 
@@ -195,16 +197,20 @@ fn fixture() -> Catalog {
 
     Catalog {
         sequences: Vec::new(),
+        functions: Vec::new(),
+        collations: Vec::new(),
         tables: vec![audit, customers, orders],
         types: vec![
             UserType {
                 name: QualifiedName::new("shop", "order_status"),
+                requires: Default::default(),
                 kind: TypeKind::Enum {
                     labels: vec!["new".into(), "paid".into(), "it's shipped".into()],
                 },
             },
             UserType {
                 name: QualifiedName::new("shop", "money_amount"),
+                requires: Default::default(),
                 kind: TypeKind::Domain {
                     base_sql: "numeric(12,2)".into(),
                     collation_sql: None,
