@@ -433,12 +433,28 @@ fn choose(settings: &Settings, candidates: &[Candidate]) -> anyhow::Result<Vec<C
     }
     let chosen_oids: std::collections::BTreeSet<_> = chosen.iter().map(|c| c.oid).collect();
     let quiet = settings.verbosity == Verbosity::Quiet;
+    let chosen_names: std::collections::BTreeSet<_> = chosen.iter().map(|c| &c.name).collect();
     for c in &chosen {
         if c.is_partition && !c.parent_oid.is_some_and(|p| chosen_oids.contains(&p)) && !quiet {
             eprintln!(
                 "note: {} is a partition; it is copied as a plain table with its own rows \
                  (name its parent to copy the whole partitioned table)",
                 c.name.human()
+            );
+        }
+        let missing: Vec<String> = c
+            .parents
+            .iter()
+            .filter(|p| !chosen_names.contains(p))
+            .map(|p| p.human())
+            .collect();
+        if !missing.is_empty() && !quiet {
+            eprintln!(
+                "note: {} inherits from {}, which this run does not copy; it is copied as a \
+                 table of its own with all its columns (copy its parents in the same run to \
+                 keep the inheritance)",
+                c.name.human(),
+                missing.join(", ")
             );
         }
     }

@@ -235,6 +235,38 @@ pub async fn target_state(
             ));
     }
 
+    let (schemas, names): (Vec<&str>, Vec<&str>) = catalog
+        .tables
+        .iter()
+        .map(|t| (t.name.schema.raw(), t.name.name.raw()))
+        .unzip();
+    for r in client
+        .query(
+            "SELECT pn.nspname, p.relname, cn.nspname, c.relname \
+             FROM unnest($1::text[], $2::text[]) AS w(s, n) \
+             JOIN pg_catalog.pg_namespace pn ON pn.nspname = w.s \
+             JOIN pg_catalog.pg_class p ON p.relnamespace = pn.oid AND p.relname = w.n \
+             JOIN pg_catalog.pg_inherits i ON i.inhparent = p.oid \
+             JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND NOT c.relispartition \
+             JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace ORDER BY 1, 2, 3, 4",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's inheritance")?
+    {
+        state
+            .children
+            .entry(QualifiedName::new(
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+            ))
+            .or_default()
+            .push(QualifiedName::new(
+                r.get::<_, String>(2),
+                r.get::<_, String>(3),
+            ));
+    }
+
     let extensions: Vec<&str> = catalog.extensions.iter().map(|e| e.name.as_str()).collect();
     for r in client
         .query(

@@ -86,14 +86,24 @@ pub async fn verify(
             continue;
         };
         let (tree, _) = catalog::with_partitions(&target_candidates, found);
-        let target_catalog = catalog::introspect(target, &tree, triggers).await?;
+        let mut target_catalog = catalog::introspect(target, &tree, triggers).await?;
+        // The target table is read on its own, so its parents count as the copy counts them:
+        // kept when they are among the tables compared.
+        let target_table = &mut target_catalog.tables[0];
+        if target_table
+            .parents
+            .iter()
+            .all(|p| source_catalog.tables.iter().any(|t| &t.name == p))
+        {
+            target_table.inherits = target_table.parents.clone();
+        }
         let (source_fp, target_fp) = tokio::join!(
             fingerprint(source, &table.name, table.is_partitioned()),
             fingerprint(target, &table.name, target_candidate.relkind == "p"),
         );
         let (source_rows, source_sum) = source_fp?;
         let (target_rows, target_sum) = target_fp?;
-        let mut differences = shape_differences(table, &target_catalog.tables[0]);
+        let mut differences = shape_differences(table, target_table);
         if source_rows != target_rows {
             differences.push(format!(
                 "{source_rows} rows on the source, {target_rows} on the target"

@@ -74,14 +74,21 @@ fn types_constraints_columns_and_values_copy_exactly_across_differently_configur
         ),
         "accounts_qty_check=false/false,transfers_account_fk=true/true,transfers_account_nv=false/false"
     );
-    // The inheritance parent holds only its own rows on the target, as a table of its own.
+    // Inheritance is kept: the parent holds its own rows, and with its child's, as many as on
+    // the source.
+    for count in [
+        "SELECT count(*) FROM ONLY app.animals",
+        "SELECT count(*) FROM app.animals",
+        "SELECT string_agg(inhrelid::regclass || ' ' || inhparent::regclass, ',') FROM pg_inherits",
+    ] {
+        assert_eq!(
+            pair.target.psql("dev", count),
+            pair.source.psql("app", count)
+        );
+    }
     assert_eq!(
         pair.target.psql("dev", "SELECT count(*) FROM app.animals"),
-        "2"
-    );
-    assert_eq!(
-        pair.target.psql("dev", "SELECT count(*) FROM pg_inherits"),
-        "0"
+        "4"
     );
     // 50 MB of bytea arrived whole.
     assert_eq!(

@@ -115,6 +115,12 @@ pub struct Table {
     pub requires: BTreeSet<Requirement>,
     /// User triggers, by name (none when the run leaves triggers out).
     pub triggers: Vec<Trigger>,
+    /// Its inheritance parents on the source, in `INHERITS` order.
+    pub parents: Vec<QualifiedName>,
+    /// The parents it inherits from on the target too: all of [`Table::parents`] when every
+    /// one is chosen, none otherwise (the table is then one of its own, with all its
+    /// columns).
+    pub inherits: Vec<QualifiedName>,
 }
 
 /// A user trigger: an ordinary or constraint trigger, not one PostgreSQL makes itself.
@@ -209,6 +215,9 @@ pub struct Column {
     pub collation_sql: Option<String>,
     /// `COMMENT ON COLUMN`, if any.
     pub comment: Option<String>,
+    /// Whether the table defines it itself; false for a column that only comes from an
+    /// inheritance parent (or a partitioned parent).
+    pub local: bool,
 }
 
 impl Column {
@@ -257,6 +266,9 @@ pub struct Shape {
     /// Trigger name to definition and state.
     #[serde(default)]
     pub triggers: BTreeMap<String, String>,
+    /// Inheritance parent (kept on the target) to its place in `INHERITS`.
+    #[serde(default)]
+    pub parents: BTreeMap<String, String>,
 }
 
 /// One difference between two shapes: what kind of object, its name, and its definition on
@@ -282,6 +294,7 @@ impl Shape {
             ("index", &self.indexes, &other.indexes),
             ("partition", &self.partitions, &other.partitions),
             ("trigger", &self.triggers, &other.triggers),
+            ("parent", &self.parents, &other.parents),
         ] {
             let names: BTreeSet<&String> = this.keys().chain(that.keys()).collect();
             for name in names {
@@ -375,6 +388,12 @@ impl Table {
                         format!("{}{}", t.definition, t.state.shape_suffix()),
                     )
                 })
+                .collect(),
+            parents: self
+                .inherits
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (p.human(), format!("inherited from, parent {}", k + 1)))
                 .collect(),
         }
     }
@@ -591,6 +610,8 @@ pub struct Candidate {
     /// For a table of an extension: the condition (`WHERE ...`, or empty for every row) that
     /// picks the rows the extension marks as user data; `None` when it marks none.
     pub user_rows: Option<String>,
+    /// Inheritance parents (not a partition's parent), in `INHERITS` order.
+    pub parents: Vec<QualifiedName>,
     comment: Option<String>,
     estimated_rows: i64,
     partkey: Option<String>,
@@ -618,6 +639,12 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
                     schema: Ident::new(r.get::<_, String>("extension_schema")),
                 }),
             user_rows: r.get("user_rows"),
+            parents: r
+                .get::<_, Vec<String>>("parent_schemas")
+                .into_iter()
+                .zip(r.get::<_, Vec<String>>("parent_names"))
+                .map(|(schema, name)| QualifiedName::new(schema, name))
+                .collect(),
             comment: r.get("comment"),
             estimated_rows: r.get("estimated_rows"),
             partkey: r.get("partkey"),
@@ -685,6 +712,7 @@ pub async fn introspect(
         .filter(|c| c.parent_oid.is_some_and(|p| !chosen_oids.contains(&p)))
         .map(|c| c.oid)
         .collect();
+    let chosen_names: BTreeSet<&QualifiedName> = chosen.iter().map(|c| &c.name).collect();
     let mut tables: Vec<Table> = chosen
         .iter()
         .map(|c| Table {
@@ -704,6 +732,12 @@ pub async fn introspect(
             user_rows: c.extension.as_ref().and(c.user_rows.clone()),
             requires: BTreeSet::new(),
             triggers: Vec::new(),
+            inherits: if c.parents.iter().all(|p| chosen_names.contains(p)) {
+                c.parents.clone()
+            } else {
+                Vec::new()
+            },
+            parents: c.parents.clone(),
         })
         .collect();
     let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
@@ -743,6 +777,7 @@ pub async fn introspect(
             },
             collation_sql: r.get("collation_sql"),
             comment: r.get("comment"),
+            local: r.get("attislocal"),
         });
     }
 
@@ -1453,7 +1488,8 @@ pub async fn read_extents(
 
 /// Groups tables into units that must load in one transaction: tables joined by foreign keys
 /// (in either direction, within the chosen set) belong together, so that truncating and
-/// reloading them is atomic and the keys can be checked when the unit commits.
+/// reloading them is atomic and the keys can be checked when the unit commits; so do
+/// inheritance children and their parents.
 pub fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
     let index: BTreeMap<&QualifiedName, usize> = tables
         .iter()
@@ -1470,12 +1506,15 @@ pub fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
         root
     }
     for (i, t) in tables.iter().enumerate() {
-        for c in &t.constraints {
-            if let ConstraintKind::ForeignKey { references } = &c.kind {
-                if let Some(&j) = index.get(references) {
-                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                    parent[a.max(b)] = a.min(b);
-                }
+        let references = t.constraints.iter().filter_map(|c| match &c.kind {
+            ConstraintKind::ForeignKey { references } => Some(references),
+            _ => None,
+        });
+        // An inheritance child is made INHERITS its parents: it needs them in its unit.
+        for other in references.chain(&t.inherits) {
+            if let Some(&j) = index.get(other) {
+                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
             }
         }
     }

@@ -52,6 +52,9 @@ pub struct TargetState {
     /// The user triggers of the chosen tables (and their partitions) that exist on the
     /// target, with their states: a load into an existing table turns them off and back on.
     pub triggers: BTreeMap<QualifiedName, Vec<(Ident, TriggerState)>>,
+    /// The inheritance children each chosen table has on the target (dropping a parent with
+    /// CASCADE would drop them).
+    pub children: BTreeMap<QualifiedName, Vec<QualifiedName>>,
 }
 
 /// Whether the target database has an extension, or its server can install it.
@@ -470,6 +473,49 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
             Err(reason) => plan.refused.push((table.name.clone(), reason)),
         }
     }
+    // Dropping an inheritance parent drops its children: those in the run are made anew with
+    // it; those only the target has are detached first and keep their rows.
+    loop {
+        let rebuilt: BTreeSet<QualifiedName> = accepted
+            .iter()
+            .filter(|(_, i)| i.action == Action::Rebuild)
+            .map(|(t, _)| t.name.clone())
+            .collect();
+        let mut changed = false;
+        for (table, info) in &mut accepted {
+            if info.action != Action::Reload {
+                continue;
+            }
+            if let Some(parent) = table.inherits.iter().find(|p| rebuilt.contains(*p)) {
+                info.action = Action::Rebuild;
+                info.reason = Some(format!(
+                    "made anew with its parent {}, which is rebuilt",
+                    parent.human()
+                ));
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let in_run: BTreeSet<&QualifiedName> = accepted.iter().map(|(t, _)| &t.name).collect();
+    for (table, info) in &accepted {
+        if info.action != Action::Rebuild {
+            continue;
+        }
+        for child in target.children.get(&table.name).into_iter().flatten() {
+            if !in_run.contains(child) {
+                plan.warnings.push(format!(
+                    "{} inherits from {} on the target and is not part of this run: it is \
+                     detached (NO INHERIT) before {} is rebuilt, and keeps its rows",
+                    child.human(),
+                    table.name.human(),
+                    table.name.human()
+                ));
+            }
+        }
+    }
     for (table, _) in &accepted {
         for c in &table.constraints {
             if let ConstraintKind::ForeignKey { references } = &c.kind {
@@ -506,6 +552,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         dblink_schema: &dblink_schema,
         registry: &registry,
         shared: &catalog.sequences,
+        tables: &catalog.tables,
     };
     let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
     let mut units: Vec<(i64, Unit)> = Vec::new();
@@ -1019,6 +1066,8 @@ pub struct UnitContext<'a> {
     registry: &'a QualifiedName,
     /// Sequences that defaults call without their table owning them.
     shared: &'a [SharedSequence],
+    /// Every table of the run (a child's parents, for inheritance).
+    tables: &'a [Table],
 }
 
 impl UnitContext<'_> {
@@ -1052,7 +1101,7 @@ impl UnitContext<'_> {
             };
             let first = prepare.len();
             prepare.extend(
-                create_table_steps(table, i, Some(load))
+                create_table_steps(table, i, Some(load), None)
                     .into_iter()
                     .map(|s| Step::new(Phase::Setup, None, s.sql)),
             );
@@ -1127,6 +1176,16 @@ impl UnitContext<'_> {
             }
         }
         for name in &rebuilt {
+            // Inheritance children the run does not make anew are detached, not dropped.
+            for child in self.target.children.get(*name).into_iter().flatten() {
+                if !in_unit.contains(child) {
+                    steps.push(Step::new(
+                        Phase::Truncate,
+                        None,
+                        format!("ALTER TABLE {child} NO INHERIT {name}"),
+                    ));
+                }
+            }
             // A sequence this table owns that other tables' defaults call survives the drop
             // (CASCADE would take those defaults with it); the table takes it back when it is
             // created anew.
@@ -1144,16 +1203,24 @@ impl UnitContext<'_> {
                     ),
                 ));
             }
+            // IF EXISTS: an inheritance child goes with its parent's CASCADE.
             steps.push(Step::new(
                 Phase::Truncate,
                 None,
-                format!("DROP TABLE {name} CASCADE"),
+                format!("DROP TABLE IF EXISTS {name} CASCADE"),
             ));
         }
         let reloads: Vec<String> = infos
             .iter()
             .filter(|i| i.action == Action::Reload)
-            .map(|i| i.name.to_string())
+            .map(|i| {
+                // ONLY: an inheritance parent's children keep their rows (those in the run
+                // are truncated in their own right); a partitioned table has none of its own.
+                let partitioned = ordered
+                    .iter()
+                    .any(|t| t.name == i.name && t.is_partitioned());
+                format!("{}{}", if partitioned { "" } else { "ONLY " }, i.name)
+            })
             .collect();
         if !reloads.is_empty() {
             steps.push(Step::new(
@@ -1180,7 +1247,12 @@ impl UnitContext<'_> {
                 steps.extend(self.staging_steps(table, info, i));
             } else {
                 if info.action.creates() {
-                    steps.extend(create_table_steps(table, i, None));
+                    steps.extend(create_table_steps(
+                        table,
+                        i,
+                        None,
+                        Inheritance::of(table, self.tables).as_ref(),
+                    ));
                 }
                 if info.action == Action::UserRows {
                     steps.push(self.user_rows_step(table, i));
@@ -1196,9 +1268,19 @@ impl UnitContext<'_> {
                 ));
             }
             if let Some((_, load)) = &loads[i] {
-                steps.extend(post_data_steps(table, i, &prebuilt_indexes(table, load)));
+                steps.extend(post_data_steps(
+                    table,
+                    i,
+                    &prebuilt_indexes(table, load),
+                    None,
+                ));
             } else if info.action.creates() {
-                steps.extend(post_data_steps(table, i, &[]));
+                steps.extend(post_data_steps(
+                    table,
+                    i,
+                    &[],
+                    Inheritance::of(table, self.tables).as_ref(),
+                ));
             }
             for (_, c) in readd.iter().filter(|(t, c)| {
                 *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
@@ -1386,6 +1468,9 @@ impl UnitContext<'_> {
             && options.staging == StagingKind::View
             && !table.is_partitioned()
             && table.partitions.is_empty()
+            // An inheritance child is made INHERITS its parents, a parent before them.
+            && table.inherits.is_empty()
+            && !self.tables.iter().any(|t| t.inherits.contains(&table.name))
             // Owned sequences move with the table into its schema; one that other tables'
             // defaults call must keep its name throughout.
             && table
@@ -1734,10 +1819,21 @@ impl UnitContext<'_> {
         } else {
             ("least", "min")
         };
+        // Each table that draws from the sequence is a bound of its own: ONLY, so that an
+        // inheritance child that does not draw from it does not count.
         let mut candidates: String = bounds
             .iter()
             .map(|(table, column)| {
-                format!(", (SELECT {agg}({column}) FROM {table})::bigint + {inc}")
+                let only = if self
+                    .tables
+                    .iter()
+                    .any(|t| &t.name == *table && t.is_partitioned())
+                {
+                    ""
+                } else {
+                    "ONLY "
+                };
+                format!(", (SELECT {agg}({column}) FROM {only}{table})::bigint + {inc}")
             })
             .collect();
         if keep_local {
@@ -1790,7 +1886,12 @@ impl UnitContext<'_> {
             ),
             (Some(c), false) => (
                 "$1::bigint".to_string(),
-                format!("(SELECT max({})::text FROM {})", c.column, table.name),
+                format!(
+                    "(SELECT max({})::text FROM {}{})",
+                    c.column,
+                    if table.is_partitioned() { "" } else { "ONLY " },
+                    table.name
+                ),
             ),
             (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
         };
@@ -1840,8 +1941,9 @@ fn loaded_columns(table: &Table) -> String {
 }
 
 /// Orders tables so that a referenced table loads before the tables that reference it (an
-/// existing foreign key checks each inserted row). Tables on a cycle keep their catalog order
-/// and are returned in the second set.
+/// existing foreign key checks each inserted row), and an inheritance parent before its
+/// children (which are made INHERITS it). Tables on a cycle keep their catalog order and are
+/// returned in the second set.
 fn load_order<'a>(group: &[&'a Table]) -> (Vec<&'a Table>, BTreeSet<QualifiedName>) {
     let names: BTreeSet<&QualifiedName> = group.iter().map(|t| &t.name).collect();
     let mut remaining: Vec<&Table> = group.to_vec();
@@ -1849,14 +1951,14 @@ fn load_order<'a>(group: &[&'a Table]) -> (Vec<&'a Table>, BTreeSet<QualifiedNam
     let mut placed: BTreeSet<QualifiedName> = BTreeSet::new();
     loop {
         let ready = remaining.iter().position(|t| {
-            t.constraints.iter().all(|c| match &c.kind {
-                ConstraintKind::ForeignKey { references } => {
-                    references == &t.name
-                        || !names.contains(references)
-                        || placed.contains(references)
-                }
-                _ => true,
-            })
+            let before = |other: &QualifiedName| {
+                other == &t.name || !names.contains(other) || placed.contains(other)
+            };
+            t.inherits.iter().all(before)
+                && t.constraints.iter().all(|c| match &c.kind {
+                    ConstraintKind::ForeignKey { references } => before(references),
+                    _ => true,
+                })
         });
         match ready {
             Some(i) => {
@@ -1929,12 +2031,63 @@ fn prebuilt_indexes<'a>(table: &'a Table, load: &LoadNames) -> Vec<Prebuilt<'a>>
         .collect()
 }
 
+/// How a table that keeps its inheritance parents is made.
+enum Inheritance<'a> {
+    /// `CREATE TABLE ... INHERITS (...)` with only what the table defines itself (its local
+    /// columns and constraints): the parents' come with them. Its parents, in order.
+    Declared(Vec<&'a Table>),
+    /// Every column in the table's own order, then `ALTER TABLE ... INHERIT` each parent: for
+    /// a table whose columns are not in the order INHERITS would give (it was attached to its
+    /// parents after it was made).
+    Attached,
+}
+
+impl<'a> Inheritance<'a> {
+    /// How `table` is made, given every table of the run; `None` for a table of its own.
+    fn of(table: &Table, tables: &'a [Table]) -> Option<Inheritance<'a>> {
+        if table.inherits.is_empty() {
+            return None;
+        }
+        let parents: Vec<&Table> = table
+            .inherits
+            .iter()
+            .filter_map(|p| tables.iter().find(|t| &t.name == p))
+            .collect();
+        // INHERITS puts the parents' columns first, merged by name, then the table's own.
+        let mut order: Vec<&Ident> = Vec::new();
+        for column in parents
+            .iter()
+            .flat_map(|p| &p.columns)
+            .chain(table.columns.iter().filter(|c| c.local))
+        {
+            if !order.contains(&&column.name) {
+                order.push(&column.name);
+            }
+        }
+        let own: Vec<&Ident> = table.columns.iter().map(|c| &c.name).collect();
+        Some(if parents.len() == table.inherits.len() && order == own {
+            Inheritance::Declared(parents)
+        } else {
+            Inheritance::Attached
+        })
+    }
+}
+
 /// Serial sequences, the bare table (valid CHECKs inline: cheaper than a scan afterwards),
 /// sequence ownership and comments. With `load`, the table and its sequences take those names
 /// and the columns no defaults (which would name the sequences where they will be, not where
 /// they are); [`move_steps`] does the rest.
-fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<Step> {
+fn create_table_steps(
+    table: &Table,
+    i: usize,
+    load: Option<&LoadNames>,
+    inheritance: Option<&Inheritance>,
+) -> Vec<Step> {
     let table_name = load.map_or(&table.name, |l| &l.table);
+    let declared = match inheritance {
+        Some(Inheritance::Declared(parents)) => Some(parents),
+        _ => None,
+    };
     let seq_name = |k: usize| load.map_or(&table.sequences[k].name, |l| &l.sequences[k]);
     // Serial sequences (identity ones come with their column), by position.
     let serials = || {
@@ -1957,7 +2110,12 @@ fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<
         ));
     }
     let mut lines = Vec::new();
-    for col in &table.columns {
+    // With INHERITS, the columns that only come from the parents are theirs to make.
+    for col in table
+        .columns
+        .iter()
+        .filter(|c| c.local || declared.is_none())
+    {
         let mut line = format!("    {} {}", col.name, col.type_sql);
         if let Some(c) = &col.collation_sql {
             write!(line, " COLLATE {c}").unwrap();
@@ -2000,19 +2158,74 @@ fn create_table_steps(table: &Table, i: usize, load: Option<&LoadNames>) -> Vec<
         lines.push(line);
     }
     for c in &table.constraints {
-        if c.kind == ConstraintKind::Check && c.validated {
+        if c.kind == ConstraintKind::Check && c.validated && (c.local || declared.is_none()) {
             lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
         }
     }
     let partition_by = partition_clause(table);
+    let inherits = match declared {
+        Some(_) => format!(
+            " INHERITS ({})",
+            table
+                .inherits
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    };
     steps.push(Step::new(
         Phase::PreData,
         Some(i),
         format!(
-            "CREATE TABLE {table_name} (\n{}\n){partition_by}",
+            "CREATE TABLE {table_name} (\n{}\n){inherits}{partition_by}",
             lines.join(",\n")
         ),
     ));
+    match inheritance {
+        // What the table changed on a column it inherits: its default, NOT NULL.
+        Some(Inheritance::Declared(parents)) => {
+            for col in table.columns.iter().filter(|c| !c.local) {
+                let from_parent = parents
+                    .iter()
+                    .find_map(|p| p.columns.iter().find(|c| c.name == col.name));
+                let (default, not_null) = from_parent
+                    .map(|c| (c.default_sql.as_ref(), c.not_null))
+                    .unwrap_or_default();
+                let alter = |what: String| {
+                    Step::new(
+                        Phase::PreData,
+                        Some(i),
+                        format!(
+                            "ALTER TABLE ONLY {table_name} ALTER COLUMN {} {what}",
+                            col.name
+                        ),
+                    )
+                };
+                if col.default_sql.as_ref() != default && col.generated_sql.is_none() {
+                    steps.push(alter(match &col.default_sql {
+                        Some(d) => format!("SET DEFAULT {d}"),
+                        None => "DROP DEFAULT".to_string(),
+                    }));
+                }
+                if col.not_null && !not_null {
+                    steps.push(alter("SET NOT NULL".to_string()));
+                }
+            }
+        }
+        // Columns made in the table's own order, then attached to the parents.
+        Some(Inheritance::Attached) => {
+            for parent in &table.inherits {
+                steps.push(Step::new(
+                    Phase::PreData,
+                    Some(i),
+                    format!("ALTER TABLE {table_name} INHERIT {parent}"),
+                ));
+            }
+        }
+        None => {}
+    }
     // Partitions take their columns from the parent; parents come before their children.
     for part in &table.partitions {
         let Some((parent, bound)) = &part.partition_of else {
@@ -2160,7 +2373,15 @@ fn partition_clause(table: &Table) -> String {
 /// After the rows: primary key, unique and exclusion constraints, NOT VALID checks (they stay
 /// NOT VALID), then every other index. Keys and indexes in `prebuilt` exist already under a
 /// load name: keys are added `USING INDEX`, indexes renamed.
-fn post_data_steps(table: &Table, i: usize, prebuilt: &[Prebuilt]) -> Vec<Step> {
+fn post_data_steps(
+    table: &Table,
+    i: usize,
+    prebuilt: &[Prebuilt],
+    inheritance: Option<&Inheritance>,
+) -> Vec<Step> {
+    // Constraints that come from inheritance parents were made with the table.
+    let from_parents =
+        |c: &Constraint| !c.local && matches!(inheritance, Some(Inheritance::Declared(_)));
     let key_index = |c: &Constraint| {
         prebuilt.iter().find_map(|p| match p.of {
             PrebuiltFor::Key(k) if k.name == c.name => Some(&p.load_name),
@@ -2189,6 +2410,7 @@ fn post_data_steps(table: &Table, i: usize, prebuilt: &[Prebuilt]) -> Vec<Step> 
         let mut constraints: Vec<_> = t
             .constraints
             .iter()
+            .filter(|c| is_partition || !from_parents(c))
             .filter(|c| match c.kind {
                 ConstraintKind::Check => is_partition || !c.validated,
                 ConstraintKind::ForeignKey { .. } => false,

@@ -17,6 +17,7 @@ fn column(name: &str, type_sql: &str) -> Column {
         identity: None,
         collation_sql: None,
         comment: None,
+        local: true,
     }
 }
 
@@ -81,6 +82,8 @@ fn table(name: &str) -> Table {
         user_rows: None,
         requires: Default::default(),
         triggers: Vec::new(),
+        parents: Vec::new(),
+        inherits: Vec::new(),
     }
 }
 
@@ -347,10 +350,13 @@ fn a_changed_source_table_is_rebuilt_and_the_change_named() {
     );
     let text = plan.to_string();
     assert!(
-        text.contains("DROP TABLE \"public\".\"customers\" CASCADE;"),
+        text.contains("DROP TABLE IF EXISTS \"public\".\"customers\" CASCADE;"),
         "{text}"
     );
-    assert!(text.contains("TRUNCATE \"public\".\"orders\";"), "{text}");
+    assert!(
+        text.contains("TRUNCATE ONLY \"public\".\"orders\";"),
+        "{text}"
+    );
     // orders' foreign key went with the CASCADE and comes back.
     assert!(
         text.contains("ADD CONSTRAINT \"orders_customer_id_fkey\""),
@@ -675,7 +681,7 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
     assert_eq!(splits(&rebuilt), 1);
     let text = rebuilt.to_string();
     let dropped = text
-        .find("DROP TABLE \"public\".\"customers\" CASCADE;")
+        .find("DROP TABLE IF EXISTS \"public\".\"customers\" CASCADE;")
         .unwrap();
     let moved = text.find("ALTER TABLE \"snapcopy\".\"load ").unwrap();
     assert!(dropped < moved, "{text}");

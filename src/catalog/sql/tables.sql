@@ -1,5 +1,6 @@
 -- Every table a pattern may name: ordinary and partitioned tables outside the system schemas,
--- with what partitioning needs (the partition key, a partition's bound and parent), and for a
+-- with what partitioning needs (the partition key, a partition's bound and parent), its
+-- inheritance parents, and for a
 -- table that belongs to an extension (pg_depend deptype 'e'), the extension, its schema, and
 -- the condition that picks the rows the extension marks as user data
 -- (pg_extension_config_dump: '' for all of them; NULL when it marks none).
@@ -14,6 +15,16 @@ SELECT c.oid,
        CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS bound,
        (SELECT i.inhparent FROM pg_catalog.pg_inherits i
          WHERE i.inhrelid = c.oid AND c.relispartition) AS parent_oid,
+       -- Inheritance parents (not a partition's), in INHERITS order.
+       ARRAY(SELECT pn.nspname::text FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+              WHERE i.inhrelid = c.oid AND NOT c.relispartition
+              ORDER BY i.inhseqno) AS parent_schemas,
+       ARRAY(SELECT p.relname::text FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+              WHERE i.inhrelid = c.oid AND NOT c.relispartition
+              ORDER BY i.inhseqno) AS parent_names,
        e.extname AS extension,
        en.nspname AS extension_schema,
        (SELECT u.condition
