@@ -20,6 +20,8 @@ pub mod sql;
 pub mod tls;
 pub mod verify;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
 
 use crate::catalog::Candidate;
@@ -99,12 +101,21 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut refused = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
     let chosen = leave_extension_tables(&settings, chosen, &mut refused);
-    let mut catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
-    if settings.jobs >= 2 && settings.split_bytes > 0 {
-        catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
-    }
-
-    let state = link::target_state(&target, &settings.staging_schema, managed, &catalog).await?;
+    let mut along = BTreeMap::new();
+    let mut chosen = if settings.mode == cli::Mode::Full {
+        bring_along(
+            &target,
+            &settings,
+            &candidates,
+            &managed,
+            chosen,
+            &mut along,
+        )
+        .await?
+    } else {
+        chosen
+    };
+    note_lone_children(&settings, &chosen, &managed);
     let options = PlanOptions {
         mode: settings.mode,
         staging: settings.staging,
@@ -118,8 +129,25 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         split_bytes: settings.split_bytes,
         split_ranges: settings.jobs,
     };
-    let mut plan = plan::plan(&catalog, &state, &options);
-    plan.refused.extend(refused);
+    // A rebuilt inheritance parent takes its children with it: the managed ones come along and
+    // are made anew with it, which takes another look at the source.
+    let (catalog, mut state, mut plan) = loop {
+        let mut catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
+        if settings.jobs >= 2 && settings.split_bytes > 0 {
+            catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
+        }
+        let mut state =
+            link::target_state(&target, &settings.staging_schema, managed.clone(), &catalog)
+                .await?;
+        state.along = along.clone();
+        let plan = plan::plan(&catalog, &state, &options);
+        let more = children_to_rebuild(&plan, &state, &chosen, &candidates, &mut along);
+        if more.is_empty() {
+            break (catalog, state, plan);
+        }
+        chosen.extend(catalog::with_partitions(&candidates, more).0);
+    };
+    plan.refused.extend(refused.iter().cloned());
 
     if !quiet {
         for warning in &plan.warnings {
@@ -131,23 +159,35 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    link::run_setup(
+    let unmade = link::run_setup(
         &mut target,
         &plan.setup,
         settings.verbosity == Verbosity::Verbose,
     )
     .await?;
+    if !unmade.is_empty() {
+        // What the setup could not make refuses the tables that need it; the others are
+        // planned again without them (the setup's work stands).
+        state.cannot_make = tables_without(&catalog, &unmade);
+        let again = plan::plan(&catalog, &state, &options);
+        if !quiet {
+            for warning in again.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
+                eprintln!("warning: {warning}");
+            }
+        }
+        plan.units = again.units;
+        plan.refused = again.refused;
+        plan.refused.extend(refused);
+    }
     let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
     let progress = progress::Progress::new(settings.verbosity, table_count);
-    let mut outcomes = load::run_units(
-        &settings.target,
-        &plan.units,
-        settings.jobs,
-        &snapshot,
-        settings.verbosity,
-        &progress,
-    )
-    .await;
+    let run = load::Run {
+        target: &settings.target,
+        snapshot: &snapshot,
+        verbosity: settings.verbosity,
+        source_role: settings.link.get("user").unwrap_or_default(),
+    };
+    let mut outcomes = load::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();
     // The snapshot is needed no longer; end the read-only transaction cleanly.
     let _ = source.batch_execute("COMMIT").await;
@@ -334,6 +374,141 @@ async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The managed inheritance children, on the target, of the tables the plan rebuilds that are not
+/// part of the run yet (dropping a parent drops them), with why each comes along.
+fn children_to_rebuild(
+    plan: &plan::Plan,
+    state: &plan::TargetState,
+    chosen: &[Candidate],
+    candidates: &[Candidate],
+    along: &mut BTreeMap<sql::QualifiedName, String>,
+) -> Vec<Candidate> {
+    let mut more: Vec<Candidate> = Vec::new();
+    let rebuilt = plan
+        .units
+        .iter()
+        .flat_map(|u| &u.tables)
+        .filter(|t| t.action == plan::Action::Rebuild);
+    for parent in rebuilt {
+        for child in state.children.get(&parent.name).into_iter().flatten() {
+            let Some(candidate) = candidates.iter().find(|c| &c.name == child) else {
+                continue;
+            };
+            if state.managed.contains_key(child)
+                && !chosen.iter().any(|c| &c.name == child)
+                && !more.iter().any(|c| &c.name == child)
+            {
+                along.insert(
+                    child.clone(),
+                    format!(
+                        "came along: it inherits from {}, which is rebuilt",
+                        parent.name.human()
+                    ),
+                );
+                more.push(candidate.clone());
+            }
+        }
+    }
+    more
+}
+
+/// Says which chosen tables lose their inheritance: those whose parents are neither part of
+/// the run nor on the target already become tables of their own.
+fn note_lone_children(
+    settings: &Settings,
+    chosen: &[Candidate],
+    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
+) {
+    if settings.verbosity == Verbosity::Quiet {
+        return;
+    }
+    for c in chosen {
+        let missing: Vec<String> = c
+            .parents
+            .iter()
+            .filter(|p| !chosen.iter().any(|o| &o.name == *p))
+            .filter(|p| !managed.iter().any(|(m, _)| m == *p))
+            .map(|p| p.human())
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "note: {} inherits from {}, which this run does not copy; it is copied as a \
+                 table of its own with all its columns (copy its parents in the same run to \
+                 keep the inheritance)",
+                c.name.human(),
+                missing.join(", ")
+            );
+        }
+    }
+}
+
+/// The tables that need what the setup could not make, each with the first such thing (the setup
+/// makes things in dependency order, so the first is the cause) and why.
+fn tables_without(
+    catalog: &catalog::Catalog,
+    unmade: &[(plan::Purpose, String)],
+) -> BTreeMap<sql::QualifiedName, String> {
+    let mut out = BTreeMap::new();
+    for table in &catalog.tables {
+        let reason = unmade.iter().find_map(|(purpose, why)| match purpose {
+            plan::Purpose::Prerequisite(r) if table.requires.contains(r) => Some(format!(
+                "{} needs the {r}, which could not be made on the target: {why}",
+                table.name.human()
+            )),
+            plan::Purpose::ForTable(name) if name == &table.name => Some(format!(
+                "{}: its load table could not be made on the target: {why}",
+                table.name.human()
+            )),
+            _ => None,
+        });
+        if let Some(reason) = reason {
+            out.insert(table.name.clone(), reason);
+        }
+    }
+    out
+}
+
+/// Adds to a full refresh the managed tables it cannot leave behind on the target: those with a
+/// foreign key to a table it reloads (TRUNCATE empties them together, in one transaction),
+/// repeatedly, with why each came along. Tables excluded on purpose stay out.
+async fn bring_along(
+    target: &tokio_postgres::Client,
+    settings: &Settings,
+    candidates: &[Candidate],
+    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
+    mut chosen: Vec<Candidate>,
+    along: &mut BTreeMap<sql::QualifiedName, String>,
+) -> anyhow::Result<Vec<Candidate>> {
+    loop {
+        let names: Vec<&sql::QualifiedName> = chosen.iter().map(|c| &c.name).collect();
+        let mut added = Vec::new();
+        for (dependent, on) in link::referencing(target, &names).await? {
+            let wanted = managed.iter().any(|(m, _)| m == &dependent)
+                && !names.contains(&&dependent)
+                && !added.iter().any(|c: &Candidate| c.name == dependent)
+                && !settings.exclude.iter().any(|p| p.matches(&dependent));
+            let Some(candidate) = candidates.iter().find(|c| c.name == dependent) else {
+                continue;
+            };
+            if !wanted {
+                continue;
+            }
+            along.insert(
+                dependent.clone(),
+                format!(
+                    "came along: it has a foreign key to {}, which is reloaded",
+                    on.human()
+                ),
+            );
+            added.push(candidate.clone());
+        }
+        if added.is_empty() {
+            return Ok(chosen);
+        }
+        chosen.extend(catalog::with_partitions(candidates, added).0);
+    }
+}
+
 /// Leaves the tables that extensions make to `CREATE EXTENSION`, as pg_dump does: a glob passes
 /// over them, except that the rows an extension marks as user data (pg_extension_config_dump,
 /// such as PostGIS's own spatial reference systems) are added to the target's table; naming one
@@ -433,28 +608,12 @@ fn choose(settings: &Settings, candidates: &[Candidate]) -> anyhow::Result<Vec<C
     }
     let chosen_oids: std::collections::BTreeSet<_> = chosen.iter().map(|c| c.oid).collect();
     let quiet = settings.verbosity == Verbosity::Quiet;
-    let chosen_names: std::collections::BTreeSet<_> = chosen.iter().map(|c| &c.name).collect();
     for c in &chosen {
         if c.is_partition && !c.parent_oid.is_some_and(|p| chosen_oids.contains(&p)) && !quiet {
             eprintln!(
                 "note: {} is a partition; it is copied as a plain table with its own rows \
                  (name its parent to copy the whole partitioned table)",
                 c.name.human()
-            );
-        }
-        let missing: Vec<String> = c
-            .parents
-            .iter()
-            .filter(|p| !chosen_names.contains(p))
-            .map(|p| p.human())
-            .collect();
-        if !missing.is_empty() && !quiet {
-            eprintln!(
-                "note: {} inherits from {}, which this run does not copy; it is copied as a \
-                 table of its own with all its columns (copy its parents in the same run to \
-                 keep the inheritance)",
-                c.name.human(),
-                missing.join(", ")
             );
         }
     }

@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::catalog::{Catalog, Shape, TriggerState};
+use crate::catalog::{Catalog, Requirement, Shape, TriggerState};
 use crate::cli::StagingKind;
 use crate::conninfo::ConnInfo;
 use crate::plan::{
@@ -337,6 +337,41 @@ pub async fn target_state(
     Ok(state)
 }
 
+/// The tables on the target with a foreign key to one of `tables` (TRUNCATE refuses to empty a
+/// referenced table alone), each with the table it references.
+pub async fn referencing(
+    client: &Client,
+    tables: &[&QualifiedName],
+) -> anyhow::Result<Vec<(QualifiedName, QualifiedName)>> {
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.raw()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.raw()).collect();
+    let rows = client
+        .query(
+            "WITH w AS (SELECT c.oid, n.nspname, c.relname \
+               FROM unnest($1::text[], $2::text[]) AS u(s, n) \
+               JOIN pg_catalog.pg_namespace n ON n.nspname = u.s \
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = u.n) \
+             SELECT DISTINCT dn.nspname, d.relname, w.nspname, w.relname \
+               FROM w JOIN pg_catalog.pg_constraint k ON k.confrelid = w.oid \
+               JOIN pg_catalog.pg_class d ON d.oid = k.conrelid \
+               JOIN pg_catalog.pg_namespace dn ON dn.oid = d.relnamespace \
+              WHERE k.contype = 'f' AND k.conparentid = 0 AND k.conrelid <> k.confrelid \
+             ORDER BY 1, 2, 3, 4",
+            &[&schemas, &names],
+        )
+        .await
+        .context("could not read the target's foreign keys")?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+                QualifiedName::new(r.get::<_, String>(2), r.get::<_, String>(3)),
+            )
+        })
+        .collect())
+}
+
 /// The tables snapcopy manages on the target, with the source shape recorded at their last
 /// refresh; empty when the staging schema has no registry yet.
 pub async fn managed_tables(
@@ -376,10 +411,18 @@ pub async fn managed_tables(
         .collect())
 }
 
-/// Runs the plan's setup in one transaction. A failure changes nothing and comes back as an
-/// error that says what to do: dblink or an extension missing, or a privilege lacking.
-pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> anyhow::Result<()> {
+/// Runs the plan's setup in one transaction. A statement that makes something only some tables
+/// need ([`Purpose::Prerequisite`], [`Purpose::ForTable`]) runs in a savepoint: when it fails,
+/// it is undone, the setup goes on, and it comes back with why, so that only the tables that
+/// need it are refused. Any other failure changes nothing and comes back as an error that says
+/// what to do: dblink or an extension missing, or a privilege lacking.
+pub async fn run_setup(
+    client: &mut Client,
+    steps: &[Step],
+    verbose: bool,
+) -> anyhow::Result<Vec<(Purpose, String)>> {
     let tx = client.transaction().await?;
+    let mut unmade: Vec<(Purpose, String)> = Vec::new();
     for step in steps {
         if verbose {
             eprintln!("{};", step.shown);
@@ -389,14 +432,74 @@ pub async fn run_setup(client: &mut Client, steps: &[Step], verbose: bool) -> an
                 .await
                 .map_err(|e| setup_error(&e, step))?;
         }
-        if let Err(e) = tx.batch_execute(&step.sql).await {
-            return Err(setup_error(&e, step));
+        if !matches!(
+            step.purpose,
+            Purpose::Prerequisite(_) | Purpose::ForTable(_)
+        ) {
+            if let Err(e) = tx.batch_execute(&step.sql).await {
+                return Err(setup_error(&e, step));
+            }
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT snapcopy_setup").await?;
+        match tx.batch_execute(&step.sql).await {
+            Ok(()) => tx.batch_execute("RELEASE SAVEPOINT snapcopy_setup").await?,
+            Err(e) => {
+                tx.batch_execute(
+                    "ROLLBACK TO SAVEPOINT snapcopy_setup; RELEASE SAVEPOINT snapcopy_setup",
+                )
+                .await?;
+                unmade.push((
+                    step.purpose.clone(),
+                    unmade_message(e.code(), &describe(&e), step),
+                ));
+            }
         }
     }
     tx.commit()
         .await
         .context("could not commit the setup on the target")?;
-    Ok(())
+    Ok(unmade)
+}
+
+/// Why something tables need could not be made on the target, in words that follow "which
+/// could not be made on the target: ".
+fn unmade_message(code: Option<&SqlState>, message: &str, step: &Step) -> String {
+    let what = first_line(&step.shown);
+    match (&step.purpose, code) {
+        (Purpose::Prerequisite(Requirement::Extension(ext)), Some(code))
+            if *code == SqlState::UNDEFINED_FILE =>
+        {
+            format!(
+                "its package is not installed on the target server ({message}): install it \
+                 there ({}) and run snapcopy again",
+                package_for(ext)
+            )
+        }
+        (Purpose::Prerequisite(Requirement::Extension(ext)), Some(code))
+            if *code == SqlState::INSUFFICIENT_PRIVILEGE =>
+        {
+            format!(
+                "the target role may not create it ({message}): ask a superuser to run CREATE \
+                 EXTENSION {ext} in the target database, or connect as a role that may"
+            )
+        }
+        _ => format!(
+            "{message} (while running: {what}); make it on the target by hand, as on the \
+             source, and run snapcopy again"
+        ),
+    }
+}
+
+/// A statement's first line, cut to 200 bytes, for messages.
+pub fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default();
+    let cut = crate::sql::truncate_bytes(line, 200);
+    if cut.len() < line.len() {
+        format!("{cut}...")
+    } else {
+        line.to_string()
+    }
 }
 
 fn setup_error(e: &tokio_postgres::Error, step: &Step) -> anyhow::Error {
@@ -411,7 +514,7 @@ fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow:
         Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
         Purpose::Extension(name)
         | Purpose::Prerequisite(crate::catalog::Requirement::Extension(name)) => Some(name),
-        Purpose::Prerequisite(_) | Purpose::Other => None,
+        Purpose::Prerequisite(_) | Purpose::ForTable(_) | Purpose::Other => None,
     };
     match (code, extension) {
         (Some(code), Some(ext)) if *code == SqlState::UNDEFINED_FILE => anyhow!(
@@ -485,6 +588,7 @@ mod tests {
             settings: Vec::new(),
             batch: None,
             purpose: Purpose::Extension(name.into()),
+            also: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! read-only source transaction. A failure rolls the unit back: its tables keep their previous
 //! contents, and the other units go on.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, GenericClient};
 
 use crate::conninfo::ConnInfo;
-use crate::link::{connect, describe, Side};
+use crate::link::{connect, describe, first_line, Side};
 use crate::plan::{Action, Phase, Split, Step, TableInfo, Unit};
 use crate::progress::{Progress, TableProgress};
 use crate::report::{TableOutcome, TableStatus};
@@ -43,6 +44,19 @@ pub async fn cancel_running() {
     }
 }
 
+/// Where and how a run's sessions work: the target, the source snapshot they read in, how much
+/// they say, and the role the target server reads the source as (for messages).
+pub struct Run<'a> {
+    /// The target's conninfo; each session opens its own connection.
+    pub target: &'a ConnInfo,
+    /// The id of the source snapshot every session reads in.
+    pub snapshot: &'a str,
+    /// How much to say on stderr.
+    pub verbosity: Verbosity,
+    /// The role of the target server's connections to the source.
+    pub source_role: &'a str,
+}
+
 /// Runs the units, `jobs` sessions at a time, and returns one outcome per table. `snapshot`
 /// is the id of the source snapshot every session reads in.
 ///
@@ -51,11 +65,9 @@ pub async fn cancel_running() {
 /// first. A unit with split tables waits for their index builds, then moves the tables into
 /// place and adds their keys while the other sessions load other units.
 pub async fn run_units(
-    target: &ConnInfo,
+    run: &Run<'_>,
     units: &[Unit],
     jobs: usize,
-    snapshot: &str,
-    verbosity: Verbosity,
     progress: &Progress,
 ) -> Vec<TableOutcome> {
     let mut ranges = Vec::new();
@@ -112,7 +124,7 @@ pub async fn run_units(
             .map(|(unit, splits)| Task::Unit { unit, splits }),
     );
     let results: Vec<Vec<TableOutcome>> = stream::iter(tasks)
-        .map(|task| task.run(target, snapshot, verbosity, progress))
+        .map(|task| task.run(run, progress))
         .buffer_unordered(jobs)
         .collect()
         .await;
@@ -175,13 +187,7 @@ struct SplitWait<'a> {
 }
 
 impl Task<'_> {
-    async fn run(
-        self,
-        target: &ConnInfo,
-        snapshot: &str,
-        verbosity: Verbosity,
-        progress: &Progress,
-    ) -> Vec<TableOutcome> {
+    async fn run(self, ctx: &Run<'_>, progress: &Progress) -> Vec<TableOutcome> {
         match self {
             Task::Part {
                 steps,
@@ -201,7 +207,12 @@ impl Task<'_> {
                         message: "skipped: another part of the split load failed".into(),
                     })
                 } else {
-                    execute(target, steps, snapshot, verbosity, &mut run)
+                    let session = Session {
+                        steps,
+                        undo_table: None,
+                        tables: &[],
+                    };
+                    execute(ctx, &session, &mut run, Isolated::default())
                         .await
                         .map(|_| run.seconds)
                 };
@@ -211,9 +222,7 @@ impl Task<'_> {
                 let _ = done.send(result);
                 Vec::new()
             }
-            Task::Unit { unit, splits } => {
-                run_unit(target, unit, splits, snapshot, verbosity, progress).await
-            }
+            Task::Unit { unit, splits } => run_unit(ctx, unit, splits, progress).await,
         }
     }
 }
@@ -365,11 +374,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn run_unit(
-    target: &ConnInfo,
+    ctx: &Run<'_>,
     unit: &Unit,
     splits: Vec<SplitWait<'_>>,
-    snapshot: &str,
-    verbosity: Verbosity,
     progress: &Progress,
 ) -> Vec<TableOutcome> {
     let mut run = UnitRun {
@@ -392,7 +399,10 @@ async fn run_unit(
             .collect(),
         bars: unit.tables.iter().map(|_| None).collect(),
     };
+    // A split table whose ranges or index builds failed: one the run creates fails alone, the
+    // unit goes on without it; one that exists already takes its unit with it.
     let mut split_failed = None;
+    let mut isolated = Isolated::default();
     for wait in splits {
         let i = wait.shared.split.table;
         let loaded = wait.loaded.await;
@@ -400,10 +410,15 @@ async fn run_unit(
         match loaded.and_then(|l| built.map(|b| l + b)) {
             Ok(seconds) => run.outcomes[i].seconds = seconds,
             Err(e) => {
-                split_failed.get_or_insert(StepError {
+                let e = StepError {
                     table: Some(i),
                     ..e
-                });
+                };
+                if unit.tables[i].action == Action::Create {
+                    isolated.failed.insert(i, e);
+                } else {
+                    split_failed.get_or_insert(e);
+                }
             }
         }
         run.outcomes[i].rows = wait.shared.total_rows();
@@ -411,7 +426,14 @@ async fn run_unit(
     }
     let result = match split_failed {
         Some(e) => Err(e),
-        None => execute(target, &unit.steps, snapshot, verbosity, &mut run).await,
+        None => {
+            let session = Session {
+                steps: &unit.steps,
+                undo_table: Some(&unit.undo_table),
+                tables: &unit.tables,
+            };
+            execute(ctx, &session, &mut run, isolated).await
+        }
     };
     for i in 0..unit.tables.len() {
         run.touch(i);
@@ -419,8 +441,24 @@ async fn run_unit(
     let bars: Vec<TableProgress> = run.bars.iter_mut().filter_map(Option::take).collect();
     let mut outcomes = run.outcomes;
     match result {
-        Ok(client) => {
-            for ((o, bar), info) in outcomes.iter_mut().zip(bars).zip(&unit.tables) {
+        Ok((client, isolated)) => {
+            for ((i, o), (bar, info)) in outcomes
+                .iter_mut()
+                .enumerate()
+                .zip(bars.into_iter().zip(&unit.tables))
+            {
+                if let Some(e) = isolated.failed.get(&i) {
+                    o.rows = 0;
+                    o.status = TableStatus::Failed(e.message.clone());
+                    progress.finish(bar, "failed, not copied");
+                    progress.say(&format!(
+                        "error: {} ({:?} phase): {}",
+                        o.name.human(),
+                        e.phase,
+                        e.message
+                    ));
+                    continue;
+                }
                 o.status = TableStatus::Done;
                 let size = client
                     .query_one(
@@ -443,9 +481,15 @@ async fn run_unit(
                     ));
                 }
             }
+            for skipped in &isolated.skipped {
+                progress.say(&format!("warning: {skipped}"));
+            }
+            let failed: Vec<usize> = isolated.failed.keys().copied().collect();
+            discard(ctx, unit, &failed, progress).await;
         }
         Err(err) => {
-            discard(target, unit, verbosity, progress).await;
+            let all: Vec<usize> = (0..unit.tables.len()).collect();
+            discard(ctx, unit, &all, progress).await;
             let culprit = err.table.map(|i| unit.tables[i].name.human());
             for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
                 o.rows = 0;
@@ -471,16 +515,22 @@ async fn run_unit(
     outcomes
 }
 
-/// Drops the load tables of a unit that did not commit, with the rows its ranges put there.
-/// Should that fail too, the next run's setup drops them.
-async fn discard(target: &ConnInfo, unit: &Unit, verbosity: Verbosity, progress: &Progress) {
-    if unit.splits.is_empty() {
+/// Drops the load tables of the given tables' splits (those of a unit that did not commit, or
+/// of tables that failed alone), with the rows their ranges put there. Should that fail too,
+/// the next run's setup drops them.
+async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[usize], progress: &Progress) {
+    let sql: Vec<&str> = unit
+        .splits
+        .iter()
+        .filter(|s| tables.contains(&s.table))
+        .map(|s| s.discard.as_str())
+        .collect();
+    if sql.is_empty() {
         return;
     }
-    let sql: Vec<&str> = unit.splits.iter().map(|s| s.discard.as_str()).collect();
     let sql = sql.join("; ");
-    log_step(verbosity, &sql);
-    let result = match connect(target, Side::Target).await {
+    log_step(ctx.verbosity, &sql);
+    let result = match connect(ctx.target, Side::Target).await {
         Ok(client) => client.batch_execute(&sql).await.map_err(|e| describe(&e)),
         Err(e) => Err(format!("{e:#}")),
     };
@@ -529,21 +579,44 @@ async fn open_session(target: &ConnInfo) -> Result<tokio_postgres::Client, StepE
     Ok(client)
 }
 
+/// The statements one session runs, and for a unit how a table's block is undone.
+struct Session<'a> {
+    /// The statements, in order.
+    steps: &'a [Step],
+    /// For a unit: what undoes a table's block after one of its statements failed (see
+    /// [`Phase::TableStart`]).
+    undo_table: Option<&'a str>,
+    /// For a unit: its tables, to name them when a statement is skipped for one.
+    tables: &'a [TableInfo],
+}
+
+/// The tables of a unit that failed alone (their blocks undone, the unit gone on without
+/// them), and the statements skipped because of them, in words.
+#[derive(Default)]
+struct Isolated {
+    failed: BTreeMap<usize, StepError>,
+    skipped: Vec<String>,
+}
+
 /// Runs one session's statements: those of the `Connect` phase, then the rest in one target
-/// transaction, committed, then those of the `Disconnect` phase.
+/// transaction, committed, then those of the `Disconnect` phase. A statement of a table's
+/// block that fails undoes the block and fails that table alone; any other failure fails the
+/// session. Tables in `isolated` failed before (their split loads): their statements are left
+/// out, and so are the foreign keys that reference them, with a warning.
 async fn execute(
-    target: &ConnInfo,
-    steps: &[Step],
-    snapshot: &str,
-    verbosity: Verbosity,
+    ctx: &Run<'_>,
+    session: &Session<'_>,
     tally: &mut dyn Tally,
-) -> Result<tokio_postgres::Client, StepError> {
-    let mut client = open_session(target).await?;
+    mut isolated: Isolated,
+) -> Result<(tokio_postgres::Client, Isolated), StepError> {
+    let (snapshot, verbosity) = (ctx.snapshot, ctx.verbosity);
+    let mut client = open_session(ctx.target).await?;
     let fail = |step: &Step, e: tokio_postgres::Error| StepError {
         table: step.table,
         phase: step.phase,
-        message: explain(step, &e),
+        message: explain(step, &e, ctx.source_role),
     };
+    let steps = session.steps;
     for step in steps.iter().filter(|s| s.phase == Phase::Connect) {
         log_step(verbosity, &step.shown);
         execute_with(&client, &step.sql, &[&snapshot])
@@ -558,64 +631,49 @@ async fn execute(
     let inside = steps
         .iter()
         .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
+    let mut block: Option<usize> = None;
     for step in inside {
+        if step.table.is_some_and(|i| isolated.failed.contains_key(&i)) {
+            continue;
+        }
+        if let Some((j, what)) = &step.also {
+            if isolated.failed.contains_key(j) {
+                isolated.skipped.push(format!(
+                    "{what} is skipped: it references {}, which was not copied",
+                    session.tables[*j].name.human()
+                ));
+                continue;
+            }
+        }
         log_step(verbosity, &step.shown);
+        match step.phase {
+            Phase::TableStart => block = step.table,
+            Phase::TableEnd => block = None,
+            _ => {}
+        }
         let started = Instant::now();
         if let Some(i) = step.table {
             tally.touch(i);
         }
-        match step.phase {
-            Phase::Data => {
-                let rows = tx
-                    .execute(&step.sql, &[])
-                    .await
-                    .map_err(|e| fail(step, e))?;
-                if let Some(i) = step.table {
-                    tally.rows(i, rows as i64, false);
+        if let Err(e) = run_step(&tx, step, tally).await {
+            let failed = fail(step, e);
+            match (block, step.table, session.undo_table) {
+                (Some(b), Some(t), Some(undo)) if b == t => {
+                    log_step(verbosity, undo);
+                    tx.batch_execute(undo).await.map_err(|e| StepError {
+                        message: format!(
+                            "{}; undoing what was made of it failed too: {}",
+                            failed.message,
+                            describe(&e)
+                        ),
+                        ..failed.clone()
+                    })?;
+                    isolated.failed.insert(t, failed);
+                    block = None;
+                    continue;
                 }
+                _ => return Err(failed),
             }
-            Phase::Batch => {
-                // The same statement, batch after batch, until the cursor runs dry.
-                let size = step.batch.unwrap_or(u64::MAX);
-                let mut total = 0;
-                loop {
-                    let rows = tx
-                        .execute(&step.sql, &[])
-                        .await
-                        .map_err(|e| fail(step, e))?;
-                    total += rows as i64;
-                    if let Some(i) = step.table {
-                        tally.rows(i, total, true);
-                    }
-                    if rows < size {
-                        break;
-                    }
-                }
-            }
-            Phase::Insert => {
-                let row = tx
-                    .query_one(&step.sql, &[])
-                    .await
-                    .map_err(|e| fail(step, e))?;
-                if let Some(i) = step.table {
-                    tally.inserted(i, row.get(0), row.get(1), row.get(2));
-                }
-            }
-            Phase::Record => {
-                let Some(i) = step.table else { continue };
-                let (rows, skipped, pushed_down, high_water) = tally.record(i);
-                execute_with(
-                    &tx,
-                    &step.sql,
-                    &[&rows, &skipped, &pushed_down, &high_water],
-                )
-                .await
-                .map_err(|e| fail(step, e))?;
-            }
-            _ => tx
-                .batch_execute(&step.sql)
-                .await
-                .map_err(|e| fail(step, e))?,
         }
         if let Some(i) = step.table {
             tally.seconds(i, elapsed(started));
@@ -637,7 +695,52 @@ async fn execute(
         // undo anything, and the session's end would close it anyway.
         let _ = client.batch_execute(&step.sql).await;
     }
-    Ok(client)
+    Ok((client, isolated))
+}
+
+/// Runs one statement of a session's transaction and tells `tally` what it did.
+async fn run_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    step: &Step,
+    tally: &mut dyn Tally,
+) -> Result<(), tokio_postgres::Error> {
+    match step.phase {
+        Phase::Data => {
+            let rows = tx.execute(&step.sql, &[]).await?;
+            if let Some(i) = step.table {
+                tally.rows(i, rows as i64, false);
+            }
+        }
+        Phase::Batch => {
+            // The same statement, batch after batch, until the cursor runs dry.
+            let size = step.batch.unwrap_or(u64::MAX);
+            let mut total = 0;
+            loop {
+                let rows = tx.execute(&step.sql, &[]).await?;
+                total += rows as i64;
+                if let Some(i) = step.table {
+                    tally.rows(i, total, true);
+                }
+                if rows < size {
+                    break;
+                }
+            }
+        }
+        Phase::Insert => {
+            let row = tx.query_one(&step.sql, &[]).await?;
+            if let Some(i) = step.table {
+                tally.inserted(i, row.get(0), row.get(1), row.get(2));
+            }
+        }
+        Phase::Record => {
+            if let Some(i) = step.table {
+                let (rows, skipped, pushed_down, high_water) = tally.record(i);
+                execute_with(tx, &step.sql, &[&rows, &skipped, &pushed_down, &high_water]).await?;
+            }
+        }
+        _ => tx.batch_execute(&step.sql).await?,
+    }
+    Ok(())
 }
 
 /// Runs a statement with as many of `values` as it has parameters: each statement the plan
@@ -662,8 +765,9 @@ fn log_step(verbosity: Verbosity, sql: &str) {
     }
 }
 
-/// Turns a server error into a message that says what to do next.
-fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
+/// Turns a server error into a message that says what to do next. `source_role` is the role
+/// the target server reads the source as.
+fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str) -> String {
     let message = describe(e);
     let code = e.code();
     match step.phase {
@@ -672,6 +776,16 @@ fn explain(step: &Step, e: &tokio_postgres::Error) -> String {
              same run, or drop its foreign key on the target"
         ),
         Phase::Connect => crate::link::link_failure(code, &message),
+        // What reads rows reads the source through dblink from objects snapcopy made itself:
+        // a privilege it lacks is the source role's (dblink passes the source's SQLSTATE on).
+        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
+            if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
+            format!(
+                "{message} on the source: the source role {source_role} may not read it; grant \
+                 it SELECT there (the source's owner can), or leave the table out of the run"
+            )
+        }
         _ if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
             "{message} (while running: {}); grant the target role that privilege, or run \
              snapcopy as a role that has it",
@@ -710,15 +824,4 @@ fn refused_value(code: &SqlState) -> bool {
     code.code().starts_with("22")
         || *code == SqlState::CHECK_VIOLATION
         || *code == SqlState::NOT_NULL_VIOLATION
-}
-
-/// The statement's first line, cut to 200 bytes, for messages.
-fn first_line(sql: &str) -> String {
-    let line = sql.lines().next().unwrap_or_default();
-    let cut = crate::sql::truncate_bytes(line, 200);
-    if cut.len() < line.len() {
-        format!("{cut}...")
-    } else {
-        line.to_string()
-    }
 }

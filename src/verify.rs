@@ -86,17 +86,20 @@ pub async fn verify(
             continue;
         };
         let (tree, _) = catalog::with_partitions(&target_candidates, found);
-        let mut target_catalog = catalog::introspect(target, &tree, triggers).await?;
-        // The target table is read on its own, so its parents count as the copy counts them:
-        // kept when they are among the tables compared.
-        let target_table = &mut target_catalog.tables[0];
-        if target_table
-            .parents
-            .iter()
-            .all(|p| source_catalog.tables.iter().any(|t| &t.name == p))
+        let target_catalog = catalog::introspect(target, &tree, triggers).await?;
+        let target_table = &target_catalog.tables[0];
+        // A table copied without its parents is one of its own by design: no difference,
+        // unless its parents are compared too or it inherits on the target.
+        let mut table = table.clone();
+        if target_table.parents.is_empty()
+            && !table
+                .parents
+                .iter()
+                .all(|p| source_catalog.tables.iter().any(|t| &t.name == p))
         {
-            target_table.inherits = target_table.parents.clone();
+            table.parents.clear();
         }
+        let table = &table;
         let (source_fp, target_fp) = tokio::join!(
             fingerprint(source, &table.name, table.is_partitioned()),
             fingerprint(target, &table.name, target_candidate.relkind == "p"),

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_copied_exactly, Pair};
+use predicates::prelude::*;
 
 /// Every ordinary and partitioned table in a schema, as `schema.table` SQL names.
 fn tables_of(pair: &Pair, schema: &str) -> Vec<String> {
@@ -473,4 +474,191 @@ fn inheritance_is_kept_when_parents_and_children_are_copied_together() {
         .args(["verify", "--target", &alone, "zoo.dogs"])
         .assert()
         .success();
+}
+
+// Regression: `snapcopy --mode full public.customers` failed on TRUNCATE when managed tables
+// had foreign keys to it, and warned about a foreign key that stays on the target.
+#[test]
+fn a_full_refresh_of_a_referenced_table_brings_the_managed_tables_that_reference_it() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.customers (id integer PRIMARY KEY, name text); \
+         CREATE TABLE public.orders (id integer PRIMARY KEY, \
+             customer_id integer NOT NULL REFERENCES public.customers); \
+         CREATE TABLE public.order_lines (order_id integer REFERENCES public.orders, qty integer); \
+         CREATE TABLE public.notes (id integer PRIMARY KEY, body text); \
+         INSERT INTO public.customers SELECT g, 'c' || g FROM generate_series(1, 10) g; \
+         INSERT INTO public.orders SELECT g, 1 + g % 10 FROM generate_series(1, 30) g; \
+         INSERT INTO public.order_lines SELECT 1 + g % 30, g FROM generate_series(1, 60) g; \
+         INSERT INTO public.notes VALUES (1, 'n')",
+    );
+    let all = [
+        "public.customers",
+        "public.notes",
+        "public.order_lines",
+        "public.orders",
+    ];
+    pair.snapcopy().arg("public.*").assert().success();
+    pair.source.psql(
+        "app",
+        "UPDATE public.customers SET name = 'renamed' WHERE id = 3; \
+         INSERT INTO public.customers VALUES (11, 'new'); \
+         INSERT INTO public.orders VALUES (31, 11); INSERT INTO public.order_lines VALUES (31, 5)",
+    );
+    let out = pair
+        .snapcopy()
+        .args(["--mode", "full", "public.customers"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("came along: it has a foreign key to public.customers, which is reloaded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("came along: it has a foreign key to public.orders, which is reloaded"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("public.notes"), "{stdout}");
+    assert_copied_exactly(&pair, &all);
+
+    // The foreign key of a table reloaded alone stays on the target: nothing to warn about.
+    pair.source
+        .psql("app", "INSERT INTO public.order_lines VALUES (1, 99)");
+    let out = pair
+        .snapcopy()
+        .args(["--mode", "full", "public.order_lines"])
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(!stderr.contains("is skipped"), "{stderr}");
+    assert_copied_exactly(&pair, &all);
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'public.order_lines'::regclass"
+        ),
+        "1"
+    );
+
+    // Incremental mode inserts into the one table and touches no other.
+    pair.source
+        .psql("app", "INSERT INTO public.customers VALUES (12, 'newer')");
+    pair.snapcopy()
+        .args(["--mode", "incremental", "public.customers"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("public.orders").not());
+    assert_copied_exactly(&pair, &["public.customers"]);
+}
+
+// Regression: one table that could not be made on the target failed its whole foreign-key
+// group ("not changed: ..., which foreign keys tie to it, failed").
+#[test]
+fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
+    let pair = Pair::start();
+    pair.load_fixture("one_group.sql");
+    pair.target.psql(
+        "dev",
+        "CREATE SCHEMA shop; \
+         CREATE FUNCTION shop.twice(integer) RETURNS integer IMMUTABLE LANGUAGE sql \
+         AS 'SELECT $1 / 0'; \
+         CREATE DOMAIN shop.amount AS integer CHECK (VALUE >= 0)",
+    );
+    let reader = pair.source.conninfo_as("app", "reader");
+    let out = pair
+        .snapcopy()
+        .env("SNAPCOPY_SPLIT_MB", "1")
+        .args([
+            "--source",
+            &reader,
+            "--jobs",
+            "2",
+            "shop.*",
+            "--exclude",
+            "shop.other",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for expected in [
+        "shop.a_checked needs the function shop.others(), which could not be made on the \
+         target: relation \"shop.other\" does not exist",
+        "error: shop.b_indexed (PostData phase): division by zero",
+        "error: shop.c_secret",
+        "permission denied for table c_secret on the source: the source role reader may not \
+         read it; grant it SELECT there",
+        "error: shop.f_big",
+        "violates check constraint",
+        "warning: foreign key d_orders_a_id_fkey of shop.d_orders is skipped: it references \
+         shop.a_checked, which is not copied (its error says why)",
+        "warning: foreign key d_orders_b_id_fkey of shop.d_orders is skipped: it references \
+         shop.b_indexed, which was not copied",
+        "warning: foreign key d_orders_c_id_fkey of shop.d_orders is skipped: it references \
+         shop.c_secret, which was not copied",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+    // The rest of the group is there, exactly, with the foreign keys between its own tables.
+    for table in ["shop.d_orders", "shop.e_lines"] {
+        assert_eq!(
+            common::checksum(&pair.target, "dev", table),
+            common::checksum(&pair.source, "app", table)
+        );
+    }
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint \
+             WHERE contype = 'f' AND connamespace = 'shop'::regnamespace"
+        ),
+        "e_lines_order_id_fkey"
+    );
+    // Nothing half-made of the others: no table, no load table, no registry row.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_class WHERE relname IN \
+             ('a_checked', 'b_indexed', 'c_secret', 'f_big') OR relname LIKE 'load %'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM snapcopy.managed_tables"
+        ),
+        "d_orders,e_lines"
+    );
+
+    // Once what failed is fixed, the next run copies the rest and the foreign keys come back.
+    pair.source.psql(
+        "app",
+        "GRANT SELECT ON shop.c_secret TO reader; UPDATE shop.f_big SET a = 1; \
+         ALTER TABLE shop.a_checked DROP CONSTRAINT a_checked_n_check",
+    );
+    pair.target.psql("dev", "DROP FUNCTION shop.twice(integer)");
+    pair.snapcopy()
+        .env("SNAPCOPY_SPLIT_MB", "1")
+        .args([
+            "--source",
+            &reader,
+            "--jobs",
+            "2",
+            "shop.*",
+            "--exclude",
+            "shop.other",
+        ])
+        .assert()
+        .success();
+    let all: Vec<String> = tables_of(&pair, "shop")
+        .into_iter()
+        .filter(|t| t != "shop.other")
+        .collect();
+    assert_copied_exactly(&pair, &all);
 }

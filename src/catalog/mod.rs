@@ -117,9 +117,9 @@ pub struct Table {
     pub triggers: Vec<Trigger>,
     /// Its inheritance parents on the source, in `INHERITS` order.
     pub parents: Vec<QualifiedName>,
-    /// The parents it inherits from on the target too: all of [`Table::parents`] when every
-    /// one is chosen, none otherwise (the table is then one of its own, with all its
-    /// columns).
+    /// The parents it inherits from on the target too, which the plan decides: all of
+    /// [`Table::parents`] when each is in the run or on the target already, none otherwise
+    /// (the table is then one of its own, with all its columns).
     pub inherits: Vec<QualifiedName>,
 }
 
@@ -266,7 +266,7 @@ pub struct Shape {
     /// Trigger name to definition and state.
     #[serde(default)]
     pub triggers: BTreeMap<String, String>,
-    /// Inheritance parent (kept on the target) to its place in `INHERITS`.
+    /// Inheritance parent to its place in `INHERITS`.
     #[serde(default)]
     pub parents: BTreeMap<String, String>,
 }
@@ -390,7 +390,7 @@ impl Table {
                 })
                 .collect(),
             parents: self
-                .inherits
+                .parents
                 .iter()
                 .enumerate()
                 .map(|(k, p)| (p.human(), format!("inherited from, parent {}", k + 1)))
@@ -712,7 +712,6 @@ pub async fn introspect(
         .filter(|c| c.parent_oid.is_some_and(|p| !chosen_oids.contains(&p)))
         .map(|c| c.oid)
         .collect();
-    let chosen_names: BTreeSet<&QualifiedName> = chosen.iter().map(|c| &c.name).collect();
     let mut tables: Vec<Table> = chosen
         .iter()
         .map(|c| Table {
@@ -732,11 +731,7 @@ pub async fn introspect(
             user_rows: c.extension.as_ref().and(c.user_rows.clone()),
             requires: BTreeSet::new(),
             triggers: Vec::new(),
-            inherits: if c.parents.iter().all(|p| chosen_names.contains(p)) {
-                c.parents.clone()
-            } else {
-                Vec::new()
-            },
+            inherits: Vec::new(),
             parents: c.parents.clone(),
         })
         .collect();

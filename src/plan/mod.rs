@@ -55,6 +55,11 @@ pub struct TargetState {
     /// The inheritance children each chosen table has on the target (dropping a parent with
     /// CASCADE would drop them).
     pub children: BTreeMap<QualifiedName, Vec<QualifiedName>>,
+    /// Managed tables a full refresh brought along because of a table it reloads, with why.
+    pub along: BTreeMap<QualifiedName, String>,
+    /// Tables for which the setup could not make something they need, with why: they are
+    /// refused, and the units are planned without them.
+    pub cannot_make: BTreeMap<QualifiedName, String>,
 }
 
 /// Whether the target database has an extension, or its server can install it.
@@ -136,6 +141,9 @@ pub struct Unit {
     pub steps: Vec<Step>,
     /// Tables whose rows come in ranges, loaded before the unit's transaction opens.
     pub splits: Vec<Split>,
+    /// Undoes a table's block (see [`Phase::TableStart`]) on both sides after one of its
+    /// statements failed: the table is then not copied, and the unit goes on without it.
+    pub undo_table: String,
 }
 
 /// A large table loaded by several sessions at once, each reading one range of its rows in
@@ -259,6 +267,12 @@ pub enum Phase {
     Connect,
     /// Empty, or drop, the tables being reloaded or rebuilt.
     Truncate,
+    /// Opens the block of a table the run creates: a savepoint on the target and one in the
+    /// source transaction. A failure inside the block undoes only it ([`Unit::undo_table`]),
+    /// so that what cannot be made on the target fails alone.
+    TableStart,
+    /// Closes a table's block, keeping what it made.
+    TableEnd,
     /// Sequences and the bare table.
     PreData,
     /// The staging view or materialized view.
@@ -303,6 +317,10 @@ pub struct Step {
     pub batch: Option<u64>,
     /// What the statement is for, when its failure needs words of its own.
     pub purpose: Purpose,
+    /// Another table of the unit the statement involves (a foreign key's referenced table),
+    /// and what the statement makes, for the warning when it is skipped because that table
+    /// failed.
+    pub also: Option<(usize, String)>,
 }
 
 /// Setup statements whose failure has a cause of its own to explain.
@@ -315,6 +333,8 @@ pub enum Purpose {
     Extension(String),
     /// Making something tables need: only those tables are refused when it fails.
     Prerequisite(Requirement),
+    /// Making something one table needs (a split table's load table): only it is refused.
+    ForTable(QualifiedName),
     /// The target server's first dblink connection to the source.
     LinkCheck,
 }
@@ -329,6 +349,7 @@ impl Step {
             settings: Vec::new(),
             batch: None,
             purpose: Purpose::Other,
+            also: None,
         }
     }
 
@@ -345,6 +366,7 @@ impl Step {
             settings,
             batch: None,
             purpose: Purpose::Other,
+            also: None,
         }
     }
 }
@@ -424,6 +446,10 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
             ));
             continue;
         }
+        if let Some(why) = target.cannot_make.get(&table.name) {
+            plan.refused.push((table.name.clone(), why.clone()));
+            continue;
+        }
         let exists = target.existing_tables.contains(&table.name);
         let decision = match (exists, target.managed.get(&table.name)) {
             _ if table.user_rows.is_some() => Ok(Decision {
@@ -457,6 +483,12 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                 }
             }
         };
+        let decision = decision.map(|mut d| {
+            if d.reason.is_none() {
+                d.reason = target.along.get(&table.name).cloned();
+            }
+            d
+        });
         match decision {
             Ok(d) => accepted.push((
                 table.clone(),
@@ -471,6 +503,18 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                 },
             )),
             Err(reason) => plan.refused.push((table.name.clone(), reason)),
+        }
+    }
+    // A table made in this run inherits from its parents when each is part of the run or is on
+    // the target already; otherwise it is one of its own.
+    let in_run: BTreeSet<QualifiedName> = accepted.iter().map(|(t, _)| t.name.clone()).collect();
+    for (table, _) in &mut accepted {
+        if table
+            .parents
+            .iter()
+            .all(|p| in_run.contains(p) || target.managed.contains_key(p))
+        {
+            table.inherits = table.parents.clone();
         }
     }
     // Dropping an inheritance parent drops its children: those in the run are made anew with
@@ -499,7 +543,6 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
             break;
         }
     }
-    let in_run: BTreeSet<&QualifiedName> = accepted.iter().map(|(t, _)| &t.name).collect();
     for (table, info) in &accepted {
         if info.action != Action::Rebuild {
             continue;
@@ -516,17 +559,37 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
             }
         }
     }
-    for (table, _) in &accepted {
+    // A foreign key to a table outside the run, or to one refused, is skipped where the run
+    // makes the table; one the target has already stays (a reload keeps it), with nothing to
+    // say.
+    let copied: BTreeSet<&QualifiedName> = accepted.iter().map(|(t, _)| &t.name).collect();
+    for (table, info) in &accepted {
+        let stays = |c: &Constraint| {
+            !info.action.creates()
+                && target
+                    .existing_constraints
+                    .contains(&(table.name.clone(), c.name.raw().to_string()))
+        };
         for c in &table.constraints {
             if let ConstraintKind::ForeignKey { references } = &c.kind {
-                if !chosen.contains(references) {
-                    plan.warnings.push(format!(
-                        "foreign key {} of {} is skipped: it references {}, which is not part \
-                         of this run; copy both tables in one run to keep it",
-                        c.name.raw(),
-                        table.name.human(),
-                        references.human()
-                    ));
+                if !copied.contains(references) && !stays(c) && info.action != Action::UserRows {
+                    plan.warnings.push(if chosen.contains(references) {
+                        format!(
+                            "foreign key {} of {} is skipped: it references {}, which is not \
+                             copied (its error says why)",
+                            c.name.raw(),
+                            table.name.human(),
+                            references.human()
+                        )
+                    } else {
+                        format!(
+                            "foreign key {} of {} is skipped: it references {}, which is not \
+                             part of this run; copy both tables in one run to keep it",
+                            c.name.raw(),
+                            table.name.human(),
+                            references.human()
+                        )
+                    });
                 }
             }
         }
@@ -544,6 +607,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         .collect();
     plan.setup = setup_steps(catalog, target, options, &server, &skip);
 
+    let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
     let ctx = UnitContext {
         options,
         target,
@@ -552,9 +616,8 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         dblink_schema: &dblink_schema,
         registry: &registry,
         shared: &catalog.sequences,
-        tables: &catalog.tables,
+        tables: &tables,
     };
-    let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
     let mut units: Vec<(i64, Unit)> = Vec::new();
     for group in crate::catalog::foreign_key_groups(&tables) {
         let members: Vec<(&Table, &TableInfo)> = group
@@ -1103,7 +1166,10 @@ impl UnitContext<'_> {
             prepare.extend(
                 create_table_steps(table, i, Some(load), None)
                     .into_iter()
-                    .map(|s| Step::new(Phase::Setup, None, s.sql)),
+                    .map(|s| {
+                        Step::new(Phase::Setup, None, s.sql)
+                            .with_purpose(Purpose::ForTable(table.name.clone()))
+                    }),
             );
             prepare[first].shown = format!(
                 "-- {} loads in {} ranges at once into this load table; its unit moves it into \
@@ -1241,6 +1307,12 @@ impl UnitContext<'_> {
             })
         });
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            // A table the run creates is made in a block of its own: if something of it
+            // cannot be made on the target, it alone is not copied.
+            let block = info.action == Action::Create;
+            if block {
+                steps.push(self.block_step(Phase::TableStart, i, "SAVEPOINT"));
+            }
             if let Some((_, load)) = &loads[i] {
                 // The rows are in the load table already.
                 steps.extend(move_steps(table, i, load));
@@ -1294,42 +1366,55 @@ impl UnitContext<'_> {
                     ),
                 ));
             }
+            // A new table's triggers come once its rows are in; no later statement of the
+            // unit writes to it.
+            if info.action.creates() {
+                steps.extend(trigger_steps(table, i));
+            }
+            if block {
+                steps.push(self.block_step(Phase::TableEnd, i, "RELEASE SAVEPOINT"));
+            }
         }
 
         // An extension's table keeps the keys the extension gave it.
-        for (table, info) in ordered
+        for (i, (table, info)) in ordered
             .iter()
             .zip(&infos)
-            .filter(|(_, i)| i.action != Action::UserRows)
+            .enumerate()
+            .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
             for c in &table.constraints {
                 let ConstraintKind::ForeignKey { references } = &c.kind else {
                     continue;
                 };
-                if !in_unit.contains(references) {
+                let Some(j) = ordered.iter().position(|t| &t.name == references) else {
                     continue;
-                }
+                };
                 let dropped = readd
                     .iter()
                     .any(|(t, d)| *t == table.name && d.name == c.name)
                     || rebuilt.contains(references);
                 if info.action.creates() || !self.has_constraint(&table.name, c) || dropped {
-                    steps.push(Step::new(
-                        Phase::ForeignKeys,
-                        None,
-                        format!(
-                            "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                            table.name, c.name, c.definition
-                        ),
-                    ));
+                    steps.push(Step {
+                        also: Some((
+                            j,
+                            format!("foreign key {} of {}", c.name.raw(), table.name.human()),
+                        )),
+                        ..Step::new(
+                            Phase::ForeignKeys,
+                            Some(i),
+                            format!(
+                                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                                table.name, c.name, c.definition
+                            ),
+                        )
+                    });
                 }
             }
         }
 
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            if info.action.creates() {
-                steps.extend(trigger_steps(table, i));
-            } else if matches!(info.action, Action::Reload | Action::Insert) {
+            if matches!(info.action, Action::Reload | Action::Insert) {
                 for (name, triggers) in self.enabled_triggers(table) {
                     let actions: Vec<String> =
                         triggers.iter().map(|(t, state)| state.action(t)).collect();
@@ -1355,15 +1440,12 @@ impl UnitContext<'_> {
                 ));
             }
         }
-        // A shared sequence is set once per unit that calls or owns it, above every calling
-        // column of the unit, and never moved back: other units, and tables outside the run,
-        // may have drawn from it.
+        // A shared sequence is set above every column of the unit that draws from it, and
+        // never moved back: other units, and tables outside the run, may draw from it too. One
+        // statement per table, so that a table that failed takes only its own with it.
         for shared in self.shared {
-            let Some(first) = ordered.iter().position(|t| shared.involves(&t.name)) else {
-                continue;
-            };
-            let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
-            for table in &ordered {
+            for (i, table) in ordered.iter().enumerate() {
+                let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
                 if shared.owner.as_ref() == Some(&table.name) {
                     bounds.push((&table.name, &shared.sequence.column));
                 }
@@ -1376,12 +1458,14 @@ impl UnitContext<'_> {
                         bounds.push((&user.table, &user.column));
                     }
                 }
+                if shared.involves(&table.name) {
+                    steps.push(Step::new(
+                        Phase::Sequences,
+                        Some(i),
+                        self.setval_sql(&shared.sequence, &bounds, true),
+                    ));
+                }
             }
-            steps.push(Step::new(
-                Phase::Sequences,
-                Some(first),
-                self.setval_sql(&shared.sequence, &bounds, true),
-            ));
         }
         // snapcopy manages the tables it creates; an extension's table stays the extension's.
         for (i, (table, info)) in ordered
@@ -1397,13 +1481,34 @@ impl UnitContext<'_> {
             ));
         }
         steps.extend(self.disconnect_steps());
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
         (
             Unit {
                 tables: infos,
                 steps,
                 splits,
+                undo_table: format!(
+                    "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
+                     SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
+                     SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
+                ),
             },
             prepare,
+        )
+    }
+
+    /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
+    /// in the source transaction, where a failure may have left an error or an open cursor.
+    fn block_step(&self, phase: Phase, i: usize, command: &str) -> Step {
+        Step::new(
+            phase,
+            Some(i),
+            format!(
+                "{command} snapcopy_table; SELECT {}.dblink_exec({}, '{command} snapcopy_table')",
+                self.dblink_schema,
+                literal(self.server)
+            ),
         )
     }
 
@@ -1738,7 +1843,7 @@ impl UnitContext<'_> {
             fetch,
             Step::new(
                 Phase::Staging,
-                None,
+                Some(i),
                 format!("SELECT {dblink}.dblink_exec({conn}, 'CLOSE snapcopy_rows')"),
             ),
         ]
@@ -2513,6 +2618,14 @@ impl fmt::Display for Plan {
                 writeln!(f, "-- the unit, once every range has committed")?;
             }
             write_steps(f, &unit.steps)?;
+            if unit.steps.iter().any(|s| s.phase == Phase::TableStart) {
+                writeln!(
+                    f,
+                    "-- if a statement between a table's SAVEPOINT and RELEASE fails, that table \
+                     alone is undone (and not copied), and the unit goes on:\n{};",
+                    unit.undo_table
+                )?;
+            }
             for split in &unit.splits {
                 writeln!(f, "-- if the unit does not commit:\n{};", split.discard)?;
             }
