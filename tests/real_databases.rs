@@ -276,48 +276,48 @@ fn triggers_are_copied_in_their_state_and_never_fire_on_loads() {
     // empty as long as snapcopy's loads fire nothing.
     pair.target.psql(
         "dev",
-        "CREATE SCHEMA shop; CREATE TABLE shop.audit_log (id bigserial, tab text, op text)",
+        "CREATE SCHEMA sales; CREATE TABLE sales.audit_log (id bigserial, tab text, op text)",
     );
-    let log = "SELECT count(*) FROM shop.audit_log";
-    let tables = ["shop.products", "shop.orders", "shop.orders_2024"];
+    let log = "SELECT count(*) FROM sales.audit_log";
+    let tables = ["sales.products", "sales.orders", "sales.orders_2024"];
     pair.snapcopy()
-        .args(["shop.products", "shop.orders"])
+        .args(["sales.products", "sales.orders"])
         .assert()
         .success();
     assert_copied_exactly(&pair, &tables);
     assert_eq!(
-        triggers_of(&pair.target, "dev", "shop"),
-        triggers_of(&pair.source, "app", "shop")
+        triggers_of(&pair.target, "dev", "sales"),
+        triggers_of(&pair.source, "app", "sales")
     );
-    assert!(triggers_of(&pair.target, "dev", "shop").contains("products_forbid"));
+    assert!(triggers_of(&pair.target, "dev", "sales").contains("products_forbid"));
     assert_eq!(pair.target.psql("dev", log), "0");
 
     // A reload (truncate and insert), an incremental insert and a rebuild fire nothing
     // either, and leave every trigger in its state.
     pair.snapcopy()
-        .args(["shop.products", "shop.orders"])
+        .args(["sales.products", "sales.orders"])
         .assert()
         .success();
     for sql in [
-        "ALTER TABLE shop.products DISABLE TRIGGER products_stamp",
-        "INSERT INTO shop.products VALUES (41, 'late', '2024-05-05 10:00+00')",
-        "ALTER TABLE shop.products ENABLE TRIGGER products_stamp",
-        "INSERT INTO shop.orders VALUES (31, '2024-06-01')",
+        "ALTER TABLE sales.products DISABLE TRIGGER products_stamp",
+        "INSERT INTO sales.products VALUES (41, 'late', '2024-05-05 10:00+00')",
+        "ALTER TABLE sales.products ENABLE TRIGGER products_stamp",
+        "INSERT INTO sales.orders VALUES (31, '2024-06-01')",
     ] {
         pair.source.psql("app", sql);
     }
     pair.snapcopy()
-        .args(["--mode", "incremental", "shop.products", "shop.orders"])
+        .args(["--mode", "incremental", "sales.products", "sales.orders"])
         .assert()
         .success();
     pair.snapcopy()
-        .args(["--rebuild", "shop.products"])
+        .args(["--rebuild", "sales.products"])
         .assert()
         .success();
     assert_copied_exactly(&pair, &tables);
     assert_eq!(
-        triggers_of(&pair.target, "dev", "shop"),
-        triggers_of(&pair.source, "app", "shop")
+        triggers_of(&pair.target, "dev", "sales"),
+        triggers_of(&pair.source, "app", "sales")
     );
     assert_eq!(pair.target.psql("dev", log), "0");
     pair.snapcopy().arg("verify").assert().success();
@@ -325,19 +325,19 @@ fn triggers_are_copied_in_their_state_and_never_fire_on_loads() {
     // They work on the developer's own writes.
     pair.target.psql(
         "dev",
-        "UPDATE shop.products SET name = 'renamed' WHERE id = 1; \
-         INSERT INTO shop.orders VALUES (99, '2024-07-01')",
+        "UPDATE sales.products SET name = 'renamed' WHERE id = 1; \
+         INSERT INTO sales.orders VALUES (99, '2024-07-01')",
     );
     assert_eq!(
         pair.target.psql(
             "dev",
-            "SELECT string_agg(tab || ' ' || op, ',' ORDER BY id) FROM shop.audit_log"
+            "SELECT string_agg(tab || ' ' || op, ',' ORDER BY id) FROM sales.audit_log"
         ),
         "products UPDATE,products UPDATE,orders_2024 INSERT"
     );
     assert_eq!(
         pair.target
-            .psql("dev", "SELECT updated_at FROM shop.products WHERE id = 1"),
+            .psql("dev", "SELECT updated_at FROM sales.products WHERE id = 1"),
         "2000-01-01 00:00:00+00"
     );
 
@@ -349,15 +349,15 @@ fn triggers_are_copied_in_their_state_and_never_fire_on_loads() {
             "--no-triggers",
             "--target",
             &pair.target.conninfo("bare"),
-            "shop.products",
+            "sales.products",
         ])
         .assert()
         .success();
-    assert_eq!(triggers_of(&pair.target, "bare", "shop"), "");
+    assert_eq!(triggers_of(&pair.target, "bare", "sales"), "");
     assert_eq!(
         pair.target.psql(
             "bare",
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'shop'::regnamespace"
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'sales'::regnamespace"
         ),
         "0"
     );
@@ -661,4 +661,87 @@ fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
         .filter(|t| t != "shop.other")
         .collect();
     assert_copied_exactly(&pair, &all);
+}
+
+/// Every ordinary and partitioned table of the given schemas, as `schema.table` SQL names.
+fn tables_in(pair: &Pair, schemas: &[&str]) -> Vec<String> {
+    schemas.iter().flat_map(|s| tables_of(pair, s)).collect()
+}
+
+// The issue's measure of done: a whole database of several schemas, with everything above,
+// copies in one run, verify agrees, and a second run is clean.
+#[test]
+fn a_whole_database_of_several_schemas_copies_in_one_run_and_again_cleanly() {
+    let pair = Pair::start();
+    for fixture in [
+        "kinds.sql",
+        "partitions.sql",
+        "old_dump.sql",
+        "needs.sql",
+        "triggers.sql",
+        "inheritance.sql",
+    ] {
+        pair.load_fixture(fixture);
+    }
+    pair.source.psql(
+        "app",
+        "CREATE EXTENSION postgis; \
+         INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) \
+         VALUES (910002, 'local', 2, 'LOCAL_CS[\"plant\"]', ''); \
+         CREATE TABLE zoo.enclosures (id integer PRIMARY KEY, area geometry(Polygon, 4326), \
+             keeper_id integer REFERENCES legacy.customers); \
+         INSERT INTO zoo.enclosures VALUES (1, ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326), 1)",
+    );
+    let schemas = ["public", "legacy", "util", "rooms", "sales", "zoo"];
+    let tables: Vec<String> = tables_in(&pair, &schemas)
+        .into_iter()
+        .filter(|t| t != "public.spatial_ref_sys")
+        .collect();
+    let sequences = "SELECT string_agg(format('%s.%s %s %s %s %s %s', schemaname, sequencename, \
+        data_type, start_value, min_value, max_value, increment_by), ',' \
+        ORDER BY schemaname, sequencename) FROM pg_sequences";
+    let srs = "SELECT count(*) FROM spatial_ref_sys";
+
+    for run in ["first", "second"] {
+        let out = pair.snapcopy().arg("*.*").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{run} run:\n{stderr}");
+        assert!(!stderr.contains("warning"), "{run} run:\n{stderr}");
+        assert_copied_exactly(&pair, &tables);
+        for schema in ["util", "sales"] {
+            assert_eq!(
+                functions_of(&pair.target, "dev", schema, "-"),
+                functions_of(&pair.source, "app", schema, "-")
+            );
+        }
+        for schema in schemas {
+            assert_eq!(
+                triggers_of(&pair.target, "dev", schema),
+                triggers_of(&pair.source, "app", schema)
+            );
+        }
+        assert_eq!(
+            inheritance_of(&pair.target, "dev"),
+            inheritance_of(&pair.source, "app")
+        );
+        assert_eq!(
+            pair.target.psql("dev", sequences),
+            pair.source.psql("app", sequences)
+        );
+        assert_eq!(pair.target.psql("dev", srs), pair.source.psql("app", srs));
+        let verify = pair.snapcopy().arg("verify").output().unwrap();
+        let report = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert!(verify.status.success(), "{run} run:\n{report}");
+        // One line per managed table (a partitioned table with its partitions), each same.
+        assert_eq!(
+            report
+                .lines()
+                .filter(|l| l.contains(" same "))
+                .count()
+                .to_string(),
+            pair.target
+                .psql("dev", "SELECT count(*) FROM snapcopy.managed_tables"),
+            "{report}"
+        );
+    }
 }
