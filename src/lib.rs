@@ -175,6 +175,20 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
                 eprintln!("warning: {warning}");
             }
         }
+        // A refused table's load table, if the setup made it, goes at once.
+        for unit in &plan.units {
+            for split in &unit.splits {
+                if state
+                    .cannot_make
+                    .contains_key(&unit.tables[split.table].name)
+                {
+                    target
+                        .batch_execute(&split.discard)
+                        .await
+                        .context("could not drop the load table of a refused table")?;
+                }
+            }
+        }
         plan.units = again.units;
         plan.refused = again.refused;
         plan.refused.extend(refused);

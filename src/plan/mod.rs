@@ -1242,39 +1242,7 @@ impl UnitContext<'_> {
             }
         }
         for name in &rebuilt {
-            // Inheritance children the run does not make anew are detached, not dropped.
-            for child in self.target.children.get(*name).into_iter().flatten() {
-                if !in_unit.contains(child) {
-                    steps.push(Step::new(
-                        Phase::Truncate,
-                        None,
-                        format!("ALTER TABLE {child} NO INHERIT {name}"),
-                    ));
-                }
-            }
-            // A sequence this table owns that other tables' defaults call survives the drop
-            // (CASCADE would take those defaults with it); the table takes it back when it is
-            // created anew.
-            for shared in self
-                .shared
-                .iter()
-                .filter(|s| s.owner.as_ref() == Some(*name))
-            {
-                steps.push(Step::new(
-                    Phase::Truncate,
-                    None,
-                    format!(
-                        "ALTER SEQUENCE IF EXISTS {} OWNED BY NONE",
-                        shared.sequence.name
-                    ),
-                ));
-            }
-            // IF EXISTS: an inheritance child goes with its parent's CASCADE.
-            steps.push(Step::new(
-                Phase::Truncate,
-                None,
-                format!("DROP TABLE IF EXISTS {name} CASCADE"),
-            ));
+            steps.extend(self.drop_steps(name, &in_unit));
         }
         let reloads: Vec<String> = infos
             .iter()
@@ -1376,10 +1344,95 @@ impl UnitContext<'_> {
             }
         }
 
-        // An extension's table keeps the keys the extension gave it.
+        steps.extend(self.foreign_key_steps(&ordered, &infos, &readd, &rebuilt));
+
+        steps.extend(self.trigger_restore_steps(&ordered, &infos));
+        steps.extend(self.sequence_steps(&ordered, &infos));
+        // snapcopy manages the tables it creates; an extension's table stays the extension's.
         for (i, (table, info)) in ordered
             .iter()
             .zip(&infos)
+            .enumerate()
+            .filter(|(_, (_, i))| i.action != Action::UserRows)
+        {
+            steps.push(Step::new(
+                Phase::Record,
+                Some(i),
+                self.record_sql(table, info),
+            ));
+        }
+        steps.extend(self.disconnect_steps());
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        (
+            Unit {
+                tables: infos,
+                steps,
+                splits,
+                undo_table: format!(
+                    "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
+                     SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
+                     SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
+                ),
+            },
+            prepare,
+        )
+    }
+
+    /// Drops a table the unit rebuilds. Its inheritance children that the unit does not make
+    /// anew are detached first (they keep their rows), and so is a sequence it owns that
+    /// other tables' defaults call (CASCADE would take those defaults with it; the table takes
+    /// it back when it is created anew).
+    fn drop_steps(&self, name: &QualifiedName, in_unit: &BTreeSet<&QualifiedName>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for child in self.target.children.get(name).into_iter().flatten() {
+            if !in_unit.contains(child) {
+                steps.push(Step::new(
+                    Phase::Truncate,
+                    None,
+                    format!("ALTER TABLE {child} NO INHERIT {name}"),
+                ));
+            }
+        }
+        for shared in self
+            .shared
+            .iter()
+            .filter(|s| s.owner.as_ref() == Some(name))
+        {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                format!(
+                    "ALTER SEQUENCE IF EXISTS {} OWNED BY NONE",
+                    shared.sequence.name
+                ),
+            ));
+        }
+        // IF EXISTS: an inheritance child goes with its parent's CASCADE.
+        steps.push(Step::new(
+            Phase::Truncate,
+            None,
+            format!("DROP TABLE IF EXISTS {name} CASCADE"),
+        ));
+        steps
+    }
+
+    /// The foreign keys between the unit's tables that the target lacks after the rows: those
+    /// of tables made anew, those dropped for the reload (`readd`), those a rebuilt table's
+    /// CASCADE took. Each names the referenced table, so that it is skipped, with a warning, if
+    /// that table failed.
+    fn foreign_key_steps(
+        &self,
+        ordered: &[&Table],
+        infos: &[TableInfo],
+        readd: &[(QualifiedName, &Constraint)],
+        rebuilt: &BTreeSet<&QualifiedName>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        // An extension's table keeps the keys the extension gave it.
+        for (i, (table, info)) in ordered
+            .iter()
+            .zip(infos)
             .enumerate()
             .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
@@ -1412,8 +1465,14 @@ impl UnitContext<'_> {
                 }
             }
         }
+        steps
+    }
 
-        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+    /// The user triggers of the unit's existing tables, turned back on as they were once the
+    /// rows are in (see the `Truncate` phase).
+    fn trigger_restore_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
             if matches!(info.action, Action::Reload | Action::Insert) {
                 for (name, triggers) in self.enabled_triggers(table) {
                     let actions: Vec<String> =
@@ -1426,8 +1485,14 @@ impl UnitContext<'_> {
                 }
             }
         }
+        steps
+    }
 
-        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+    /// Every sequence the unit's tables own or draw from, set from the source's state but never
+    /// behind the copied data.
+    fn sequence_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
             for seq in table.sequences.iter().filter(|s| !self.is_shared(&s.name)) {
                 steps.push(Step::new(
                     Phase::Sequences,
@@ -1467,35 +1532,7 @@ impl UnitContext<'_> {
                 }
             }
         }
-        // snapcopy manages the tables it creates; an extension's table stays the extension's.
-        for (i, (table, info)) in ordered
-            .iter()
-            .zip(&infos)
-            .enumerate()
-            .filter(|(_, (_, i))| i.action != Action::UserRows)
-        {
-            steps.push(Step::new(
-                Phase::Record,
-                Some(i),
-                self.record_sql(table, info),
-            ));
-        }
-        steps.extend(self.disconnect_steps());
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        (
-            Unit {
-                tables: infos,
-                steps,
-                splits,
-                undo_table: format!(
-                    "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
-                     SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
-                     SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
-                ),
-            },
-            prepare,
-        )
+        steps
     }
 
     /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
