@@ -201,9 +201,15 @@ pub struct TeardownArgs {
     #[command(flatten)]
     pub to: TargetOpts,
 
-    /// Also drop the tables snapcopy created (only those in its registry).
+    /// Also drop the tables snapcopy created (only those in its registry, and only those it
+    /// made: a table dropped and made again since is kept).
     #[arg(long)]
     pub drop_tables: bool,
+
+    /// With --drop-tables: also drop what depends on those tables (views, other tables'
+    /// foreign keys, inheritance children), naming each; without it, teardown refuses.
+    #[arg(long, requires = "drop_tables")]
+    pub cascade: bool,
 }
 
 /// Arguments of `snapcopy status`.

@@ -86,3 +86,41 @@ pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Res
         }
     }
 }
+
+/// The comment that marks a schema as snapcopy's own: setup writes it when it makes (or adopts
+/// an empty) staging schema, and setup and teardown act only on a schema that has it.
+pub const STAGING_MARKER: &str =
+    "snapcopy's staging schema: its staging objects and registry; snapcopy teardown drops it";
+
+/// Whether the staging schema is snapcopy's to use: absent (setup makes it), marked as
+/// snapcopy's, made by an earlier snapcopy before schemas were marked (it holds the registry),
+/// or empty (setup adopts and marks it). Any other schema is refused: teardown drops the staging
+/// schema, so it must never be one that holds what snapcopy did not make.
+pub async fn check_staging_schema(target: &Client, staging_schema: &Ident) -> anyhow::Result<()> {
+    let row = target
+        .query_opt(
+            "SELECT pg_catalog.obj_description(n.oid, 'pg_namespace') = $2, \
+             (SELECT count(*) = 3 FROM pg_catalog.pg_attribute a \
+               WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', n.nspname, $3::text)) \
+                 AND a.attname IN ('table_schema', 'table_name', 'source_shape')), \
+             (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) \
+             + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid) \
+             + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid) \
+             FROM pg_catalog.pg_namespace n WHERE n.nspname = $1",
+            &[&staging_schema.raw(), &STAGING_MARKER, &crate::plan::REGISTRY],
+        )
+        .await
+        .context("could not read the staging schema on the target")?;
+    let Some(row) = row else { return Ok(()) };
+    let (marked, registry, objects): (Option<bool>, bool, i64) =
+        (row.get(0), row.get(1), row.get(2));
+    if marked == Some(true) || registry || objects == 0 {
+        return Ok(());
+    }
+    bail!(
+        "the schema {} exists on the target and is not snapcopy's (it holds {objects} objects, \
+         and snapcopy did not make it); snapcopy keeps its objects in a schema of its own, which \
+         teardown drops: choose another --staging-schema (a new name, or an empty schema)",
+        crate::sql::human_ident(staging_schema.raw())
+    )
+}

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod sql;
+pub mod teardown;
 pub mod tls;
 pub mod verify;
 
@@ -25,7 +26,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 
 use crate::catalog::Candidate;
-use crate::cli::{Cli, Command, CopyArgs, InitArgs, StatusArgs, TeardownArgs};
+use crate::cli::{Cli, Command, CopyArgs, InitArgs, StatusArgs};
 use crate::conninfo::Env;
 use crate::link::{connect, Side};
 use crate::plan::PlanOptions;
@@ -50,7 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Plan(args)) => copy(&args, true).await,
         Some(Command::Status(args)) => status(&args).await,
         Some(Command::Verify(args)) => verify_tables(&args.as_copy_args()).await,
-        Some(Command::Teardown(args)) => teardown(&args).await,
+        Some(Command::Teardown(args)) => teardown::teardown(&args).await,
         None => copy(&cli.copy, false).await,
     }
 }
@@ -83,6 +84,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     if !dry_run {
         guard::lock_target(&target, &settings.staging_schema).await?;
     }
+    guard::check_staging_schema(&target, &settings.staging_schema).await?;
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -237,7 +239,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
 /// no longer has come back as refusals. `Err` when nothing is named and nothing is managed.
 fn tables_to_use(
     settings: &mut Settings,
-    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
+    managed: &[link::Managed],
     candidates: &[Candidate],
 ) -> anyhow::Result<Vec<Refusal>> {
     let mut gone = Vec::new();
@@ -250,7 +252,7 @@ fn tables_to_use(
              patterns such as 'public.*' or 'public.orders', or set tables in snapcopy.toml"
         );
     }
-    for (name, _) in managed {
+    for link::Managed { name, .. } in managed {
         if candidates.iter().any(|c| &c.name == name) {
             settings.include.push(pattern::TablePattern::exact(name));
         } else {
@@ -295,55 +297,6 @@ async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::SomeFailed
     })
-}
-
-/// Drops what snapcopy set up on the target: the foreign server with its user mappings, the
-/// staging schema with its views, registry and (when it lives there) dblink; with
-/// `--drop-tables`, the tables of the registry too. One transaction: all or nothing.
-async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
-    let settings = TargetSettings::from_opts(&args.to, false, &Env::from_process())?;
-    let mut target = connect(&settings.target, Side::Target).await?;
-    guard::lock_target(&target, &settings.staging_schema).await?;
-    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
-    let server = sql::Ident::new(plan::server_name(&settings.staging_schema));
-    let tx = target.transaction().await?;
-    if args.drop_tables {
-        for (name, _) in &managed {
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name} CASCADE"))
-                .await
-                .with_context(|| {
-                    format!(
-                        "could not drop {}; nothing was dropped (teardown is one transaction)",
-                        name.human()
-                    )
-                })?;
-            eprintln!("dropped table {}", name.human());
-        }
-    }
-    tx.batch_execute(&format!("DROP SERVER IF EXISTS {server} CASCADE"))
-        .await
-        .context("could not drop snapcopy's foreign server")?;
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        settings.staging_schema
-    ))
-    .await
-    .context("could not drop snapcopy's staging schema")?;
-    tx.commit().await?;
-    eprintln!(
-        "dropped the staging schema {}, the foreign server {} and its user mappings{}",
-        settings.staging_schema.raw(),
-        server.raw(),
-        if args.drop_tables || managed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; kept the {} copied tables (--drop-tables drops them)",
-                managed.len()
-            )
-        }
-    );
-    Ok(Outcome::Success)
 }
 
 async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
@@ -428,11 +381,7 @@ fn children_to_rebuild(
 
 /// Says which chosen tables lose their inheritance: those whose parents are neither part of
 /// the run nor on the target already become tables of their own.
-fn note_lone_children(
-    settings: &Settings,
-    chosen: &[Candidate],
-    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
-) {
+fn note_lone_children(settings: &Settings, chosen: &[Candidate], managed: &[link::Managed]) {
     if settings.verbosity == Verbosity::Quiet {
         return;
     }
@@ -441,7 +390,7 @@ fn note_lone_children(
             .parents
             .iter()
             .filter(|p| !chosen.iter().any(|o| &o.name == *p))
-            .filter(|p| !managed.iter().any(|(m, _)| m == *p))
+            .filter(|p| !managed.iter().any(|m| !m.replaced && &m.name == *p))
             .map(|p| p.human())
             .collect();
         if !missing.is_empty() {
@@ -489,7 +438,7 @@ async fn bring_along(
     target: &tokio_postgres::Client,
     settings: &Settings,
     candidates: &[Candidate],
-    managed: &[(sql::QualifiedName, Option<catalog::Shape>)],
+    managed: &[link::Managed],
     mut chosen: Vec<Candidate>,
     along: &mut BTreeMap<sql::QualifiedName, String>,
 ) -> anyhow::Result<Vec<Candidate>> {
@@ -497,7 +446,7 @@ async fn bring_along(
         let names: Vec<&sql::QualifiedName> = chosen.iter().map(|c| &c.name).collect();
         let mut added = Vec::new();
         for (dependent, on) in link::referencing(target, &names).await? {
-            let wanted = managed.iter().any(|(m, _)| m == &dependent)
+            let wanted = managed.iter().any(|m| !m.replaced && m.name == dependent)
                 && !names.contains(&&dependent)
                 && !added.iter().any(|c: &Candidate| c.name == dependent)
                 && !settings.exclude.iter().any(|p| p.matches(&dependent));

@@ -113,7 +113,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 pub async fn target_state(
     client: &Client,
     staging_schema: &Ident,
-    managed: Vec<(QualifiedName, Option<Shape>)>,
+    managed: Vec<Managed>,
     catalog: &Catalog,
 ) -> anyhow::Result<TargetState> {
     let mut state = TargetState::default();
@@ -127,7 +127,13 @@ pub async fn target_state(
         .context("could not read the target's extensions")?;
     state.dblink_schema = row.map(|r| Ident::new(r.get::<_, String>(0)));
 
-    state.managed = managed.into_iter().collect();
+    for m in managed {
+        if m.replaced {
+            state.replaced.insert(m.name);
+        } else {
+            state.managed.insert(m.name, m.shape);
+        }
+    }
 
     let staging_rows = client
         .query(
@@ -377,7 +383,7 @@ pub async fn referencing(
 pub async fn managed_tables(
     client: &Client,
     staging_schema: &Ident,
-) -> anyhow::Result<Vec<(QualifiedName, Option<Shape>)>> {
+) -> anyhow::Result<Vec<Managed>> {
     let exists: bool = client
         .query_one(
             "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
@@ -389,9 +395,15 @@ pub async fn managed_tables(
     if !exists {
         return Ok(Vec::new());
     }
+    // The oid through to_jsonb: a registry made before it was recorded lacks the column until
+    // the next setup adds it.
     let sql = format!(
-        "SELECT table_schema, table_name, source_shape::text FROM {}.{} \
-         ORDER BY table_schema, table_name",
+        "SELECT r.table_schema, r.table_name, r.source_shape::text, \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false) \
+         FROM {}.{} r \
+         LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
+         LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
+         ORDER BY r.table_schema, r.table_name",
         staging_schema,
         Ident::new(REGISTRY)
     );
@@ -401,14 +413,26 @@ pub async fn managed_tables(
         .context("could not read snapcopy's registry of managed tables")?;
     Ok(rows
         .iter()
-        .map(|r| {
-            let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
-            let shape = r
+        .map(|r| Managed {
+            name: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            shape: r
                 .get::<_, Option<String>>(2)
-                .and_then(|json| serde_json::from_str(&json).ok());
-            (name, shape)
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            replaced: r.get(3),
         })
         .collect())
+}
+
+/// A table snapcopy's registry lists.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    /// Its name on the target.
+    pub name: QualifiedName,
+    /// The source's shape at its last refresh.
+    pub shape: Option<Shape>,
+    /// A table of that name exists on the target, but not the one snapcopy made (it was
+    /// dropped and made again since): snapcopy treats it as a table it did not create.
+    pub replaced: bool,
 }
 
 /// Runs the plan's setup in one transaction. A statement that makes something only some tables

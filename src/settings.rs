@@ -240,6 +240,16 @@ impl TargetSettings {
         if staging_schema.is_empty() || staging_schema.len() > 63 {
             bail!("--staging-schema must be 1 to 63 bytes long");
         }
+        // Schemas every database has, whose loss teardown would make irreparable.
+        if ["public", "information_schema"].contains(&staging_schema.as_str())
+            || staging_schema.starts_with("pg_")
+        {
+            bail!(
+                "--staging-schema {staging_schema}: snapcopy keeps its objects in a schema of its \
+                 own, which snapcopy teardown drops; choose another name (the default is \
+                 snapcopy)"
+            );
+        }
         let settings = TargetSettings {
             target,
             staging_schema: Ident::new(staging_schema),

@@ -113,6 +113,19 @@ pub fn truncate_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `body` dollar-quoted with a tag it does not contain (`$snapcopy$`, else `$snapcopy1$`, ...),
+/// so that no name or value inside it can end the quote.
+pub fn dollar_quoted(body: &str) -> String {
+    let tag = (0..)
+        .map(|n| match n {
+            0 => "$snapcopy$".to_string(),
+            n => format!("$snapcopy{n}$"),
+        })
+        .find(|tag| !body.contains(tag.as_str()))
+        .expect("some tag is not in the body");
+    format!("{tag}{body}{tag}")
+}
+
 /// A quoted SQL string literal (`E'...'` when it holds a backslash).
 pub fn literal(value: &str) -> String {
     postgres_protocol::escape::escape_literal(value)
@@ -140,6 +153,15 @@ mod tests {
     fn literals_escape_quotes_and_backslashes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal(r"a\b"), r" E'a\\b'");
+    }
+
+    #[test]
+    fn dollar_quotes_never_end_inside_their_body() {
+        assert_eq!(dollar_quoted("SELECT 1"), "$snapcopy$SELECT 1$snapcopy$");
+        assert_eq!(
+            dollar_quoted("x$snapcopy$y"),
+            "$snapcopy1$x$snapcopy$y$snapcopy1$"
+        );
     }
 
     #[test]

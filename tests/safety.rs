@@ -333,3 +333,187 @@ fn against_a_source_that_trusts_dblinks_rule_is_explained_and_nothing_changes() 
         "0"
     );
 }
+
+/// The tables, views and schemas a user would miss, one a line.
+fn user_objects(pair: &Pair) -> String {
+    pair.target.psql(
+        "dev",
+        "SELECT string_agg(n.nspname || '.' || c.relname || ' ' || c.relkind::text, E'\\n' \
+         ORDER BY 1) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'v', 'm') AND n.nspname NOT IN ('pg_catalog', \
+         'information_schema', 'snapcopy')",
+    )
+}
+
+// Regression: `snapcopy teardown --staging-schema X` dropped any schema X with CASCADE (public,
+// a user schema with tables and views, information_schema) and exited 0.
+#[test]
+fn teardown_and_setup_refuse_a_schema_snapcopy_did_not_make() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.target.psql(
+        "dev",
+        "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int); \
+         INSERT INTO sales.orders VALUES (1); CREATE VIEW sales.order_count AS \
+         SELECT count(*) FROM sales.orders",
+    );
+    let before = user_objects(&pair);
+    for schema in ["public", "information_schema", "pg_catalog"] {
+        pair.snapcopy()
+            .args(["teardown", "--staging-schema", schema])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "--staging-schema {schema}: snapcopy keeps its objects in a schema of its own"
+            )));
+    }
+    pair.snapcopy()
+        .args(["teardown", "--staging-schema", "sales"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the schema sales exists on the target and is not snapcopy's (it holds",
+        ));
+    // Nor is it used for staging.
+    pair.snapcopy()
+        .args(["--staging-schema", "sales", "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not snapcopy's"));
+    assert_eq!(user_objects(&pair), before);
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT count(*) FROM pg_foreign_server"),
+        "0"
+    );
+
+    // An empty schema is taken and marked; objects a user puts in snapcopy's schema later stop
+    // teardown, which then drops nothing.
+    pair.target.psql("dev", "CREATE SCHEMA staging_here");
+    pair.snapcopy()
+        .args(["--staging-schema", "staging_here", "items"])
+        .assert()
+        .success();
+    pair.target.psql(
+        "dev",
+        "CREATE TABLE staging_here.my_notes (body text); \
+         CREATE TABLE staging_here.\"load mine\" (x int); INSERT INTO staging_here.\"load mine\" VALUES (7)",
+    );
+    // The next run's sweep of leftover load tables leaves the user's alone.
+    pair.snapcopy()
+        .args(["--staging-schema", "staging_here", "items"])
+        .assert()
+        .success();
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT x FROM staging_here.\"load mine\""),
+        "7"
+    );
+    pair.snapcopy()
+        .args(["teardown", "--staging-schema", "staging_here"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the staging schema staging_here holds objects snapcopy did not make: table \
+             staging_here.\"load mine\", table staging_here.my_notes",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_foreign_server WHERE srvname = 'staging_here_source'"
+        ),
+        "1"
+    );
+    pair.target.psql(
+        "dev",
+        "DROP TABLE staging_here.my_notes, staging_here.\"load mine\"",
+    );
+    pair.snapcopy()
+        .args(["teardown", "--staging-schema", "staging_here"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "dropped the staging schema staging_here with its staging objects and registry",
+        ));
+}
+
+// Regression: the registry knew tables by name only, so a table the user dropped and made
+// again, with rows of their own, was reloaded and their rows were gone.
+#[test]
+fn a_table_the_user_made_again_is_not_reloaded_or_dropped() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.snapcopy().args(["items", "notes"]).assert().success();
+    pair.target.psql(
+        "dev",
+        "DROP TABLE public.items; CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL); \
+         INSERT INTO public.items VALUES (1, 'mine')",
+    );
+    pair.snapcopy()
+        .args(["--mode", "full"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "public.items on the target is not the table snapcopy made: it was dropped and made \
+             again there since the last copy",
+        ))
+        .stdout(predicate::str::contains("--replace-unmanaged"));
+    assert_eq!(
+        pair.target.psql("dev", "SELECT name FROM public.items"),
+        "mine"
+    );
+    pair.snapcopy()
+        .args(["teardown", "--drop-tables"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "kept table public.items: it is not the table snapcopy made",
+        ))
+        .stderr(predicate::str::contains("dropped table public.notes"));
+    assert_eq!(
+        pair.target.psql("dev", "SELECT name FROM public.items"),
+        "mine"
+    );
+}
+
+// Regression: `teardown --drop-tables` dropped the user's views and foreign keys that depended
+// on managed tables, without a word.
+#[test]
+fn teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.snapcopy().args(["items", "notes"]).assert().success();
+    pair.target.psql(
+        "dev",
+        "CREATE VIEW public.item_names AS SELECT name FROM public.items; \
+         CREATE TABLE public.mine (note_id int REFERENCES public.notes); \
+         INSERT INTO public.mine VALUES (1)",
+    );
+    let before = user_objects(&pair);
+    pair.snapcopy()
+        .args(["teardown", "--drop-tables"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "other objects on the target depend on the tables snapcopy made: constraint \
+             mine_note_id_fkey on table mine (on public.notes), view item_names (on \
+             public.items)",
+        ))
+        .stderr(predicate::str::contains("--cascade"));
+    assert_eq!(user_objects(&pair), before);
+    pair.snapcopy()
+        .args(["teardown", "--drop-tables", "--cascade"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "dropped view item_names, which depended on it",
+        ))
+        .stderr(predicate::str::contains(
+            "dropped constraint mine_note_id_fkey on table mine, which depended on it",
+        ));
+    // The user's table stays, without the foreign key to a table that is gone.
+    assert_eq!(
+        pair.target.psql("dev", "SELECT count(*) FROM public.mine"),
+        "1"
+    );
+}

@@ -55,6 +55,9 @@ pub struct TargetState {
     /// The inheritance children each chosen table has on the target (dropping a parent with
     /// CASCADE would drop them).
     pub children: BTreeMap<QualifiedName, Vec<QualifiedName>>,
+    /// Tables the registry lists whose name the target now gives to another table (dropped and
+    /// made again): not snapcopy's any more.
+    pub replaced: BTreeSet<QualifiedName>,
     /// Managed tables a full refresh brought along because of a table it reloads, with why.
     pub along: BTreeMap<QualifiedName, String>,
     /// Tables for which the setup could not make something they need, with why: they are
@@ -371,6 +374,11 @@ impl Step {
     }
 }
 
+/// The comment that marks a split table's load table as snapcopy's, so that a sweep after an
+/// interrupted run drops only those.
+pub const LOAD_MARKER: &str =
+    "snapcopy load table: the rows of a split load, until its unit moves it into place";
+
 /// The registry table in the staging schema.
 pub const REGISTRY: &str = "managed_tables";
 
@@ -461,6 +469,13 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
                 reason: Some("took over a table snapcopy did not create".into()),
                 ..Decision::new(Action::Rebuild)
             }),
+            (true, None) if target.replaced.contains(&table.name) => Err(format!(
+                "{} on the target is not the table snapcopy made: it was dropped and made \
+                 again there since the last copy, so snapcopy leaves it and its rows alone; \
+                 drop or rename it there, leave it out with --exclude, or take it over with \
+                 --replace-unmanaged",
+                table.name.human()
+            )),
             (true, None) => Err(format!(
                 "{} already exists on the target and snapcopy did not create it; drop or \
                  rename it there, leave it out with --exclude, or take it over with \
@@ -697,11 +712,22 @@ fn setup_steps(
     skip: &BTreeSet<Requirement>,
 ) -> Vec<Step> {
     let staging = &options.staging_schema;
-    let mut steps = vec![Step::new(
-        Phase::Setup,
-        None,
-        format!("CREATE SCHEMA IF NOT EXISTS {staging}"),
-    )];
+    // Marked as snapcopy's, so that teardown never drops a schema snapcopy did not make.
+    let mut steps = vec![
+        Step::new(
+            Phase::Setup,
+            None,
+            format!("CREATE SCHEMA IF NOT EXISTS {staging}"),
+        ),
+        Step::new(
+            Phase::Setup,
+            None,
+            format!(
+                "COMMENT ON SCHEMA {staging} IS {}",
+                literal(crate::guard::STAGING_MARKER)
+            ),
+        ),
+    ];
     if target.dblink_schema.is_none() {
         steps.push(
             Step::new(
@@ -734,18 +760,34 @@ fn setup_steps(
              pushed_down boolean,\n    \
              high_water text,\n    \
              source_shape jsonb,\n    \
+             table_oid oid,\n    \
              PRIMARY KEY (table_schema, table_name)\n)",
             registry = Ident::new(REGISTRY)
         ),
     ));
+    // Registries made before a column existed gain it.
+    steps.push(Step::new(
+        Phase::Setup,
+        None,
+        format!(
+            "ALTER TABLE {staging}.{} ADD COLUMN IF NOT EXISTS table_oid oid",
+            Ident::new(REGISTRY)
+        ),
+    ));
     // A split load that was interrupted (the process killed before it could clean up) left its
-    // load tables; no other run is using them, since runs take the target's run lock.
+    // load tables; no other run is using them, since runs take the target's run lock. Only
+    // tables snapcopy marked as its load tables go.
     let sweep = format!(
-        "DO $snapcopy$ DECLARE t text; BEGIN FOR t IN SELECT pg_catalog.format('%I.%I', \
-         n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON \
-         n.oid = c.relnamespace WHERE n.nspname = {} AND c.relkind = 'r' AND c.relname LIKE \
-         'load %' LOOP EXECUTE 'DROP TABLE ' || t || ' CASCADE'; END LOOP; END $snapcopy$",
-        literal(staging.raw())
+        "DO {}",
+        crate::sql::dollar_quoted(&format!(
+            " DECLARE t text; BEGIN FOR t IN SELECT pg_catalog.format('%I.%I', n.nspname, \
+             c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = \
+             c.relnamespace WHERE n.nspname = {} AND c.relkind = 'r' AND c.relname LIKE 'load %' \
+             AND pg_catalog.obj_description(c.oid, 'pg_class') = {} LOOP EXECUTE 'DROP TABLE ' \
+             || t || ' CASCADE'; END LOOP; END ",
+            literal(staging.raw()),
+            literal(LOAD_MARKER)
+        ))
     );
     steps.push(Step {
         shown: format!("-- load tables left by an interrupted split load\n{sweep}"),
@@ -1170,6 +1212,18 @@ impl UnitContext<'_> {
                         Step::new(Phase::Setup, None, s.sql)
                             .with_purpose(Purpose::ForTable(table.name.clone()))
                     }),
+            );
+            prepare.push(
+                Step::new(
+                    Phase::Setup,
+                    None,
+                    format!(
+                        "COMMENT ON TABLE {} IS {}",
+                        load.table,
+                        literal(LOAD_MARKER)
+                    ),
+                )
+                .with_purpose(Purpose::ForTable(table.name.clone())),
             );
             prepare[first].shown = format!(
                 "-- {} loads in {} ranges at once into this load table; its unit moves it into \
@@ -2048,16 +2102,18 @@ impl UnitContext<'_> {
         format!(
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
-             rows_skipped, rows_total, pushed_down, high_water, source_shape) \
+             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid) \
              VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
              (SELECT s.t FROM {dblink}.dblink({conn}, 'SELECT pg_catalog.now()') AS s(t timestamptz)), \
-             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb) \
+             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb, \
+             {oid}::regclass::oid) \
              ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
              mode = EXCLUDED.mode, refreshed_at = now(), \
              source_snapshot_at = EXCLUDED.source_snapshot_at, \
              rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
              rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
-             source_shape = EXCLUDED.source_shape, {staging_update}",
+             source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
+             {staging_update}",
             schema = literal(table.name.schema.raw()),
             name = literal(table.name.name.raw()),
             source = literal(&self.options.source_label),
@@ -2067,6 +2123,7 @@ impl UnitContext<'_> {
             dblink = self.dblink_schema,
             conn = literal(self.server),
             shape = literal(&shape),
+            oid = literal(&table.name.to_string()),
         )
     }
 }
@@ -2473,6 +2530,16 @@ fn move_steps(table: &Table, i: usize, load: &LoadNames) -> Vec<Step> {
             ));
         }
     }
+    // The load table's marker gives way to the source's comment.
+    steps.push(Step::new(
+        Phase::PreData,
+        Some(i),
+        format!(
+            "COMMENT ON TABLE {} IS {}",
+            table.name,
+            table.comment.as_deref().map_or("NULL".to_string(), literal)
+        ),
+    ));
     steps
 }
 
