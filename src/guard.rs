@@ -45,19 +45,33 @@ pub async fn refuse_same_database(
 }
 
 /// Takes the run lock on the target database (a session-level advisory lock, released when the
-/// session ends, also if the process is killed). If another run holds it, the error says who.
-pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Result<()> {
-    let got: bool = target
+/// session ends, also if the process is killed) and names the run: this session and every
+/// session of the run are called `snapcopy run <pid of this session>`, so that one query can end
+/// them all. Returns the run's lock; if another run holds it, the error says who and how to
+/// stop it safely.
+pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Result<RunLock> {
+    let row = target
         .query_one(
             "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('snapcopy'), \
-             pg_catalog.hashtext($1))",
+             pg_catalog.hashtext($1)), pg_catalog.pg_backend_pid()",
             &[&staging_schema.raw()],
         )
         .await
-        .context("could not take snapcopy's lock on the target")?
-        .get(0);
+        .context("could not take snapcopy's lock on the target")?;
+    let (got, pid): (bool, i32) = (row.get(0), row.get(1));
     if got {
-        return Ok(());
+        let lock = RunLock {
+            holder: pid,
+            staging_schema: staging_schema.raw().to_string(),
+        };
+        target
+            .execute(
+                "SELECT pg_catalog.set_config('application_name', $1, false)",
+                &[&lock.name()],
+            )
+            .await
+            .context("could not name snapcopy's session on the target")?;
+        return Ok(lock);
     }
     let holder = target
         .query_opt(
@@ -78,12 +92,47 @@ pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Res
             let (who, pid): (String, i32) = (row.get(0), row.get(1));
             bail!(
                 "another snapcopy run is working on this target database ({who}); wait for it \
-                 to finish, or stop it with SELECT pg_terminate_backend({pid})"
+                 to finish, or stop it where it runs (Ctrl-C), or end all of its sessions at \
+                 once, which rolls its loads back: SELECT pg_terminate_backend(pid) FROM \
+                 pg_stat_activity WHERE application_name = 'snapcopy run {pid}' OR pid = {pid}"
             )
         }
         None => {
             bail!("another snapcopy run is working on this target database; wait for it to finish")
         }
+    }
+}
+
+/// A run's hold on its target: the session holding the advisory lock, which the run's other
+/// sessions check before they commit, so that a run whose lock was taken from it (its session
+/// terminated) rolls back instead of loading alongside the next run.
+#[derive(Debug, Clone)]
+pub struct RunLock {
+    /// The backend pid of the session holding the lock.
+    pub holder: i32,
+    /// The staging schema, the lock's second key.
+    pub staging_schema: String,
+}
+
+impl RunLock {
+    /// The application name every target session of the run carries.
+    pub fn name(&self) -> String {
+        format!("snapcopy run {}", self.holder)
+    }
+
+    /// Whether the run still holds its lock, asked from another of its sessions.
+    pub async fn held(&self, client: &impl tokio_postgres::GenericClient) -> bool {
+        client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid = $1 \
+                 AND l.classid = pg_catalog.hashtext('snapcopy')::oid \
+                 AND l.objid = pg_catalog.hashtext($2)::oid)",
+                &[&self.holder, &self.staging_schema],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(false)
     }
 }
 

@@ -81,9 +81,11 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let source = connect(&settings.source, Side::Source).await?;
     let mut target = connect(&settings.target, Side::Target).await?;
     guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
-    if !dry_run {
-        guard::lock_target(&target, &settings.staging_schema).await?;
-    }
+    let lock = if dry_run {
+        None
+    } else {
+        Some(guard::lock_target(&target, &settings.staging_schema).await?)
+    };
     guard::check_staging_schema(&target, &settings.staging_schema).await?;
     source
         .batch_execute(
@@ -202,6 +204,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         snapshot: &snapshot,
         verbosity: settings.verbosity,
         source_role: settings.link.get("user").unwrap_or_default(),
+        lock: lock.as_ref(),
     };
     let mut outcomes = load::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();

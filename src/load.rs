@@ -55,6 +55,8 @@ pub struct Run<'a> {
     pub verbosity: Verbosity,
     /// The role of the target server's connections to the source.
     pub source_role: &'a str,
+    /// The run's lock on the target, checked before each commit (`None`: no check).
+    pub lock: Option<&'a crate::guard::RunLock>,
 }
 
 /// Runs the units, `jobs` sessions at a time, and returns one outcome per table. `snapshot`
@@ -542,14 +544,25 @@ async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[usize], progress: &Progre
     }
 }
 
-/// Opens a target session for loading: cancellable, with the settings a bulk load wants.
-async fn open_session(target: &ConnInfo) -> Result<tokio_postgres::Client, StepError> {
-    let client = connect(target, Side::Target).await.map_err(|e| StepError {
-        table: None,
-        phase: Phase::Connect,
-        message: format!("{e:#}"),
-    })?;
+/// Opens a target session for loading: cancellable, named after the run, with the settings a
+/// bulk load wants.
+async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client, StepError> {
+    let client = connect(ctx.target, Side::Target)
+        .await
+        .map_err(|e| StepError {
+            table: None,
+            phase: Phase::Connect,
+            message: format!("{e:#}"),
+        })?;
     register(&client);
+    if let Some(lock) = ctx.lock {
+        let _ = client
+            .execute(
+                "SELECT pg_catalog.set_config('application_name', $1, false)",
+                &[&lock.name()],
+            )
+            .await;
+    }
     // If this process dies (even by SIGKILL), the server notices within a second and rolls the
     // load back instead of finishing it for nobody; the setting exists since PostgreSQL 14.
     let _ = client
@@ -610,7 +623,7 @@ async fn execute(
     mut isolated: Isolated,
 ) -> Result<(tokio_postgres::Client, Isolated), StepError> {
     let (snapshot, verbosity) = (ctx.snapshot, ctx.verbosity);
-    let mut client = open_session(ctx.target).await?;
+    let mut client = open_session(ctx).await?;
     let fail = |step: &Step, e: tokio_postgres::Error| StepError {
         table: step.table,
         phase: step.phase,
@@ -677,6 +690,20 @@ async fn execute(
         }
         if let Some(i) = step.table {
             tally.seconds(i, elapsed(started));
+        }
+    }
+    // A run whose lock was taken from it (its session ended) must not load alongside the run
+    // that may hold the lock now: its work rolls back.
+    if let Some(lock) = ctx.lock {
+        if !lock.held(&tx).await {
+            return Err(StepError {
+                table: None,
+                phase: Phase::Record,
+                message: "the run lost its lock on the target (the session holding it ended), \
+                          so this work was rolled back and keeps the previous contents: \
+                          another run may be loading now; run snapcopy again when it is done"
+                    .into(),
+            });
         }
     }
     tx.commit().await.map_err(|e| StepError {

@@ -517,3 +517,52 @@ fn teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told() {
         "1"
     );
 }
+
+// Regression: the lock message suggested pg_terminate_backend(pid) on the run's session, after
+// which that run's loading sessions went on while a second run could start loading too.
+#[test]
+fn a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.snapcopy().arg("items").assert().success();
+    let before = checksum(&pair.target, "dev", "public.items");
+    pair.source
+        .psql("app", "INSERT INTO public.items (name) VALUES ('new')");
+    std::thread::scope(|s| {
+        // A reader on the target holds the table for a while, so the reload waits in its unit.
+        let reader = s.spawn(|| {
+            pair.target.psql(
+                "dev",
+                "BEGIN; LOCK TABLE public.items IN ACCESS SHARE MODE; SELECT pg_sleep(4); COMMIT",
+            )
+        });
+        let wait_for = |sql: &str| {
+            while pair.target.psql("dev", sql) != "t" {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'items' AND l.mode = 'AccessShareLock' AND l.granted)",
+        );
+        let run = s.spawn(|| pair.snapcopy().arg("items").output().unwrap());
+        wait_for(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name LIKE \
+             'snapcopy run %' AND wait_event_type = 'Lock')",
+        );
+        // What the old hint said to do: end the session that holds the run's lock.
+        pair.target.psql(
+            "dev",
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        );
+        reader.join().unwrap();
+        let out = run.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("the run lost its lock on the target"),
+            "{stdout}"
+        );
+    });
+    assert_eq!(checksum(&pair.target, "dev", "public.items"), before);
+}
