@@ -69,19 +69,92 @@ pub struct TargetSection {
     pub allow_remote: bool,
 }
 
+/// The largest config file snapcopy reads: a config is a few lines; anything larger is a
+/// mistake (`--config /dev/zero` would be read without end).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 impl Config {
-    /// Reads and parses a config file; the error names the file, the line and the key.
+    /// Reads and parses a config file; the error names the file, the line and the key. A path
+    /// that is not a regular file, or a file over 1 MiB, is refused before reading it.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("could not read config file {}: {e}", path.display()))?;
-        Config::parse(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.trim_end()))
+        let fail = |why: String| anyhow::anyhow!("config file {}: {why}", path.display());
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("could not read it: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail(
+                "not a regular file; give the path of a snapcopy.toml".to_string(),
+            ));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "{} bytes, more than a config file holds (at most 1 MiB)",
+                meta.len()
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(
+                std::fs::File::open(path).map_err(|e| fail(format!("could not read it: {e}")))?,
+                MAX_CONFIG_BYTES,
+            ),
+            &mut text,
+        )
+        .map_err(|e| fail(format!("could not read it: {e}")))?;
+        Config::parse(&text).map_err(|e| fail(e.trim_end().to_string()))
     }
 
-    /// Parses config text; the error is toml's, which names the line and the unknown key.
+    /// Parses config text; the error is toml's, which names the line and the unknown key, and
+    /// may show the line: passwords in it are masked.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| mask_secrets(&e.to_string()))
     }
+}
+
+/// `text` with password-looking values masked: the password of a URL's user information
+/// (`postgresql://user:********@host`) and the value after `password=` or `password =`.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let url = rest.find("://").map(|i| (i + 3, true));
+        let key = rest
+            .to_ascii_lowercase()
+            .find("password")
+            .map(|i| (i + "password".len(), false));
+        let Some((at, is_url)) = [url, key].into_iter().flatten().min() else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let stop = |c: char| c.is_whitespace() || c == '"' || c == '\'';
+        if is_url {
+            // user:password@host: mask between the first ':' and the last '@' of the word.
+            let word_end = rest.find(stop).unwrap_or(rest.len());
+            let word = &rest[..word_end];
+            if let (Some(colon), Some(at_sign)) = (word.find(':'), word.rfind('@')) {
+                if colon < at_sign && !word[..colon].contains('/') {
+                    out.push_str(&word[..=colon]);
+                    out.push_str("********");
+                    rest = &rest[at_sign..];
+                }
+            }
+            continue;
+        }
+        // password = value, password=value, password = "value"
+        let spaces = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        if rest[spaces..].starts_with('=') {
+            let after = &rest[spaces + 1..];
+            let lead = after.len() - after.trim_start_matches([' ', '\t', '"', '\'']).len();
+            let value = &after[lead..];
+            let end = value.find(stop).unwrap_or(value.len());
+            out.push_str(&rest[..spaces + 1 + lead]);
+            if end > 0 {
+                out.push_str("********");
+            }
+            rest = &value[end..];
+        }
+    }
+    out
 }
 
 /// The file `snapcopy init` writes: every key, commented, with its default.
@@ -155,6 +228,24 @@ mod tests {
         assert_eq!(c.jobs, Some(3));
         assert_eq!(c.source.via.as_deref(), Some("host=b"));
         assert_eq!(c.target.conninfo.as_deref(), Some("host=c"));
+    }
+
+    // Regression: a TOML error on a line holding a password printed that line as it was.
+    #[test]
+    fn a_parse_error_masks_the_passwords_of_the_line_it_shows() {
+        for text in [
+            "[source]\nconninfo = \"postgresql://reader:Qx7zK@prod/app\nmode = 1\n",
+            "[source]\nconninfo = 'host=prod password=Qx7zK dbname=app\n",
+            "[source]\nconninfo = \"host=prod password = 'Qx7zK' port\nx\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains("********"), "{err}");
+            assert!(!err.contains("Qx7zK"), "{err}");
+        }
+        assert_eq!(
+            mask_secrets("postgresql://u:p@ss@h/db password=x passwords"),
+            "postgresql://u:********@h/db password=******** passwords"
+        );
     }
 
     #[test]

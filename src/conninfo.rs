@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A malformed connection string; the message quotes the offending part, never a password.
+/// A malformed connection string. The message names the parameter or part and where it starts,
+/// never text of the string: in a malformed one, a piece of a password can be anywhere.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid connection string: {0}")]
 pub struct ConnInfoError(String);
@@ -125,14 +126,6 @@ impl ConnInfo {
         } else {
             parse_keyword_value(trimmed)?
         };
-        for key in params.keys() {
-            if !KEYWORDS.iter().any(|(k, _)| k == key) {
-                return Err(ConnInfoError(format!(
-                    "unknown parameter \"{key}\"; libpq's parameters are listed at \
-                     https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
-                )));
-            }
-        }
         Ok(ConnInfo { params })
     }
 
@@ -315,7 +308,7 @@ impl ConnInfo {
                 let ip = a
                     .trim()
                     .parse()
-                    .map_err(|_| ConnInfoError(format!("invalid hostaddr \"{a}\"")))?;
+                    .map_err(|_| ConnInfoError("hostaddr is not an IP address".into()))?;
                 config.hostaddr(ip);
             }
         }
@@ -324,7 +317,7 @@ impl ConnInfo {
             let p: u16 = p
                 .trim()
                 .parse()
-                .map_err(|_| ConnInfoError(format!("invalid port number \"{p}\"")))?;
+                .map_err(|_| ConnInfoError("port is not a port number".into()))?;
             config.port(p);
         }
         if let Some(v) = self.get("user") {
@@ -343,7 +336,7 @@ impl ConnInfo {
         if let Some(v) = self.get("connect_timeout") {
             let secs: u64 = v
                 .parse()
-                .map_err(|_| ConnInfoError(format!("invalid connect_timeout \"{v}\"")))?;
+                .map_err(|_| ConnInfoError("connect_timeout is not a number of seconds".into()))?;
             if secs > 0 {
                 config.connect_timeout(std::time::Duration::from_secs(secs));
             }
@@ -354,11 +347,12 @@ impl ConnInfo {
             "disable" | "allow" => SslMode::Disable,
             "prefer" => SslMode::Prefer,
             "require" | "verify-ca" | "verify-full" => SslMode::Require,
-            other => {
-                return Err(ConnInfoError(format!(
-                    "invalid sslmode \"{other}\": use disable, allow, prefer, require, verify-ca \
-                     or verify-full"
-                )))
+            _ => {
+                return Err(ConnInfoError(
+                    "sslmode is none of disable, allow, prefer, require, verify-ca and \
+                     verify-full"
+                        .into(),
+                ))
             }
         });
         Ok(config)
@@ -437,45 +431,46 @@ pub fn quote_conninfo_value(v: &str) -> String {
 /// Parses `key = value key='quoted value'` as libpq's `conninfo_parse` does.
 fn parse_keyword_value(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
     let mut params = BTreeMap::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+    let mut chars = s.chars().enumerate().peekable();
+    let skip_space = |chars: &mut std::iter::Peekable<std::iter::Enumerate<std::str::Chars>>| {
+        while chars.peek().is_some_and(|(_, c)| c.is_whitespace()) {
             chars.next();
         }
-        if chars.peek().is_none() {
+    };
+    loop {
+        skip_space(&mut chars);
+        let Some(&(start, _)) = chars.peek() else {
             break;
-        }
+        };
         let mut key = String::new();
-        while let Some(&c) = chars.peek() {
+        while let Some(&(_, c)) = chars.peek() {
             if c == '=' || c.is_whitespace() {
                 break;
             }
             key.push(c);
             chars.next();
         }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
+        skip_space(&mut chars);
+        if chars.next().map(|(_, c)| c) != Some('=') {
             return Err(ConnInfoError(format!(
-                "missing \"=\" after \"{key}\" (write key=value pairs, or a postgresql:// URL)"
+                "missing \"=\" after {} (write key=value pairs, or a postgresql:// URL)",
+                word(&key, start)
             )));
         }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
+        skip_space(&mut chars);
         let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
+        if chars.peek().map(|(_, c)| *c) == Some('\'') {
             chars.next();
             loop {
-                match chars.next() {
+                match chars.next().map(|(_, c)| c) {
                     None => {
                         return Err(ConnInfoError(format!(
-                            "unterminated quoted value for \"{key}\""
+                            "the quoted value of {} has no closing quote",
+                            word(&key, start)
                         )))
                     }
                     Some('\\') => {
-                        if let Some(c) = chars.next() {
+                        if let Some((_, c)) = chars.next() {
                             value.push(c);
                         }
                     }
@@ -484,13 +479,13 @@ fn parse_keyword_value(s: &str) -> Result<BTreeMap<String, String>, ConnInfoErro
                 }
             }
         } else {
-            while let Some(&c) = chars.peek() {
+            while let Some(&(_, c)) = chars.peek() {
                 if c.is_whitespace() {
                     break;
                 }
                 chars.next();
                 if c == '\\' {
-                    if let Some(n) = chars.next() {
+                    if let Some((_, n)) = chars.next() {
                         value.push(n);
                     }
                 } else {
@@ -498,17 +493,73 @@ fn parse_keyword_value(s: &str) -> Result<BTreeMap<String, String>, ConnInfoErro
                 }
             }
         }
+        if !KEYWORDS.iter().any(|(k, _)| *k == key) {
+            return Err(unknown_parameter(&key, start));
+        }
         params.insert(key, value);
     }
     Ok(params)
 }
 
+/// How an error names a word of a connection string: by name when it is one of libpq's
+/// keywords, else only by its place (it may be a piece of a password with a space in it).
+fn word(key: &str, at: usize) -> String {
+    if KEYWORDS.iter().any(|(k, _)| *k == key) {
+        format!("\"{key}\"")
+    } else {
+        format!("the word at character {}", at + 1)
+    }
+}
+
+/// An unknown parameter, by its place, with the keyword it most resembles (never its own
+/// text, which may be a piece of a password).
+fn unknown_parameter(key: &str, at: usize) -> ConnInfoError {
+    let nearest = KEYWORDS
+        .iter()
+        .map(|(k, _)| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 2);
+    ConnInfoError(format!(
+        "unknown parameter at character {}{}; libpq's parameters are listed at \
+         https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS",
+        at + 1,
+        nearest
+            .map(|(_, k)| format!(" (did you mean \"{k}\"?)"))
+            .unwrap_or_default()
+    ))
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Parses `postgresql://[user[:password]@][host][:port][,...][/dbname][?key=value&...]`.
+/// Errors name the part and the character where it starts, never its text: in a URL whose
+/// password holds an unencoded `/`, `?` or `@`, pieces of the password land in the other parts.
 fn parse_url(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
     let rest = s
         .strip_prefix("postgresql://")
         .or_else(|| s.strip_prefix("postgres://"))
         .expect("caller checked the scheme");
+    // Character position of a slice of `s`, for messages.
+    let at = |part: &str| {
+        s[..part.as_ptr() as usize - s.as_ptr() as usize]
+            .chars()
+            .count()
+            + 1
+    };
     let mut params = BTreeMap::new();
     let (before_query, query) = match rest.split_once('?') {
         Some((a, b)) => (a, Some(b)),
@@ -525,10 +576,10 @@ fn parse_url(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
                 None => (userinfo, None),
             };
             if !user.is_empty() {
-                params.insert("user".into(), percent_decode(user)?);
+                params.insert("user".into(), percent_decode(user, "user name", at(user))?);
             }
             if let Some(p) = password {
-                params.insert("password".into(), percent_decode(p)?);
+                params.insert("password".into(), percent_decode(p, "password", at(p))?);
             }
             hostspec
         }
@@ -539,17 +590,29 @@ fn parse_url(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
     for part in hostspec.split(',').filter(|p| !p.is_empty()) {
         let (host, port) = if let Some(inner) = part.strip_prefix('[') {
             let (h, after) = inner.split_once(']').ok_or_else(|| {
-                ConnInfoError(format!("missing \"]\" in IPv6 host address \"{part}\""))
+                ConnInfoError(format!(
+                    "the IPv6 host address at character {} has no closing \"]\"",
+                    at(part)
+                ))
             })?;
-            (h.to_string(), after.strip_prefix(':').map(str::to_string))
+            (h.to_string(), after.strip_prefix(':'))
         } else {
             match part.split_once(':') {
-                Some((h, p)) => (percent_decode(h)?, Some(p.to_string())),
-                None => (percent_decode(part)?, None),
+                Some((h, p)) => (percent_decode(h, "host", at(h))?, Some(p)),
+                None => (percent_decode(part, "host", at(part))?, None),
             }
         };
+        if let Some(p) = port {
+            if p.parse::<u16>().is_err() {
+                return Err(ConnInfoError(format!(
+                    "the port at character {} is not a port number (a password with / ? @ or : \
+                     in it must be percent-encoded: %2F %3F %40 %3A)",
+                    at(p)
+                )));
+            }
+        }
         hosts.push(host);
-        ports.push(port.unwrap_or_default());
+        ports.push(port.unwrap_or_default().to_string());
     }
     if hosts.iter().any(|h| !h.is_empty()) {
         params.insert("host".into(), hosts.join(","));
@@ -558,27 +621,40 @@ fn parse_url(s: &str) -> Result<BTreeMap<String, String>, ConnInfoError> {
         params.insert("port".into(), ports.join(","));
     }
     if let Some(db) = path.filter(|p| !p.is_empty()) {
-        params.insert("dbname".into(), percent_decode(db)?);
+        params.insert(
+            "dbname".into(),
+            percent_decode(db, "database name", at(db))?,
+        );
     }
     if let Some(query) = query {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
-                ConnInfoError(format!("missing \"=\" in URL query parameter \"{pair}\""))
+                ConnInfoError(format!(
+                    "the URL parameter at character {} has no \"=\" (a password with / ? @ or : \
+                     in it must be percent-encoded: %2F %3F %40 %3A)",
+                    at(pair)
+                ))
             })?;
-            let key = match percent_decode(k)?.as_str() {
+            let key = match percent_decode(k, "parameter name", at(k))?.as_str() {
                 "ssl" if v == "true" => {
                     params.insert("sslmode".into(), "require".into());
                     continue;
                 }
                 other => other.to_string(),
             };
-            params.insert(key, percent_decode(v)?);
+            if !KEYWORDS.iter().any(|(known, _)| *known == key) {
+                return Err(unknown_parameter(&key, at(k) - 1));
+            }
+            let value = percent_decode(v, &format!("value of \"{key}\""), at(v))?;
+            params.insert(key, value);
         }
     }
     Ok(params)
 }
 
-fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
+/// Decodes `%XX` escapes in `s`, the part of a URL that `what` names, starting at character
+/// `at`; an error says where, never what.
+fn percent_decode(s: &str, what: &str, at: usize) -> Result<String, ConnInfoError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -588,7 +664,10 @@ fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    ConnInfoError(format!("invalid percent-encoded token in \"{s}\""))
+                    ConnInfoError(format!(
+                        "the {what} at character {at} holds a % that is not followed by two hex \
+                         digits (write a % itself as %25)"
+                    ))
                 })?;
             out.push(hex);
             i += 3;
@@ -597,8 +676,11 @@ fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| ConnInfoError(format!("invalid UTF-8 after decoding \"{s}\"")))
+    String::from_utf8(out).map_err(|_| {
+        ConnInfoError(format!(
+            "the {what} at character {at} is not UTF-8 once decoded"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -652,14 +734,54 @@ mod tests {
         assert_eq!(c.get("dbname"), Some("app"));
     }
 
+    // Regression: malformed strings echoed the password, or parts of it (`invalid
+    // percent-encoded token in "<password>"`, `invalid port number "<part of password>"`).
     #[test]
     fn rejects_malformed_strings_without_echoing_the_password() {
         let err = ConnInfo::parse("host=x password").unwrap_err().to_string();
         assert!(err.contains("missing \"=\" after \"password\""), "{err}");
         let err = ConnInfo::parse("hots=x").unwrap_err().to_string();
-        assert!(err.contains("unknown parameter \"hots\""), "{err}");
-        let err = ConnInfo::parse("password='abc").unwrap_err().to_string();
-        assert!(!err.contains("abc"), "{err}");
+        assert!(
+            err.contains("unknown parameter at character 1 (did you mean \"host\"?)"),
+            "{err}"
+        );
+        let secret = "Qx7/zK?w9@Jm%zz";
+        for (text, says) in [
+            (
+                format!("password='{secret}"),
+                "the quoted value of \"password\" has no closing quote",
+            ),
+            (
+                format!("host=h password={secret} x"),
+                "missing \"=\" after the word at character",
+            ),
+            (
+                "host=h password=Qx7 zK?w9@Jm%zz".to_string(),
+                "missing \"=\" after the word at character 21",
+            ),
+            (
+                format!("postgresql://u:{secret}@h/db"),
+                "the port at character 16 is not a port number",
+            ),
+            (
+                "postgresql://u:Qx7%zzK@h/db".to_string(),
+                "the password at character 16 holds a %",
+            ),
+            (
+                "postgresql://u:Qx7?zK@h/db".to_string(),
+                "the port at character 16 is not a port number",
+            ),
+            (
+                "postgresql://u@h/db?sslmode=disable&Qx7zK".to_string(),
+                "the URL parameter at character 37 has no \"=\"",
+            ),
+        ] {
+            let err = ConnInfo::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+            for piece in ["Qx7", "zK", "w9", "Jm", "zz"] {
+                assert!(!err.contains(piece), "{text}: {err} shows {piece}");
+            }
+        }
     }
 
     #[test]

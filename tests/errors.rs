@@ -401,3 +401,72 @@ fn dblink_that_the_target_role_may_not_install_is_named() {
         ));
     target_untouched(&pair.target);
 }
+
+// Regression: malformed connection strings echoed the password (`invalid percent-encoded token
+// in "<password>"`, `invalid port number "<part of password>"` for an unencoded / or ?).
+#[test]
+fn a_malformed_url_never_echoes_its_password() {
+    for source in [
+        "postgresql://reader:Qx7%zzK@prod/app",
+        "postgresql://reader:Qx7/zzK@prod/app",
+        "postgresql://reader:Qx7?zzK@prod/app",
+        "host=prod password=Qx7 zzK dbname=app",
+    ] {
+        snapcopy_offline()
+            .args(["--source", source, "--target", "host=/t", "t"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "--source: invalid connection string: ",
+            ))
+            .stderr(predicate::str::contains("Qx7").not())
+            .stderr(predicate::str::contains("zzK").not());
+    }
+}
+
+// Regression: a TOML error on a line holding a password printed that line.
+#[test]
+fn a_config_error_masks_the_password_on_the_line_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snapcopy.toml");
+    std::fs::write(
+        &path,
+        "[source]\nconninfo = \"postgresql://reader:Qx7zzK@prod/app\n",
+    )
+    .unwrap();
+    snapcopy_offline()
+        .arg("--config")
+        .arg(&path)
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "conninfo = \"postgresql://reader:********@prod/app",
+        ))
+        .stderr(predicate::str::contains("Qx7zzK").not());
+}
+
+// Regression: `--config /dev/zero` read without end (23 GB, then the OOM killer).
+#[test]
+fn a_config_that_is_no_regular_file_or_too_large_is_refused_unread() {
+    snapcopy_offline()
+        .args(["--config", "/dev/zero", "t"])
+        .timeout(std::time::Duration::from_secs(10))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "config file /dev/zero: not a regular file",
+        ));
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 * 1024 * 1024]).unwrap();
+    snapcopy_offline()
+        .arg("--config")
+        .arg(&big)
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "more than a config file holds (at most 1 MiB)",
+        ));
+}

@@ -566,3 +566,30 @@ fn a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another() {
     });
     assert_eq!(checksum(&pair.target, "dev", "public.items"), before);
 }
+
+// Regression: when CREATE USER MAPPING failed on the target (an event trigger, here), the
+// server logged the statement, password and all, in the error's context.
+#[test]
+fn a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    pair.target.psql(
+        "dev",
+        "CREATE FUNCTION no_mappings() RETURNS event_trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'user mappings are not allowed here'; END $$; \
+         CREATE EVENT TRIGGER no_mappings ON ddl_command_start \
+         WHEN TAG IN ('CREATE USER MAPPING') EXECUTE FUNCTION no_mappings()",
+    );
+    let source = format!("{} password=Qx7zzKpw", pair.source.conninfo("app"));
+    pair.snapcopy()
+        .args(["--source", &source, "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "user mappings are not allowed here",
+        ))
+        .stderr(predicate::str::contains("Qx7zzKpw").not());
+    let log = pair.target.log();
+    assert!(log.contains("user mappings are not allowed here"), "{log}");
+    assert!(!log.contains("Qx7zzKpw"), "{log}");
+}

@@ -828,13 +828,17 @@ fn setup_steps(
     } else {
         // The options (the password among them) reach the server as a bound parameter in a
         // transaction-local setting, and a DO block builds the statement from it: neither
-        // pg_stat_activity.query nor a log of DDL statements ever holds the password.
+        // pg_stat_activity.query nor a log of DDL statements ever holds the password. Should
+        // the statement fail (an event trigger, a duplicate), its error is raised again without
+        // the statement, which the server would otherwise log in the error's context.
         steps.push(Step::secret(
             Phase::Setup,
             "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format(\
              'CREATE USER MAPPING FOR CURRENT_USER SERVER %I OPTIONS (%s)', \
              pg_catalog.current_setting('snapcopy.server'), \
-             pg_catalog.current_setting('snapcopy.user_mapping')); END $snapcopy$"
+             pg_catalog.current_setting('snapcopy.user_mapping')); \
+             EXCEPTION WHEN OTHERS THEN \
+             RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM; END $snapcopy$"
                 .to_string(),
             format!(
                 "-- run as a DO block, its options bound as a parameter: the password stays out \
