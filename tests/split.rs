@@ -206,10 +206,15 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rebuild drops and recreates tables"));
 
-    // Load tables left by an interrupted run are dropped by the next one.
+    // Load tables left by an interrupted run (marked as snapcopy marks them) are dropped by the
+    // next one.
     pair.target.psql(
         "dev",
-        "CREATE TABLE snapcopy.\"load 0badf00d\" AS SELECT * FROM public.docs",
+        &format!(
+            "CREATE TABLE snapcopy.\"load 0badf00d\" AS SELECT * FROM public.docs; \
+             COMMENT ON TABLE snapcopy.\"load 0badf00d\" IS '{}'",
+            snapcopy::plan::LOAD_MARKER
+        ),
     );
     pair.snapcopy()
         .args(["--mode", "incremental"])
