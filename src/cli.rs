@@ -100,6 +100,12 @@ pub struct SourceOpts {
         hide_env_values = true
     )]
     pub source_via: Option<String>,
+
+    /// Refuse to run when the source role may write to a chosen table (INSERT, UPDATE, DELETE
+    /// or TRUNCATE, or a superuser): only a SELECT-only role makes the link itself read-only.
+    /// Config: source.require_read_only.
+    #[arg(long)]
+    pub require_read_only_role: bool,
 }
 
 /// Options of the copy and `plan`.

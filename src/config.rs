@@ -56,6 +56,9 @@ pub struct SourceSection {
     pub conninfo: Option<String>,
     /// How the target server reaches the source.
     pub via: Option<String>,
+    /// Refuse to run when the source role may write to a chosen table.
+    #[serde(default)]
+    pub require_read_only: bool,
 }
 
 /// `[target]`.
@@ -188,6 +191,8 @@ tables = ["public.*"]
 # conninfo = "postgresql://readonly@prod-db.example.com/app"
 # How the target server reaches the source, if not the same way (a container, a tunnel).
 # via = "host=host.docker.internal"
+# Refuse to run when the source role may write to a chosen table (it should have only SELECT).
+# require_read_only = false
 
 [target]
 # conninfo = "postgresql:///app_dev"

@@ -103,6 +103,95 @@ pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Res
     }
 }
 
+/// Warns, once, when `role` (the role the target server reads the source as) may write to one
+/// of the chosen tables: snapcopy's own sessions are read-only, but anyone who can use the link
+/// on the target could turn that off and write. With `require`, refuses to run instead.
+pub async fn check_source_role(
+    source: &Client,
+    role: &str,
+    tables: &[crate::catalog::Candidate],
+    require: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let oids: Vec<tokio_postgres::types::Oid> = tables.iter().map(|t| t.oid).collect();
+    let row = source
+        .query_one(
+            "SELECT coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1), false), \
+             ARRAY(SELECT c.oid::pg_catalog.regclass::text FROM unnest($2::oid[]) AS c(oid) \
+                   WHERE pg_catalog.has_table_privilege($1, c.oid, \
+                         'INSERT, UPDATE, DELETE, TRUNCATE') ORDER BY 1)",
+            &[&role, &oids],
+        )
+        .await
+        .context("could not read the source role's privileges")?;
+    let (superuser, writable): (bool, Vec<String>) = (row.get(0), row.get(1));
+    if !superuser && writable.is_empty() {
+        return Ok(());
+    }
+    let what = if superuser {
+        "is a superuser".to_string()
+    } else {
+        let shown: Vec<&str> = writable.iter().take(5).map(String::as_str).collect();
+        format!(
+            "may write to {} of the chosen tables ({}{})",
+            writable.len(),
+            shown.join(", "),
+            if writable.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        )
+    };
+    let why = format!(
+        "the source role {role} {what}: snapcopy's own sessions on the source are read-only, \
+         but anyone who can use the link on the target could turn that off and write with it"
+    );
+    if require {
+        bail!(
+            "{why}; connect as a role with only SELECT on the tables and their sequences (as \
+             --require-read-only-role asks), or run without that option"
+        );
+    }
+    if !quiet {
+        eprintln!(
+            "warning: {why}; a role with only SELECT on the tables and their sequences makes the \
+             link read-only (--require-read-only-role refuses to run otherwise)"
+        );
+    }
+    Ok(())
+}
+
+/// How many more sessions a server can take from this role in this database: the fewest of the
+/// server's free connections (`max_connections` less the reserved ones and those in use), the
+/// role's (`CONNECTION LIMIT`) and the database's, less two left for others (the developer's
+/// psql, say).
+pub async fn connection_room(client: &Client) -> anyhow::Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int \
+               - current_setting('superuser_reserved_connections')::int \
+               - coalesce(current_setting('reserved_connections', true)::int, 0) \
+               - (SELECT count(*) FROM pg_catalog.pg_stat_activity \
+                  WHERE backend_type = 'client backend'), \
+             (SELECT CASE WHEN r.rolconnlimit < 0 THEN NULL ELSE r.rolconnlimit - \
+                (SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.usename = r.rolname) \
+                END FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), \
+             (SELECT CASE WHEN d.datconnlimit < 0 THEN NULL ELSE d.datconnlimit - \
+                (SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datname = d.datname) \
+                END FROM pg_catalog.pg_database d WHERE d.datname = current_database())",
+            &[],
+        )
+        .await
+        .context("could not read how many connections the server has free")?;
+    let free = [row.get::<_, Option<i64>>(0), row.get(1), row.get(2)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
+    Ok((free - 2).max(1))
+}
+
 /// A run's hold on its target: the session holding the advisory lock, which the run's other
 /// sessions check before they commit, so that a run whose lock was taken from it (its session
 /// terminated) rolls back instead of loading alongside the next run.

@@ -87,6 +87,21 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         Some(guard::lock_target(&target, &settings.staging_schema).await?)
     };
     guard::check_staging_schema(&target, &settings.staging_schema).await?;
+    // Each loading session holds a connection to the target and, through dblink, one to the
+    // source: --jobs cannot be more than either has free.
+    let room = guard::connection_room(&target)
+        .await?
+        .min(guard::connection_room(&source).await?);
+    if settings.jobs as i64 > room {
+        if !quiet {
+            eprintln!(
+                "note: --jobs {} is more sessions than the servers have connections free; using \
+                 {room}",
+                settings.jobs
+            );
+        }
+        settings.jobs = room as usize;
+    }
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -105,6 +120,14 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut refused = tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = choose(&settings, &candidates)?;
     let chosen = leave_extension_tables(&settings, chosen, &mut refused);
+    guard::check_source_role(
+        &source,
+        settings.link.get("user").unwrap_or_default(),
+        &chosen,
+        settings.require_read_only,
+        quiet,
+    )
+    .await?;
     let mut along = BTreeMap::new();
     let mut chosen = if settings.mode == cli::Mode::Full {
         bring_along(
@@ -155,7 +178,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
 
     if !quiet {
         for warning in &plan.warnings {
-            eprintln!("warning: {warning}");
+            eprintln!("warning: {}", sql::printable(warning));
         }
     }
     if dry_run {
@@ -176,7 +199,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         let again = plan::plan(&catalog, &state, &options);
         if !quiet {
             for warning in again.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", sql::printable(warning));
             }
         }
         // A refused table's load table, if the setup made it, goes at once.
@@ -212,7 +235,7 @@ async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let _ = source.batch_execute("COMMIT").await;
     for (name, reason) in &plan.refused {
         if !quiet {
-            eprintln!("error: {reason}");
+            eprintln!("error: {}", sql::printable(reason));
         }
         outcomes.push(report::TableOutcome {
             name: name.clone(),

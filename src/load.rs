@@ -39,9 +39,14 @@ pub fn register(client: &tokio_postgres::Client) {
 /// roll back, so every table keeps its previous contents.
 pub async fn cancel_running() {
     let tokens: Vec<CancelToken> = lock(&RUNNING).drain(..).collect();
-    for token in tokens {
-        let _ = token.cancel_query(tokio_postgres::NoTls).await;
-    }
+    // All at once, and not for long: a server that does not answer must not hold the exit up
+    // (its sessions end when the process does, and roll back).
+    let cancels = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| token.cancel_query(tokio_postgres::NoTls)),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), cancels).await;
 }
 
 /// Where and how a run's sessions work: the target, the source snapshot they read in, how much

@@ -1,7 +1,8 @@
 //! The snapcopy binary: parse the command line, run, turn the outcome into an exit code.
 //! 0: every table done; 1: some tables failed (the summary says which); 2: usage,
-//! configuration or connection error before anything changed; 130: interrupted (SIGINT or
-//! SIGTERM), the running loads cancelled and rolled back.
+//! configuration or connection error before anything changed; 128 + the signal's number when
+//! interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP): the running loads cancelled and rolled
+//! back, in whatever phase the run was, connecting included.
 
 use std::process::ExitCode;
 
@@ -22,44 +23,59 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
-            outcome = snapcopy::run(cli) => Some(outcome),
-            () = interrupted() => {
+            outcome = snapcopy::run(cli) => Ok(outcome),
+            signal = interrupted() => {
                 // Stop the server-side work; the open transactions roll back.
                 snapcopy::cancel_running().await;
-                None
+                Err(signal)
             }
         }
     });
-    // Dropping the runtime closes every session, which ends the dblink connections too.
-    drop(runtime);
+    // Shutting the runtime down closes every session, which ends the dblink connections too;
+    // a task blocked in the operating system (a host name lookup) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
-        Some(Ok(snapcopy::Outcome::Success)) => ExitCode::SUCCESS,
-        Some(Ok(snapcopy::Outcome::SomeFailed)) => ExitCode::from(1),
-        Some(Err(e)) => {
-            eprintln!("error: {e:#}");
+        Ok(Ok(snapcopy::Outcome::Success)) => ExitCode::SUCCESS,
+        Ok(Ok(snapcopy::Outcome::SomeFailed)) => ExitCode::from(1),
+        Ok(Err(e)) => {
+            eprintln!("error: {}", snapcopy::sql::printable(&format!("{e:#}")));
             ExitCode::from(2)
         }
-        None => {
+        Err(signal) => {
             eprintln!(
-                "interrupted: the running loads were cancelled and rolled back; every table \
-                 keeps its previous contents"
+                "interrupted ({}): the running loads were cancelled and rolled back; every \
+                 table keeps its previous contents",
+                signal.name
             );
-            ExitCode::from(130)
+            ExitCode::from(128 + signal.number)
         }
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn interrupted() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+/// A signal that ends a run.
+struct Signal {
+    name: &'static str,
+    number: u8,
+}
+
+/// Resolves on SIGINT (Ctrl-C), SIGTERM (what `timeout`, systemd and container runtimes send)
+/// or SIGHUP (a closed terminal), with which one.
+async fn interrupted() -> Signal {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Signal {
+            name: "SIGINT",
+            number: 2,
+        };
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = int.recv() => Signal { name: "SIGINT", number: 2 },
+        _ = term.recv() => Signal { name: "SIGTERM", number: 15 },
+        _ = hup.recv() => Signal { name: "SIGHUP", number: 1 },
     }
 }

@@ -38,8 +38,9 @@ impl fmt::Debug for TablePattern {
 }
 
 impl fmt::Display for TablePattern {
+    /// The pattern as typed, control characters escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&crate::sql::one_line(&self.text))
     }
 }
 

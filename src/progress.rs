@@ -60,6 +60,7 @@ impl Progress {
 
     /// Prints a line above the bars, or plainly.
     pub fn say(&self, line: &str) {
+        let line = &crate::sql::printable(line);
         match &self.display {
             Display::Bars { all, .. } => {
                 let _ = all.println(line);

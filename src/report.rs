@@ -80,9 +80,9 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
             right(format!("{:.2}", o.seconds)),
             Cell::new(match &o.status {
                 TableStatus::Done => "ok".to_string(),
-                TableStatus::Failed(why) => format!("FAILED: {why}"),
+                TableStatus::Failed(why) => format!("FAILED: {}", crate::sql::printable(why)),
             }),
-            Cell::new(&o.note),
+            Cell::new(crate::sql::printable(&o.note)),
         ]);
     }
     println!("{table}");

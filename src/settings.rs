@@ -54,6 +54,8 @@ pub struct Settings {
     pub rebuild: bool,
     /// Copy (and verify) the tables' triggers.
     pub triggers: bool,
+    /// Refuse to run when the source role may write to a chosen table.
+    pub require_read_only: bool,
     /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
     pub batch_bytes: i64,
     /// Tables at least this large are split into `jobs` ranges loaded at once
@@ -133,6 +135,7 @@ impl Settings {
             replace_unmanaged: args.replace_unmanaged,
             rebuild: args.rebuild,
             triggers: !args.no_triggers && config.triggers.unwrap_or(true),
+            require_read_only: from.require_read_only_role || config.source.require_read_only,
             batch_bytes: megabytes(env, "SNAPCOPY_BATCH_MB", crate::plan::DEFAULT_BATCH_BYTES)?,
             split_bytes: megabytes(env, "SNAPCOPY_SPLIT_MB", crate::plan::DEFAULT_SPLIT_BYTES)?,
             json: args.json,

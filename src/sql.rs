@@ -85,7 +85,36 @@ impl fmt::Debug for QualifiedName {
     }
 }
 
-/// A name as psql shows it: bare when it is a plain lower-case identifier, quoted otherwise.
+/// `s` with its control characters shown as psql shows them (`\x1B`, `\u0085`), so that text
+/// from a server or the command line cannot move the cursor, colour or clear a terminal; line
+/// breaks and tabs stay when `keep_lines` (messages that span lines).
+fn escape_controls(s: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' if keep_lines => out.push(c),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02X}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for the terminal: control characters escaped, lines kept.
+pub fn printable(s: &str) -> String {
+    escape_controls(s, true)
+}
+
+/// A name or pattern on one line: every control character escaped.
+pub fn one_line(s: &str) -> String {
+    escape_controls(s, false)
+}
+
+/// A name as psql shows it: bare when it is a plain lower-case identifier, quoted otherwise;
+/// control characters escaped.
 pub fn human_ident(name: &str) -> String {
     let plain = name
         .chars()
@@ -97,7 +126,7 @@ pub fn human_ident(name: &str) -> String {
     if plain {
         name.to_string()
     } else {
-        postgres_protocol::escape::escape_identifier(name)
+        one_line(&postgres_protocol::escape::escape_identifier(name))
     }
 }
 
@@ -153,6 +182,17 @@ mod tests {
     fn literals_escape_quotes_and_backslashes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal(r"a\b"), r" E'a\\b'");
+    }
+
+    // Regression: control characters and ANSI escapes in names reached the terminal raw.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            QualifiedName::new("public", "red\u{1b}[31mtext").human(),
+            "public.\"red\\x1B[31mtext\""
+        );
+        assert_eq!(printable("a\nb\u{7}c\u{85}"), "a\nb\\x07c\\u0085");
+        assert_eq!(one_line("a\nb"), "a\\x0Ab");
     }
 
     #[test]

@@ -107,9 +107,18 @@ fn a_fault_in_the_middle_of_a_load_leaves_every_table_whole() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("interrupted: the running loads were cancelled"));
+        .contains("interrupted (SIGINT): the running loads were cancelled"));
     wait_for_no_leftovers(&pair);
     assert_unchanged(&pair, &before, "SIGINT");
+
+    // (a') SIGTERM, what timeout, systemd and container runtimes send: the same.
+    grow_source(&pair, 105);
+    let child = start_reload(&pair);
+    send_signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    wait_for_no_leftovers(&pair);
+    assert_unchanged(&pair, &before, "SIGTERM");
 
     // (b) SIGKILL: the servers notice the tool is gone and roll back.
     grow_source(&pair, 102);
@@ -164,4 +173,43 @@ fn send_signal(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+// Regression: SIGTERM and SIGHUP did not end a run that was stalled connecting.
+#[test]
+fn a_signal_ends_a_run_stalled_while_connecting() {
+    // A "server" that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let child = Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
+            .args([
+                "--source",
+                &format!("host=127.0.0.1 port={port} dbname=app user=x sslmode=disable"),
+                "--target",
+                &format!("host=127.0.0.1 port={port} dbname=dev user=x sslmode=disable"),
+                "t",
+            ])
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let sent = Instant::now();
+        send_signal(&child, signal);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(code), "SIG{signal}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("interrupted (SIG{signal})"))
+        );
+    }
+    drop(silent);
 }

@@ -81,9 +81,10 @@ fn a_role_with_only_select_on_the_source_is_enough() {
     );
     let reader = pair.source.conninfo_as("app", "reader");
     pair.snapcopy()
-        .args(["--source", &reader, "public.*"])
+        .args(["--source", &reader, "--require-read-only-role", "public.*"])
         .assert()
-        .success();
+        .success()
+        .stderr(predicate::str::contains("the source role").not());
     assert_eq!(
         checksum(&pair.target, "dev", "public.items"),
         checksum(&pair.source, "app", "public.items")
@@ -592,4 +593,146 @@ fn a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log() {
     let log = pair.target.log();
     assert!(log.contains("user mappings are not allowed here"), "{log}");
     assert!(!log.contains("Qx7zzKpw"), "{log}");
+}
+
+// Regression: the README said a statement sent through the link by hand could not write to the
+// source; it can, when the source role may write. snapcopy now says so, and can refuse.
+#[test]
+fn a_source_role_that_may_write_is_warned_about_or_refused() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        &format!(
+            "{SHOP}; CREATE ROLE writer LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO writer; \
+             GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO writer; \
+             GRANT INSERT ON public.notes TO writer"
+        ),
+    );
+    let writer = pair.source.conninfo_as("app", "writer");
+    pair.snapcopy()
+        .args(["--source", &writer, "public.*"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: the source role writer may write to 1 of the chosen tables (public.notes): \
+             snapcopy's own sessions on the source are read-only, but anyone who can use the \
+             link on the target could turn that off and write with it",
+        ));
+    // A superuser is warned about too; with the option (or its config key) the run is refused
+    // before anything changes.
+    pair.snapcopy()
+        .args(["--require-read-only-role", "items"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the source role postgres is a superuser",
+        ));
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        "[source]\nrequire_read_only = true\n",
+    )
+    .unwrap();
+    let before = pair.target.psql(
+        "dev",
+        "SELECT refreshed_at FROM snapcopy.managed_tables WHERE table_name = 'items'",
+    );
+    pair.snapcopy()
+        .args(["--source", &writer, "items", "notes"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "may write to 1 of the chosen tables",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT refreshed_at FROM snapcopy.managed_tables WHERE table_name = 'items'"
+        ),
+        before
+    );
+}
+
+// Regression: -j had no upper bound: -j 10000 with a split took nearly all the target's
+// connections and stalled.
+#[test]
+fn jobs_are_capped_at_the_connections_the_servers_have_free() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.big (id bigint PRIMARY KEY, pad text); \
+         INSERT INTO public.big SELECT g, repeat('p', 200) FROM generate_series(1, 20000) g; ANALYZE",
+    );
+    let out = pair
+        .snapcopy()
+        .env("SNAPCOPY_SPLIT_MB", "1")
+        .args(["-j", "10000", "big"])
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    // The test servers allow 40 connections, 3 of them reserved for superusers.
+    let note = stderr
+        .lines()
+        .find(|l| l.starts_with("note: --jobs 10000 is more sessions than the servers have"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let used: usize = note.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((2..=35).contains(&used), "{note}");
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.big"),
+        checksum(&pair.source, "app", "public.big")
+    );
+}
+
+// Regression: a staging schema name containing `$snapcopy$` broke the setup's DO block.
+#[test]
+fn a_staging_schema_whose_name_holds_the_dollar_tag_works() {
+    let pair = Pair::start();
+    pair.source.psql("app", SHOP);
+    for _ in 0..2 {
+        pair.snapcopy()
+            .args(["--staging-schema", "x$snapcopy$y", "items"])
+            .assert()
+            .success();
+    }
+    pair.snapcopy()
+        .args(["teardown", "--staging-schema", "x$snapcopy$y"])
+        .assert()
+        .success();
+}
+
+// Regression: control characters and ANSI escapes from patterns and source names reached the
+// terminal raw.
+#[test]
+fn control_characters_in_names_and_patterns_are_shown_escaped() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.\"red\u{1b}[31mtable\" (id int); INSERT INTO public.\"red\u{1b}[31mtable\" VALUES (1)",
+    );
+    let out = pair.snapcopy().arg("public.*").assert().success();
+    let output = out.get_output();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("public.\"red\\x1B[31mtable\""), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !String::from_utf8_lossy(&output.stderr).contains('\u{1b}')
+    );
+    pair.snapcopy()
+        .arg("public.\"x\u{1b}[2Jy\"")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\\x1B[2J"))
+        .stderr(predicate::str::contains("\u{1b}").not());
+}
+
+// Regression: teardown reported dropping a schema, server and mappings that did not exist.
+#[test]
+fn teardown_reports_only_what_it_dropped() {
+    let pair = Pair::start();
+    pair.snapcopy()
+        .arg("teardown")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "nothing to drop: snapcopy has nothing set up in this database",
+        ))
+        .stderr(predicate::str::contains("dropped").not());
 }
