@@ -94,9 +94,15 @@ INSERT INTO order_items (order_id, product_id, quantity, unit_price)
 SELECT o.id, 1 + (o.id * 7 + k) % 500, 1 + k, ((o.id + k) % 97) + 0.99
 FROM orders o, generate_series(0, 2) k;
 ANALYZE;
+
+-- What production should give snapcopy: a role that may only read.
+CREATE ROLE reader LOGIN;
+GRANT USAGE ON SCHEMA public TO reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader;
 SQL
 
-export SNAPCOPY_SOURCE; SNAPCOPY_SOURCE="$(pg_conninfo source shop)"
+export SNAPCOPY_SOURCE; SNAPCOPY_SOURCE="$(pg_conninfo source shop | sed 's/user=postgres/user=reader/')"
 export SNAPCOPY_TARGET; SNAPCOPY_TARGET="$(pg_conninfo target shop_dev)"
 
 echo
