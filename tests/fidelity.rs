@@ -4,24 +4,8 @@
 
 mod common;
 
-use common::{assert_copied_exactly, checksum, Pair};
+use common::{assert_copied_exactly, checksum, source_tables, Pair};
 use predicates::prelude::*;
-
-/// Every ordinary and partitioned table in the given schemas, as `schema.table` SQL names.
-fn tables(pair: &Pair, schemas: &str) -> Vec<String> {
-    pair.source
-        .psql(
-            "app",
-            &format!(
-                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname IN ({schemas}) ORDER BY 1"
-            ),
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 fn assert_verify_same(pair: &Pair, args: &[&str]) {
     let out = pair.snapcopy().arg("verify").args(args).assert().success();
@@ -47,7 +31,7 @@ fn types_constraints_columns_and_values_copy_exactly_across_differently_configur
     );
     pair.load_fixture("real_world.sql");
     pair.snapcopy().arg("app.*").assert().success();
-    let all = tables(&pair, "'app'");
+    let all = source_tables(&pair, &["app"]);
     assert_copied_exactly(&pair, &all);
     assert_verify_same(&pair, &[]);
     // Sequence options (the custom identity's START, INCREMENT, CYCLE, CACHE) and positions.
@@ -152,7 +136,7 @@ fn a_partitioned_table_is_copied_as_a_tree_and_a_lone_partition_as_a_table() {
             "public.measurements is partitioned; its 5 partitions are copied with it",
         ))
         .stdout(predicate::str::contains("900"));
-    let tree = tables(&pair, "'public'");
+    let tree = source_tables(&pair, &["public"]);
     assert_eq!(tree.len(), 6);
     assert_copied_exactly(&pair, &tree);
     let layout =
@@ -206,7 +190,7 @@ fn a_partitioned_table_is_copied_as_a_tree_and_a_lone_partition_as_a_table() {
         .stdout(predicate::str::contains(
             "partition public.measurements_2030 added",
         ));
-    assert_copied_exactly(&pair, &tables(&pair, "'public'"));
+    assert_copied_exactly(&pair, &source_tables(&pair, &["public"]));
 
     // One partition alone becomes a plain table, and snapcopy says so.
     pair.target.create_db("other");
@@ -269,7 +253,7 @@ fn odd_names_are_always_quoted_and_never_run() {
         "1",
         "no statement hidden in a name ran"
     );
-    let all = tables(&pair, &format!("'Odd Schema; --', '{long}'"));
+    let all = source_tables(&pair, &["Odd Schema; --", &long]);
     assert_eq!(all.len(), 2);
     assert_copied_exactly(&pair, &all);
     assert_copied_exactly(&pair, &[format!("public.\"{long}\"")]);

@@ -3,24 +3,8 @@
 
 mod common;
 
-use common::{assert_copied_exactly, Pair};
+use common::{assert_copied_exactly, source_tables, Pair};
 use predicates::prelude::*;
-
-/// Every ordinary and partitioned table in a schema, as `schema.table` SQL names.
-fn tables_of(pair: &Pair, schema: &str) -> Vec<String> {
-    pair.source
-        .psql(
-            "app",
-            &format!(
-                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND n.nspname = '{schema}' ORDER BY 1"
-            ),
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 /// The sequences of a schema with their options and which column owns each, one a line.
 fn sequences_of(server: &common::PgServer, db: &str, schema: &str) -> String {
@@ -60,7 +44,7 @@ fn free_standing_and_shared_sequences_and_tables_without_columns_copy() {
     let pair = Pair::start();
     pair.load_fixture("old_dump.sql");
     pair.snapcopy().arg("legacy.*").assert().success();
-    let tables = tables_of(&pair, "legacy");
+    let tables = source_tables(&pair, &["legacy"]);
     assert_eq!(tables.len(), 7);
     assert_copied_exactly(&pair, &tables);
     // Created with the source's options, and owned only where the source has OWNED BY.
@@ -394,7 +378,7 @@ fn inheritance_of(server: &common::PgServer, db: &str) -> String {
 fn inheritance_is_kept_when_parents_and_children_are_copied_together() {
     let pair = Pair::start();
     pair.load_fixture("inheritance.sql");
-    let tables = tables_of(&pair, "zoo");
+    let tables = source_tables(&pair, &["zoo"]);
     assert_eq!(tables.len(), 6);
     pair.snapcopy().arg("zoo.*").assert().success();
     assert_copied_exactly(&pair, &tables);
@@ -567,10 +551,10 @@ fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
          CREATE DOMAIN shop.amount AS integer CHECK (VALUE >= 0)",
     );
     let reader = pair.source.conninfo_as("app", "reader");
-    let out = pair
-        .snapcopy()
-        .env("SNAPCOPY_SPLIT_MB", "1")
-        .args([
+    // Everything but the table outside the run, read as the reader, large tables split.
+    let copy = || {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_SPLIT_MB", "1").args([
             "--source",
             &reader,
             "--jobs",
@@ -578,9 +562,10 @@ fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
             "shop.*",
             "--exclude",
             "shop.other",
-        ])
-        .output()
-        .unwrap();
+        ]);
+        cmd
+    };
+    let out = copy().output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -643,29 +628,12 @@ fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
          ALTER TABLE shop.a_checked DROP CONSTRAINT a_checked_n_check",
     );
     pair.target.psql("dev", "DROP FUNCTION shop.twice(integer)");
-    pair.snapcopy()
-        .env("SNAPCOPY_SPLIT_MB", "1")
-        .args([
-            "--source",
-            &reader,
-            "--jobs",
-            "2",
-            "shop.*",
-            "--exclude",
-            "shop.other",
-        ])
-        .assert()
-        .success();
-    let all: Vec<String> = tables_of(&pair, "shop")
+    copy().assert().success();
+    let all: Vec<String> = source_tables(&pair, &["shop"])
         .into_iter()
         .filter(|t| t != "shop.other")
         .collect();
     assert_copied_exactly(&pair, &all);
-}
-
-/// Every ordinary and partitioned table of the given schemas, as `schema.table` SQL names.
-fn tables_in(pair: &Pair, schemas: &[&str]) -> Vec<String> {
-    schemas.iter().flat_map(|s| tables_of(pair, s)).collect()
 }
 
 // The issue's measure of done: a whole database of several schemas, with everything above,
@@ -693,7 +661,7 @@ fn a_whole_database_of_several_schemas_copies_in_one_run_and_again_cleanly() {
          INSERT INTO zoo.enclosures VALUES (1, ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326), 1)",
     );
     let schemas = ["public", "legacy", "util", "rooms", "sales", "zoo"];
-    let tables: Vec<String> = tables_in(&pair, &schemas)
+    let tables: Vec<String> = source_tables(&pair, &schemas)
         .into_iter()
         .filter(|t| t != "public.spatial_ref_sys")
         .collect();

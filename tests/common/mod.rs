@@ -381,6 +381,28 @@ impl Pair {
     }
 }
 
+/// Every ordinary and partitioned table of the given schemas on the source, as `schema.table`
+/// SQL names, in order.
+pub fn source_tables(pair: &Pair, schemas: &[&str]) -> Vec<String> {
+    let list: Vec<String> = schemas
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect();
+    pair.source
+        .psql(
+            "app",
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname IN ({}) ORDER BY 1",
+                list.join(", ")
+            ),
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Asserts that each table has the same definition and rows on the target as on the source.
 pub fn assert_copied_exactly<T: AsRef<str>>(pair: &Pair, tables: &[T]) {
     assert!(!tables.is_empty());
