@@ -9,8 +9,14 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::select;
 use crate::catalog::{self, Candidate, Shape, Table};
+use crate::cli::CopyArgs;
+use crate::conninfo::Env;
+use crate::link::{connect, Side};
+use crate::settings::Settings;
 use crate::sql::QualifiedName;
+use crate::{link, Outcome};
 
 /// Settings that decide how values print as text; pinned on both servers so that row text, and
 /// so the checksum, compares across servers whatever their configuration.
@@ -161,4 +167,36 @@ pub fn print(verdicts: &[Verdict], json: bool) {
             println!("{:width$}  DIFFERS  {}", v.table, v.differences.join("; "));
         }
     }
+}
+
+/// Runs `snapcopy verify`: the chosen tables (every managed one by default) compared on both
+/// servers; exits 1 when any differs.
+pub async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
+    let mut settings = Settings::from_args(args, &Env::from_process())?;
+    let source = connect(&settings.source, Side::Source).await?;
+    let target = connect(&settings.target, Side::Target).await?;
+    for client in [&source, &target] {
+        client
+            .batch_execute(OUTPUT_SETTINGS)
+            .await
+            .context("could not prepare a session for verify")?;
+    }
+    let candidates = catalog::candidates(&source).await?;
+    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let gone = select::tables_to_use(&mut settings, &managed, &candidates)?;
+    let chosen = select::choose(&settings, &candidates)?;
+    let catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
+    let mut verdicts = verify(&source, &target, &catalog, settings.triggers).await?;
+    verdicts.extend(gone.into_iter().map(|(name, reason)| Verdict {
+        table: name.human(),
+        source_rows: 0,
+        target_rows: None,
+        differences: vec![reason],
+    }));
+    print(&verdicts, settings.json);
+    Ok(if verdicts.iter().all(|v| v.same()) {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
+    })
 }
