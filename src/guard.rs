@@ -109,7 +109,7 @@ pub async fn lock_target(target: &Client, staging_schema: &Ident) -> anyhow::Res
 pub async fn check_source_role(
     source: &Client,
     role: &str,
-    tables: &[crate::catalog::Candidate],
+    tables: &[crate::source::Candidate],
     require: bool,
     quiet: bool,
 ) -> anyhow::Result<()> {

@@ -1,10 +1,9 @@
 //! snapcopy: clone PostgreSQL tables server to server through dblink.
 //!
 //! Data flow, one direction: flags and config become [`settings::Settings`]; the source catalog
-//! becomes a [`catalog::Catalog`]; catalog, target state and settings become a [`plan::Plan`]
+//! becomes a [`source::Catalog`]; catalog, target state and settings become a [`plan::Plan`]
 //! (pure, printable); [`load`] runs the plan on the target; [`report`] prints the summary.
 
-pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,6 +16,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod source;
 pub mod sql;
 pub mod tls;
 

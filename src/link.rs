@@ -11,12 +11,12 @@ use anyhow::{anyhow, Context};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::catalog::{Catalog, Requirement, Shape, TriggerState};
 use crate::cli::StagingKind;
 use crate::conninfo::ConnInfo;
 use crate::plan::{
     staging_name, ExtensionState, Purpose, StagingObject, Step, TargetState, REGISTRY,
 };
+use crate::source::{Catalog, Requirement, Shape, TriggerState};
 use crate::sql::{Ident, QualifiedName};
 
 /// Which server a session belongs to, for messages.
@@ -537,7 +537,7 @@ fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow:
     let extension = match &step.purpose {
         Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
         Purpose::Extension(name)
-        | Purpose::Prerequisite(crate::catalog::Requirement::Extension(name)) => Some(name),
+        | Purpose::Prerequisite(crate::source::Requirement::Extension(name)) => Some(name),
         Purpose::Prerequisite(_) | Purpose::ForTable(_) | Purpose::Other => None,
     };
     match (code, extension) {

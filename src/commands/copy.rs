@@ -13,18 +13,13 @@ use crate::link::{connect, Side};
 use crate::plan::PlanOptions;
 use crate::report::TableStatus;
 use crate::settings::{Settings, Verbosity};
-use crate::{catalog, cli, guard, link, load, plan, progress, report, sql, Outcome};
+use crate::{cli, guard, link, load, plan, progress, report, source, sql, Outcome};
 
 /// Copies (or, with `dry_run`, prints the plan of a copy of) the chosen tables.
 pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut settings = Settings::from_args(args, &Env::from_process())?;
     let quiet = settings.verbosity == Verbosity::Quiet;
 
-    // One snapshot for the run: this session reads the catalog in it and holds it open while
-    // every dblink session imports it, so all tables are read as of one moment. It must not
-    // be ended for idling in its transaction while the loads run. Expressions the catalog
-    // prints (defaults, bounds, checks) must parse on any target: as pg_dump does, constants
-    // print in ISO dates, postgres-style intervals and exact floats.
     let source = connect(&settings.source, Side::Source).await?;
     let mut target = connect(&settings.target, Side::Target).await?;
     guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
@@ -49,20 +44,8 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         }
         settings.jobs = room as usize;
     }
-    source
-        .batch_execute(
-            "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
-             SET search_path = ''; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; \
-             SET extra_float_digits = 3; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )
-        .await
-        .context("could not prepare the source session")?;
-    let snapshot: String = source
-        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-        .await
-        .context("could not export a snapshot on the source")?
-        .get(0);
-    let candidates = catalog::candidates(&source).await?;
+    let snapshot = source::open_snapshot(&source).await?;
+    let candidates = source::candidates(&source).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let mut refused = select::tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = select::choose(&settings, &candidates)?;
@@ -106,9 +89,9 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     // A rebuilt inheritance parent takes its children with it: the managed ones come along and
     // are made anew with it, which takes another look at the source.
     let (catalog, mut state, mut plan) = loop {
-        let mut catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
+        let mut catalog = source::introspect(&source, &chosen, settings.triggers).await?;
         if settings.jobs >= 2 && settings.split_bytes > 0 {
-            catalog::read_extents(&source, &mut catalog, settings.split_bytes).await?;
+            source::read_extents(&source, &mut catalog, settings.split_bytes).await?;
         }
         let mut state =
             link::target_state(&target, &settings.staging_schema, managed.clone(), &catalog)
@@ -119,7 +102,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         if more.is_empty() {
             break (catalog, state, plan);
         }
-        chosen.extend(catalog::with_partitions(&candidates, more).0);
+        chosen.extend(source::with_partitions(&candidates, more).0);
     };
     plan.refused.extend(refused.iter().cloned());
 

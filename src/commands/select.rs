@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 
-use crate::catalog::{self, Candidate};
 use crate::settings::{Settings, Verbosity};
+use crate::source::{self, Candidate};
 use crate::{link, pattern, plan, sql};
 
 /// The tables named, or every managed table that the source still has; the managed tables it
@@ -111,7 +111,7 @@ pub fn note_lone_children(settings: &Settings, chosen: &[Candidate], managed: &[
 /// The tables that need what the setup could not make, each with the first such thing (the setup
 /// makes things in dependency order, so the first is the cause) and why.
 pub fn tables_without(
-    catalog: &catalog::Catalog,
+    catalog: &source::Catalog,
     unmade: &[(plan::Purpose, String)],
 ) -> BTreeMap<sql::QualifiedName, String> {
     let mut out = BTreeMap::new();
@@ -171,7 +171,7 @@ pub async fn bring_along(
         if added.is_empty() {
             return Ok(chosen);
         }
-        chosen.extend(catalog::with_partitions(candidates, added).0);
+        chosen.extend(source::with_partitions(candidates, added).0);
     }
 }
 
@@ -283,7 +283,7 @@ pub fn choose(settings: &Settings, candidates: &[Candidate]) -> anyhow::Result<V
             );
         }
     }
-    let (expanded, trees) = catalog::with_partitions(candidates, chosen);
+    let (expanded, trees) = source::with_partitions(candidates, chosen);
     for (root, count) in trees {
         if !quiet {
             eprintln!(

@@ -10,11 +10,11 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::select;
-use crate::catalog::{self, Candidate, Shape, Table};
 use crate::cli::CopyArgs;
 use crate::conninfo::Env;
 use crate::link::{connect, Side};
 use crate::settings::Settings;
+use crate::source::{self, Candidate, Shape, Table};
 use crate::sql::QualifiedName;
 use crate::{link, Outcome};
 
@@ -70,10 +70,10 @@ async fn fingerprint(
 pub async fn verify(
     source: &Client,
     target: &Client,
-    source_catalog: &catalog::Catalog,
+    source_catalog: &source::Catalog,
     triggers: bool,
 ) -> anyhow::Result<Vec<Verdict>> {
-    let target_candidates = catalog::candidates(target).await?;
+    let target_candidates = source::candidates(target).await?;
     let mut verdicts = Vec::new();
     for table in &source_catalog.tables {
         let found: Vec<Candidate> = target_candidates
@@ -91,8 +91,8 @@ pub async fn verify(
             });
             continue;
         };
-        let (tree, _) = catalog::with_partitions(&target_candidates, found);
-        let target_catalog = catalog::introspect(target, &tree, triggers).await?;
+        let (tree, _) = source::with_partitions(&target_candidates, found);
+        let target_catalog = source::introspect(target, &tree, triggers).await?;
         let target_table = &target_catalog.tables[0];
         // A table copied without its parents is one of its own by design: no difference,
         // unless its parents are compared too or it inherits on the target.
@@ -181,11 +181,11 @@ pub async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
             .await
             .context("could not prepare a session for verify")?;
     }
-    let candidates = catalog::candidates(&source).await?;
+    let candidates = source::candidates(&source).await?;
     let managed = link::managed_tables(&target, &settings.staging_schema).await?;
     let gone = select::tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = select::choose(&settings, &candidates)?;
-    let catalog = catalog::introspect(&source, &chosen, settings.triggers).await?;
+    let catalog = source::introspect(&source, &chosen, settings.triggers).await?;
     let mut verdicts = verify(&source, &target, &catalog, settings.triggers).await?;
     verdicts.extend(gone.into_iter().map(|(name, reason)| Verdict {
         table: name.human(),

@@ -15,12 +15,12 @@ mod refresh;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 
-use crate::catalog::{
+use crate::cli::{Mode, StagingKind};
+use crate::conninfo::ConnInfo;
+use crate::source::{
     Catalog, Constraint, ConstraintKind, Extent, Identity, Requirement, Sequence, Shape,
     SharedSequence, Table, TriggerState, TypeKind,
 };
-use crate::cli::{Mode, StagingKind};
-use crate::conninfo::ConnInfo;
 use crate::sql::{literal, truncate_bytes, Ident, QualifiedName};
 
 pub use refresh::{Full, Incremental, Refresh};
@@ -47,7 +47,7 @@ pub struct TargetState {
     pub extensions: BTreeMap<String, ExtensionState>,
     /// The needed collations that exist on the target.
     pub existing_collations: BTreeSet<QualifiedName>,
-    /// The needed functions that exist on the target, by [`crate::catalog::Function::key`].
+    /// The needed functions that exist on the target, by [`crate::source::Function::key`].
     pub existing_functions: BTreeSet<String>,
     /// The user triggers of the chosen tables (and their partitions) that exist on the
     /// target, with their states: a load into an existing table turns them off and back on.
@@ -209,7 +209,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushdown {
     /// Only rows above the last copy's maximum of a growing column travel.
-    Above(crate::catalog::Cursor),
+    Above(crate::source::Cursor),
     /// Every source row travels; the keys decide what is missing.
     AllKeys,
 }
@@ -634,7 +634,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         tables: &tables,
     };
     let mut units: Vec<(i64, Unit)> = Vec::new();
-    for group in crate::catalog::foreign_key_groups(&tables) {
+    for group in crate::source::foreign_key_groups(&tables) {
         let members: Vec<(&Table, &TableInfo)> = group
             .iter()
             .map(|&i| (&accepted[i].0, &accepted[i].1))
@@ -1114,7 +1114,7 @@ fn options_list(options: &[(String, String)], redact: bool) -> String {
         .join(", ")
 }
 
-fn create_type_sql(ty: &crate::catalog::UserType) -> String {
+fn create_type_sql(ty: &crate::source::UserType) -> String {
     match &ty.kind {
         TypeKind::Enum { labels } => format!(
             "CREATE TYPE {} AS ENUM ({})",
@@ -2200,7 +2200,7 @@ enum PrebuiltFor<'a> {
     /// A primary key or unique constraint, added `USING INDEX` (which renames the index).
     Key(&'a Constraint),
     /// An index no constraint owns, renamed.
-    Index(&'a crate::catalog::Index),
+    Index(&'a crate::source::Index),
 }
 
 /// The indexes of a split table that can be built before its unit: primary keys and unique
@@ -2601,7 +2601,7 @@ fn post_data_steps(
             _ => None,
         })
     };
-    let index_name = |idx: &crate::catalog::Index| {
+    let index_name = |idx: &crate::source::Index| {
         prebuilt.iter().find_map(|p| match p.of {
             PrebuiltFor::Index(x) if x.name == idx.name => Some(&p.load_name),
             _ => None,

@@ -6,7 +6,7 @@
 //! only grows.
 
 use super::{Action, Decision, Phase, Pushdown, Step, TableInfo, UnitContext};
-use crate::catalog::Table;
+use crate::source::Table;
 use crate::sql::{literal, Ident};
 
 /// One refresh mode.

@@ -2,7 +2,7 @@
 //! the load and the sequence statements, and the rules that pick among them.
 
 use super::*;
-use crate::catalog::{
+use crate::source::{
     Column, Constraint, ConstraintKind, Extension, Extent, Identity, Index, Sequence, Table,
     TypeKind, UserType,
 };
