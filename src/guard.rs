@@ -245,7 +245,7 @@ pub async fn check_staging_schema(target: &Client, staging_schema: &Ident) -> an
              + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid) \
              + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid) \
              FROM pg_catalog.pg_namespace n WHERE n.nspname = $1",
-            &[&staging_schema.raw(), &STAGING_MARKER, &crate::plan::REGISTRY],
+            &[&staging_schema.raw(), &STAGING_MARKER, &crate::target::registry::REGISTRY],
         )
         .await
         .context("could not read the staging schema on the target")?;

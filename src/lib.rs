@@ -18,6 +18,7 @@ pub mod report;
 pub mod settings;
 pub mod source;
 pub mod sql;
+pub mod target;
 pub mod tls;
 
 use crate::cli::{Cli, Command};

@@ -46,7 +46,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     }
     let snapshot = source::open_snapshot(&source).await?;
     let candidates = source::candidates(&source).await?;
-    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let managed = crate::target::registry::managed(&target, &settings.staging_schema).await?;
     let mut refused = select::tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = select::choose(&settings, &candidates)?;
     let chosen = select::leave_extension_tables(&settings, chosen, &mut refused);
@@ -93,9 +93,13 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         if settings.jobs >= 2 && settings.split_bytes > 0 {
             source::read_extents(&source, &mut catalog, settings.split_bytes).await?;
         }
-        let mut state =
-            link::target_state(&target, &settings.staging_schema, managed.clone(), &catalog)
-                .await?;
+        let mut state = crate::target::state::read(
+            &target,
+            &settings.staging_schema,
+            managed.clone(),
+            &catalog,
+        )
+        .await?;
         state.along = along.clone();
         let plan = plan::plan(&catalog, &state, &options);
         let more = select::children_to_rebuild(&plan, &state, &chosen, &candidates, &mut along);

@@ -8,13 +8,13 @@ use anyhow::bail;
 
 use crate::settings::{Settings, Verbosity};
 use crate::source::{self, Candidate};
-use crate::{link, pattern, plan, sql};
+use crate::{pattern, plan, sql};
 
 /// The tables named, or every managed table that the source still has; the managed tables it
 /// no longer has come back as refusals. `Err` when nothing is named and nothing is managed.
 pub fn tables_to_use(
     settings: &mut Settings,
-    managed: &[link::Managed],
+    managed: &[crate::target::Managed],
     candidates: &[Candidate],
 ) -> anyhow::Result<Vec<Refusal>> {
     let mut gone = Vec::new();
@@ -27,7 +27,7 @@ pub fn tables_to_use(
              patterns such as 'public.*' or 'public.orders', or set tables in snapcopy.toml"
         );
     }
-    for link::Managed { name, .. } in managed {
+    for crate::target::Managed { name, .. } in managed {
         if candidates.iter().any(|c| &c.name == name) {
             settings.include.push(pattern::TablePattern::exact(name));
         } else {
@@ -84,7 +84,11 @@ pub fn children_to_rebuild(
 
 /// Says which chosen tables lose their inheritance: those whose parents are neither part of
 /// the run nor on the target already become tables of their own.
-pub fn note_lone_children(settings: &Settings, chosen: &[Candidate], managed: &[link::Managed]) {
+pub fn note_lone_children(
+    settings: &Settings,
+    chosen: &[Candidate],
+    managed: &[crate::target::Managed],
+) {
     if settings.verbosity == Verbosity::Quiet {
         return;
     }
@@ -141,14 +145,14 @@ pub async fn bring_along(
     target: &tokio_postgres::Client,
     settings: &Settings,
     candidates: &[Candidate],
-    managed: &[link::Managed],
+    managed: &[crate::target::Managed],
     mut chosen: Vec<Candidate>,
     along: &mut BTreeMap<sql::QualifiedName, String>,
 ) -> anyhow::Result<Vec<Candidate>> {
     loop {
         let names: Vec<&sql::QualifiedName> = chosen.iter().map(|c| &c.name).collect();
         let mut added = Vec::new();
-        for (dependent, on) in link::referencing(target, &names).await? {
+        for (dependent, on) in crate::target::state::referencing(target, &names).await? {
             let wanted = managed.iter().any(|m| !m.replaced && m.name == dependent)
                 && !names.contains(&&dependent)
                 && !added.iter().any(|c: &Candidate| c.name == dependent)

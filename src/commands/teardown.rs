@@ -12,7 +12,7 @@ use crate::conninfo::Env;
 use crate::link::{connect, Side};
 use crate::settings::TargetSettings;
 use crate::sql::{Ident, QualifiedName};
-use crate::{guard, link, plan, Outcome};
+use crate::{guard, plan, Outcome};
 
 /// Runs `snapcopy teardown`, in one transaction: all or nothing. Says what it dropped.
 pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
@@ -31,7 +31,7 @@ pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
             strangers.join(", ")
         );
     }
-    let managed = link::managed_tables(&target, staging).await?;
+    let managed = crate::target::registry::managed(&target, staging).await?;
     let (own, replaced): (Vec<_>, Vec<_>) = managed.into_iter().partition(|m| !m.replaced);
     let own: Vec<QualifiedName> = own.into_iter().map(|m| m.name).collect();
     let mut dropped: Vec<String> = Vec::new();
@@ -167,7 +167,11 @@ async fn strangers(target: &Client, staging: &Ident) -> anyhow::Result<Vec<Strin
                     AND (e.typrelid IN (SELECT oid FROM rel) OR e.oid IN (SELECT objid FROM ext \
                          WHERE classid = 'pg_catalog.pg_type'::pg_catalog.regclass))) \
              ORDER BY 1",
-            &[&staging.raw(), &plan::REGISTRY, &plan::LOAD_MARKER],
+            &[
+                &staging.raw(),
+                &crate::target::registry::REGISTRY,
+                &plan::LOAD_MARKER,
+            ],
         )
         .await
         .context("could not read what the staging schema holds")?;

@@ -16,7 +16,7 @@ use crate::link::{connect, Side};
 use crate::settings::Settings;
 use crate::source::{self, Candidate, Shape, Table};
 use crate::sql::QualifiedName;
-use crate::{link, Outcome};
+use crate::Outcome;
 
 /// Settings that decide how values print as text; pinned on both servers so that row text, and
 /// so the checksum, compares across servers whatever their configuration.
@@ -182,7 +182,7 @@ pub async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
             .context("could not prepare a session for verify")?;
     }
     let candidates = source::candidates(&source).await?;
-    let managed = link::managed_tables(&target, &settings.staging_schema).await?;
+    let managed = crate::target::registry::managed(&target, &settings.staging_schema).await?;
     let gone = select::tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = select::choose(&settings, &candidates)?;
     let catalog = source::introspect(&source, &chosen, settings.triggers).await?;

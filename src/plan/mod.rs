@@ -18,72 +18,14 @@ use std::fmt::{self, Write as _};
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;
 use crate::source::{
-    Catalog, Constraint, ConstraintKind, Extent, Identity, Requirement, Sequence, Shape,
-    SharedSequence, Table, TriggerState, TypeKind,
+    Catalog, Constraint, ConstraintKind, Extent, Identity, Requirement, Sequence, SharedSequence,
+    Table, TriggerState, TypeKind,
 };
 use crate::sql::{literal, truncate_bytes, Ident, QualifiedName};
+use crate::target::registry;
+pub use crate::target::{ExtensionState, StagingObject, TargetState};
 
 pub use refresh::{Full, Incremental, Refresh};
-
-/// What the target already has, read before planning.
-#[derive(Debug, Clone, Default)]
-pub struct TargetState {
-    /// The schema holding the dblink functions, when the extension is installed.
-    pub dblink_schema: Option<Ident>,
-    /// Tables snapcopy created (its registry in the staging schema), with the source shape
-    /// recorded at their last refresh.
-    pub managed: BTreeMap<QualifiedName, Option<Shape>>,
-    /// Which of the chosen tables exist on the target.
-    pub existing_tables: BTreeSet<QualifiedName>,
-    /// Objects in the staging schema, by raw name.
-    pub staging_objects: BTreeMap<String, StagingObject>,
-    /// The needed types that exist on the target, with their labels in sort order when they
-    /// are enums (empty for other types).
-    pub existing_types: BTreeMap<QualifiedName, Vec<String>>,
-    /// Constraint names present on the chosen tables that exist on the target.
-    pub existing_constraints: BTreeSet<(QualifiedName, String)>,
-    /// What the target can do about each extension the tables need (absent: it can create
-    /// it).
-    pub extensions: BTreeMap<String, ExtensionState>,
-    /// The needed collations that exist on the target.
-    pub existing_collations: BTreeSet<QualifiedName>,
-    /// The needed functions that exist on the target, by [`crate::source::Function::key`].
-    pub existing_functions: BTreeSet<String>,
-    /// The user triggers of the chosen tables (and their partitions) that exist on the
-    /// target, with their states: a load into an existing table turns them off and back on.
-    pub triggers: BTreeMap<QualifiedName, Vec<(Ident, TriggerState)>>,
-    /// The inheritance children each chosen table has on the target (dropping a parent with
-    /// CASCADE would drop them).
-    pub children: BTreeMap<QualifiedName, Vec<QualifiedName>>,
-    /// Tables the registry lists whose name the target now gives to another table (dropped and
-    /// made again): not snapcopy's any more.
-    pub replaced: BTreeSet<QualifiedName>,
-    /// Managed tables a full refresh brought along because of a table it reloads, with why.
-    pub along: BTreeMap<QualifiedName, String>,
-    /// Tables for which the setup could not make something they need, with why: they are
-    /// refused, and the units are planned without them.
-    pub cannot_make: BTreeMap<QualifiedName, String>,
-}
-
-/// Whether the target database has an extension, or its server can install it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExtensionState {
-    /// Installed in the target database.
-    Installed,
-    /// Its package is on the target server (`pg_available_extensions`): it can be created.
-    Available,
-    /// Its package is not on the target server.
-    Missing,
-}
-
-/// A staging object found on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StagingObject {
-    /// View or materialized view.
-    pub kind: StagingKind,
-    /// Whether it has a unique index (so a materialized view can refresh CONCURRENTLY).
-    pub unique_index: bool,
-}
 
 /// Choices that shape the SQL.
 #[derive(Debug, Clone)]
@@ -379,9 +321,6 @@ impl Step {
 pub const LOAD_MARKER: &str =
     "snapcopy load table: the rows of a split load, until its unit moves it into place";
 
-/// The registry table in the staging schema.
-pub const REGISTRY: &str = "managed_tables";
-
 /// The foreign server's name, derived from the staging schema so that two staging schemas in
 /// one database can point at two sources.
 pub fn server_name(staging_schema: &Ident) -> String {
@@ -418,10 +357,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         .dblink_schema
         .clone()
         .unwrap_or_else(|| staging_schema.clone());
-    let registry = QualifiedName {
-        schema: staging_schema.clone(),
-        name: Ident::new(REGISTRY),
-    };
+    let registry = registry::table(staging_schema);
     let mode: &dyn Refresh = match options.mode {
         Mode::Full => &Full,
         Mode::Incremental => &Incremental,
@@ -738,42 +674,11 @@ fn setup_steps(
             .with_purpose(Purpose::Extension("dblink".into())),
         );
     }
-    steps.push(Step::new(
-        Phase::Setup,
-        None,
-        format!(
-            "CREATE TABLE IF NOT EXISTS {staging}.{registry} (\n    \
-             table_schema text NOT NULL,\n    \
-             table_name text NOT NULL,\n    \
-             source text NOT NULL,\n    \
-             source_schema text NOT NULL,\n    \
-             source_table text NOT NULL,\n    \
-             staging_object text NOT NULL,\n    \
-             staging_kind text NOT NULL,\n    \
-             mode text NOT NULL,\n    \
-             created_at timestamptz NOT NULL DEFAULT now(),\n    \
-             refreshed_at timestamptz NOT NULL DEFAULT now(),\n    \
-             source_snapshot_at timestamptz,\n    \
-             rows_loaded bigint,\n    \
-             rows_skipped bigint,\n    \
-             rows_total bigint,\n    \
-             pushed_down boolean,\n    \
-             high_water text,\n    \
-             source_shape jsonb,\n    \
-             table_oid oid,\n    \
-             PRIMARY KEY (table_schema, table_name)\n)",
-            registry = Ident::new(REGISTRY)
-        ),
-    ));
-    // Registries made before a column existed gain it.
-    steps.push(Step::new(
-        Phase::Setup,
-        None,
-        format!(
-            "ALTER TABLE {staging}.{} ADD COLUMN IF NOT EXISTS table_oid oid",
-            Ident::new(REGISTRY)
-        ),
-    ));
+    steps.extend(
+        registry::setup_sql(staging)
+            .into_iter()
+            .map(|sql| Step::new(Phase::Setup, None, sql)),
+    );
     // A split load that was interrupted (the process killed before it could clean up) left its
     // load tables; no other run is using them, since runs take the target's run lock. Only
     // tables snapcopy marked as its load tables go.
@@ -1413,11 +1318,20 @@ impl UnitContext<'_> {
             .enumerate()
             .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
-            steps.push(Step::new(
-                Phase::Record,
-                Some(i),
-                self.record_sql(table, info),
-            ));
+            let cursor = table
+                .key(self.options.cursors.get(&table.name))
+                .and_then(|k| k.cursor);
+            let record = registry::Record {
+                registry: self.registry.clone(),
+                source_label: &self.options.source_label,
+                staging_kind: self.options.staging.as_str(),
+                mode: self.mode.name(),
+                incremental: info.action == Action::Insert,
+                cursor: cursor.as_ref(),
+                dblink: self.dblink_schema,
+                server: self.server,
+            };
+            steps.push(Step::new(Phase::Record, Some(i), record.record_sql(table)));
         }
         steps.extend(self.disconnect_steps());
         let dblink = self.dblink_schema;
@@ -2062,73 +1976,6 @@ impl UnitContext<'_> {
     /// Whether a sequence is shared: called by the defaults of a table that does not own it.
     fn is_shared(&self, name: &QualifiedName) -> bool {
         self.shared.iter().any(|s| &s.sequence.name == name)
-    }
-
-    /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
-    /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the highest cursor value read.
-    fn record_sql(&self, table: &Table, info: &TableInfo) -> String {
-        let registry = self.registry;
-        let cursor = table
-            .key(self.options.cursors.get(&table.name))
-            .and_then(|k| k.cursor);
-        let incremental = info.action == Action::Insert;
-        let (rows_total, high_water) = match (&cursor, incremental) {
-            // Rows snapcopy has put in the table: a count(*) would read the whole table, which
-            // an incremental refresh exists to avoid.
-            (_, true) => (
-                format!(
-                    "coalesce((SELECT rows_total FROM {registry} WHERE table_schema = {} AND \
-                     table_name = {}), 0) + $1::bigint",
-                    literal(table.name.schema.raw()),
-                    literal(table.name.name.raw())
-                ),
-                "$4::text".to_string(),
-            ),
-            (Some(c), false) => (
-                "$1::bigint".to_string(),
-                format!(
-                    "(SELECT max({})::text FROM {}{})",
-                    c.column,
-                    if table.is_partitioned() { "" } else { "ONLY " },
-                    table.name
-                ),
-            ),
-            (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
-        };
-        let staging_update = if incremental {
-            format!("high_water = coalesce(EXCLUDED.high_water, {registry}.high_water)")
-        } else {
-            "staging_object = EXCLUDED.staging_object, staging_kind = EXCLUDED.staging_kind, \
-             high_water = EXCLUDED.high_water"
-                .to_string()
-        };
-        let shape = serde_json::to_string(&table.shape()).expect("a shape serializes");
-        format!(
-            "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
-             source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
-             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid) \
-             VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
-             (SELECT s.t FROM {dblink}.dblink({conn}, 'SELECT pg_catalog.now()') AS s(t timestamptz)), \
-             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb, \
-             {oid}::regclass::oid) \
-             ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
-             mode = EXCLUDED.mode, refreshed_at = now(), \
-             source_snapshot_at = EXCLUDED.source_snapshot_at, \
-             rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
-             rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
-             source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
-             {staging_update}",
-            schema = literal(table.name.schema.raw()),
-            name = literal(table.name.name.raw()),
-            source = literal(&self.options.source_label),
-            staging = literal(&staging_name(&table.name)),
-            kind = literal(self.options.staging.as_str()),
-            mode = literal(self.mode.name()),
-            dblink = self.dblink_schema,
-            conn = literal(self.server),
-            shape = literal(&shape),
-            oid = literal(&table.name.to_string()),
-        )
     }
 }
 

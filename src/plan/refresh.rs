@@ -171,11 +171,8 @@ impl Refresh for Incremental {
                 let predicate = literal(&format!(" WHERE {} {} ", c.column, c.operator));
                 (
                     format!(
-                        "{select} || coalesce({predicate} || pg_catalog.quote_literal(\
-                         (SELECT high_water FROM {registry} WHERE table_schema = {} AND \
-                         table_name = {})), '')",
-                        literal(table.name.schema.raw()),
-                        literal(table.name.name.raw()),
+                        "{select} || coalesce({predicate} || pg_catalog.quote_literal({}), '')",
+                        crate::target::registry::high_water_sql(registry, &table.name),
                     ),
                     format!("(SELECT max({})::text FROM src)", c.column),
                 )

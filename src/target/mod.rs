@@ -1,0 +1,8 @@
+//! The target: what it has ([`state`]), read before planning, and snapcopy's registry of the
+//! tables it manages there ([`registry`]).
+
+pub mod registry;
+pub mod state;
+
+pub use registry::Managed;
+pub use state::{ExtensionState, StagingObject, TargetState};

@@ -1,0 +1,244 @@
+//! snapcopy's registry: the table `managed_tables` in the staging schema that lists the tables
+//! snapcopy made, how and when each was last refreshed, and the source's shape then. This is
+//! the one module that makes, reads and writes it; teardown drops it with the staging schema.
+
+use anyhow::Context;
+use tokio_postgres::Client;
+
+use crate::plan::staging_name;
+use crate::report::StatusRow;
+use crate::source::{Cursor, Shape, Table};
+use crate::sql::{literal, Ident, QualifiedName};
+
+/// The registry table's name in the staging schema.
+pub const REGISTRY: &str = "managed_tables";
+
+/// The registry table, qualified with the staging schema.
+pub fn table(staging_schema: &Ident) -> QualifiedName {
+    QualifiedName {
+        schema: staging_schema.clone(),
+        name: Ident::new(REGISTRY),
+    }
+}
+
+/// The setup's statements that make the registry, or bring one made by an earlier version up
+/// to date (columns added since).
+pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
+    let registry = table(staging_schema);
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {registry} (\n    \
+             table_schema text NOT NULL,\n    \
+             table_name text NOT NULL,\n    \
+             source text NOT NULL,\n    \
+             source_schema text NOT NULL,\n    \
+             source_table text NOT NULL,\n    \
+             staging_object text NOT NULL,\n    \
+             staging_kind text NOT NULL,\n    \
+             mode text NOT NULL,\n    \
+             created_at timestamptz NOT NULL DEFAULT now(),\n    \
+             refreshed_at timestamptz NOT NULL DEFAULT now(),\n    \
+             source_snapshot_at timestamptz,\n    \
+             rows_loaded bigint,\n    \
+             rows_skipped bigint,\n    \
+             rows_total bigint,\n    \
+             pushed_down boolean,\n    \
+             high_water text,\n    \
+             source_shape jsonb,\n    \
+             table_oid oid,\n    \
+             PRIMARY KEY (table_schema, table_name)\n)"
+        ),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS table_oid oid"),
+    ]
+}
+
+/// A table snapcopy's registry lists.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    /// Its name on the target.
+    pub name: QualifiedName,
+    /// The source's shape at its last refresh.
+    pub shape: Option<Shape>,
+    /// A table of that name exists on the target, but not the one snapcopy made (it was
+    /// dropped and made again since): snapcopy treats it as a table it did not create.
+    pub replaced: bool,
+}
+
+/// The tables snapcopy manages on the target, with the source shape recorded at their last
+/// refresh and whether each is still the table snapcopy made; empty when the staging schema
+/// has no registry yet.
+pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<Vec<Managed>> {
+    if !exists(client, staging_schema).await? {
+        return Ok(Vec::new());
+    }
+    // The oid through to_jsonb: a registry made before it was recorded lacks the column until
+    // the next setup adds it.
+    let sql = format!(
+        "SELECT r.table_schema, r.table_name, r.source_shape::text, \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false) \
+         FROM {} r \
+         LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
+         LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
+         ORDER BY r.table_schema, r.table_name",
+        table(staging_schema)
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .context("could not read snapcopy's registry of managed tables")?;
+    Ok(rows
+        .iter()
+        .map(|r| Managed {
+            name: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            shape: r
+                .get::<_, Option<String>>(2)
+                .and_then(|json| serde_json::from_str(&json).ok()),
+            replaced: r.get(3),
+        })
+        .collect())
+}
+
+/// What `snapcopy status` shows of each managed table.
+pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<Vec<StatusRow>> {
+    if !exists(client, staging_schema).await? {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT pg_catalog.quote_ident(table_schema) || '.' || \
+         pg_catalog.quote_ident(table_name), source, \
+         pg_catalog.quote_ident(source_schema) || '.' || pg_catalog.quote_ident(source_table), \
+         staging_kind, mode, \
+         pg_catalog.to_char(refreshed_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+         pg_catalog.to_char(source_snapshot_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+         rows_loaded, rows_total, pushed_down \
+         FROM {} ORDER BY table_schema, table_name",
+        table(staging_schema)
+    );
+    Ok(client
+        .query(&sql, &[])
+        .await
+        .context("could not read snapcopy's registry")?
+        .iter()
+        .map(|r| StatusRow {
+            table: r.get(0),
+            source: r.get(1),
+            source_table: r.get(2),
+            staging: r.get(3),
+            mode: r.get(4),
+            refreshed_at: r.get(5),
+            source_snapshot_at: r.get(6),
+            rows_loaded: r.get(7),
+            rows_total: r.get(8),
+            pushed_down: r.get(9),
+        })
+        .collect())
+}
+
+/// Whether the staging schema has a registry.
+async fn exists(client: &Client, staging_schema: &Ident) -> anyhow::Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
+             pg_catalog.quote_ident($2)) IS NOT NULL",
+            &[&staging_schema.raw(), &REGISTRY],
+        )
+        .await
+        .context("could not look for snapcopy's registry")?
+        .get(0))
+}
+
+/// The last high-water mark the registry holds for `table`, as SQL text that reads it on the
+/// target (NULL before the first refresh that recorded one).
+pub fn high_water_sql(registry: &QualifiedName, table: &QualifiedName) -> String {
+    format!(
+        "(SELECT high_water FROM {registry} WHERE table_schema = {} AND table_name = {})",
+        literal(table.schema.raw()),
+        literal(table.name.raw()),
+    )
+}
+
+/// What a unit records of one table once its rows are in.
+pub struct Record<'a> {
+    /// The registry table.
+    pub registry: QualifiedName,
+    /// The source label (`user@host:port/db`, no password).
+    pub source_label: &'a str,
+    /// `view` or `matview`.
+    pub staging_kind: &'a str,
+    /// The refresh mode's name.
+    pub mode: &'a str,
+    /// Whether rows were added to the table as it was (incremental), not loaded anew.
+    pub incremental: bool,
+    /// The column whose values only grow, whose maximum is the next refresh's high-water mark.
+    pub cursor: Option<&'a Cursor>,
+    /// The schema of dblink's functions.
+    pub dblink: &'a Ident,
+    /// The dblink connection's name (the foreign server's).
+    pub server: &'a str,
+}
+
+impl Record<'_> {
+    /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
+    /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the highest cursor value read.
+    pub fn record_sql(&self, table: &Table) -> String {
+        let registry = &self.registry;
+        let (cursor, incremental) = (self.cursor, self.incremental);
+        let (rows_total, high_water) = match (cursor, incremental) {
+            // Rows snapcopy has put in the table: a count(*) would read the whole table, which
+            // an incremental refresh exists to avoid.
+            (_, true) => (
+                format!(
+                    "coalesce((SELECT rows_total FROM {registry} WHERE table_schema = {} AND \
+                     table_name = {}), 0) + $1::bigint",
+                    literal(table.name.schema.raw()),
+                    literal(table.name.name.raw())
+                ),
+                "$4::text".to_string(),
+            ),
+            (Some(c), false) => (
+                "$1::bigint".to_string(),
+                format!(
+                    "(SELECT max({})::text FROM {}{})",
+                    c.column,
+                    if table.is_partitioned() { "" } else { "ONLY " },
+                    table.name
+                ),
+            ),
+            (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
+        };
+        let staging_update = if incremental {
+            format!("high_water = coalesce(EXCLUDED.high_water, {registry}.high_water)")
+        } else {
+            "staging_object = EXCLUDED.staging_object, staging_kind = EXCLUDED.staging_kind, \
+             high_water = EXCLUDED.high_water"
+                .to_string()
+        };
+        let shape = serde_json::to_string(&table.shape()).expect("a shape serializes");
+        format!(
+            "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
+             source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
+             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid) \
+             VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
+             (SELECT s.t FROM {dblink}.dblink({conn}, 'SELECT pg_catalog.now()') AS s(t timestamptz)), \
+             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb, \
+             {oid}::regclass::oid) \
+             ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
+             mode = EXCLUDED.mode, refreshed_at = now(), \
+             source_snapshot_at = EXCLUDED.source_snapshot_at, \
+             rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
+             rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
+             source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
+             {staging_update}",
+            schema = literal(table.name.schema.raw()),
+            name = literal(table.name.name.raw()),
+            source = literal(self.source_label),
+            staging = literal(&staging_name(&table.name)),
+            kind = literal(self.staging_kind),
+            mode = literal(self.mode),
+            dblink = self.dblink,
+            conn = literal(self.server),
+            shape = literal(&shape),
+            oid = literal(&table.name.to_string()),
+        )
+    }
+}
