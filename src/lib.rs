@@ -2,15 +2,14 @@
 //!
 //! Data flow, one direction: flags and config become [`settings::Settings`]; the source catalog
 //! becomes a [`source::Catalog`]; catalog, target state and settings become a [`plan::Plan`]
-//! (pure, printable); [`load`] runs the plan on the target; [`report`] prints the summary.
+//! (pure, printable); [`exec`] runs the plan on the target; [`report`] prints the summary.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod conninfo;
+pub mod exec;
 pub mod guard;
-pub mod link;
-pub mod load;
 pub mod pattern;
 pub mod plan;
 pub mod progress;
@@ -33,7 +32,7 @@ pub enum Outcome {
     SomeFailed,
 }
 
-pub use load::cancel_running;
+pub use exec::cancel_running;
 
 /// Runs a command. An `Err` means nothing changed on the target (exit 2).
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {

@@ -9,11 +9,11 @@ use anyhow::Context;
 use super::select;
 use crate::cli::CopyArgs;
 use crate::conninfo::Env;
-use crate::link::{connect, Side};
+use crate::exec::{connect, Side};
 use crate::plan::PlanOptions;
 use crate::report::TableStatus;
 use crate::settings::{Settings, Verbosity};
-use crate::{cli, guard, link, load, plan, progress, report, source, sql, Outcome};
+use crate::{cli, exec, guard, plan, progress, report, source, sql, Outcome};
 
 /// Copies (or, with `dry_run`, prints the plan of a copy of) the chosen tables.
 pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
@@ -120,7 +120,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let unmade = link::run_setup(
+    let unmade = exec::run_setup(
         &mut target,
         &plan.setup,
         settings.verbosity == Verbosity::Verbose,
@@ -156,14 +156,14 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     }
     let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
     let progress = progress::Progress::new(settings.verbosity, table_count);
-    let run = load::Run {
+    let run = exec::Run {
         target: &settings.target,
         snapshot: &snapshot,
         verbosity: settings.verbosity,
         source_role: settings.link.get("user").unwrap_or_default(),
         lock: lock.as_ref(),
     };
-    let mut outcomes = load::run_units(&run, &plan.units, settings.jobs, &progress).await;
+    let mut outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();
     // The snapshot is needed no longer; end the read-only transaction cleanly.
     let _ = source.batch_execute("COMMIT").await;

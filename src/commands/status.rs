@@ -2,7 +2,7 @@
 
 use crate::cli::StatusArgs;
 use crate::conninfo::Env;
-use crate::link::{connect, Side};
+use crate::exec::{connect, Side};
 use crate::settings::TargetSettings;
 use crate::target::registry;
 use crate::{report, Outcome};

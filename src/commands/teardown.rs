@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use crate::cli::TeardownArgs;
 use crate::conninfo::Env;
-use crate::link::{connect, Side};
+use crate::exec::{connect, Side};
 use crate::settings::TargetSettings;
 use crate::sql::{Ident, QualifiedName};
 use crate::{guard, plan, Outcome};

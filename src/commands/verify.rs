@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use super::select;
 use crate::cli::CopyArgs;
 use crate::conninfo::Env;
-use crate::link::{connect, Side};
+use crate::exec::{connect, Side};
 use crate::settings::Settings;
 use crate::source::{self, Candidate, Shape, Table};
 use crate::sql::QualifiedName;

@@ -598,7 +598,7 @@ fn unavailable(catalog: &Catalog, target: &TargetState) -> BTreeMap<Requirement,
                 format!(
                     "is not installed on the target server: install its package there ({}) and \
                      run snapcopy again",
-                    crate::link::package_for(&ext.name)
+                    crate::exec::package_for(&ext.name)
                 ),
             );
         }

@@ -1,4 +1,4 @@
-//! The run's source session: read-only from its first statement (see [`crate::link::connect`]),
+//! The run's source session: read-only from its first statement (see [`crate::exec::connect`]),
 //! it reads the catalog in one `REPEATABLE READ READ ONLY` transaction and exports that
 //! snapshot, which every dblink session of the run imports, so that all tables are read as of
 //! one moment.

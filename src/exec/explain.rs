@@ -1,0 +1,114 @@
+//! What to say when a statement fails: the server's words, and what to do next, from the
+//! SQLSTATE and what the statement was for.
+
+use tokio_postgres::error::SqlState;
+
+use super::session::describe;
+use crate::plan::{Phase, Step};
+
+/// Turns a server error into a message that says what to do next. `source_role` is the role
+/// the target server reads the source as.
+pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str) -> String {
+    let message = describe(e);
+    let code = e.code();
+    match step.phase {
+        Phase::Truncate if code == Some(&SqlState::FEATURE_NOT_SUPPORTED) => format!(
+            "could not truncate for the reload: {message}; name the referencing table in the \
+             same run, or drop its foreign key on the target"
+        ),
+        Phase::Connect => crate::exec::link_failure(code, &message),
+        // What reads rows reads the source through dblink from objects snapcopy made itself:
+        // a privilege it lacks is the source role's (dblink passes the source's SQLSTATE on).
+        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
+            if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
+            format!(
+                "{message} on the source: the source role {source_role} may not read it; grant \
+                 it SELECT there (the source's owner can), or leave the table out of the run"
+            )
+        }
+        _ if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
+            "{message} (while running: {}); grant the target role that privilege, or run \
+             snapcopy as a role that has it",
+            first_line(&step.shown)
+        ),
+        // dblink passes the source's SQLSTATE on: the table the catalog listed is gone.
+        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
+            if code == Some(&SqlState::UNDEFINED_TABLE) =>
+        {
+            format!(
+                "{message}: the table was dropped or renamed on the source during the run; run \
+                 snapcopy again"
+            )
+        }
+        _ if code == Some(&SqlState::UNDEFINED_FUNCTION) => format!(
+            "{message}: the target lacks a function that the table's defaults, checks, indexes \
+             or triggers reach; snapcopy creates the functions they call, but not those called \
+             only from inside another function's body: create it on the target (as on the \
+             source) and run again"
+        ),
+        // The table was made from the source's catalog, so a value it refuses meets a type
+        // that was on the target already (snapcopy keeps those as they are).
+        Phase::Data | Phase::Batch | Phase::Insert if code.is_some_and(refused_value) => format!(
+            "{message}: a value from the source does not fit the table on the target, because \
+             of a type or domain the target already had (snapcopy keeps those) or a change made \
+             to the table there; make the target's definition match the source's (or drop it \
+             there so that snapcopy creates the source's) and run again"
+        ),
+        _ => format!("{message} (while running: {})", first_line(&step.shown)),
+    }
+}
+
+/// A value the target's type refused: a data exception (class 22), or a domain's CHECK or
+/// NOT NULL.
+pub(super) fn refused_value(code: &SqlState) -> bool {
+    code.code().starts_with("22")
+        || *code == SqlState::CHECK_VIOLATION
+        || *code == SqlState::NOT_NULL_VIOLATION
+}
+
+/// A statement's first line, cut to 200 bytes, for messages.
+pub fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default();
+    let cut = crate::sql::truncate_bytes(line, 200);
+    if cut.len() < line.len() {
+        format!("{cut}...")
+    } else {
+        line.to_string()
+    }
+}
+
+/// What to say when the target server cannot open its dblink connection to the source.
+pub fn link_failure(code: Option<&SqlState>, message: &str) -> String {
+    // dblink's own refusal of a connection without a password, for a role that is not a
+    // superuser.
+    if code == Some(&SqlState::S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED) {
+        format!(
+            "the target server's dblink refused to connect to the source: {message}. dblink lets \
+             a role that is not a superuser connect only with a password that the source \
+             actually asks for: give the source role a password in the connection string (or \
+             ~/.pgpass) and have the source's pg_hba.conf use scram-sha-256 or md5 for \
+             connections from the target server, or run snapcopy as a superuser of the target"
+        )
+    } else {
+        format!(
+            "the target server could not open its dblink connection to the source: {message}. \
+             Check that the target server can reach the source (see --source-via) and that the \
+             source accepts the credentials in the user mapping"
+        )
+    }
+}
+
+/// The Debian package that ships an extension, for error messages.
+pub fn package_for(extension: &str) -> String {
+    match extension {
+        "postgis" | "postgis_raster" | "postgis_topology" | "postgis_sfcgal" => {
+            "Debian: postgresql-15-postgis-3".into()
+        }
+        "dblink" | "citext" | "hstore" | "ltree" | "pg_trgm" | "cube" | "isn" | "btree_gist"
+        | "btree_gin" | "uuid-ossp" | "pgcrypto" | "tablefunc" | "intarray" | "seg" => {
+            "Debian: postgresql-contrib".into()
+        }
+        other => format!("the package that provides {other}"),
+    }
+}

@@ -1,0 +1,176 @@
+//! Sessions: opening them (the tool's own read-only source session, target sessions for
+//! loading), the server's words for their errors, and cancelling what they run when the run is
+//! interrupted.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio_postgres::{CancelToken, Client, NoTls};
+
+use super::lock;
+use super::unit::StepError;
+use super::Run;
+use crate::conninfo::ConnInfo;
+use crate::plan::Phase;
+
+/// Cancel tokens of the sessions whose queries are running, so that an interrupted run can
+/// stop them on the servers instead of leaving them to finish unseen.
+pub(super) static RUNNING: Mutex<Vec<CancelToken>> = Mutex::new(Vec::new());
+
+/// Remembers a session to cancel if the run is interrupted.
+pub fn register(client: &tokio_postgres::Client) {
+    lock(&RUNNING).push(client.cancel_token());
+}
+
+/// Asks the server to cancel whatever each registered session is running. Their transactions
+/// roll back, so every table keeps its previous contents.
+pub async fn cancel_running() {
+    let tokens: Vec<CancelToken> = lock(&RUNNING).drain(..).collect();
+    // All at once, and not for long: a server that does not answer must not hold the exit up
+    // (its sessions end when the process does, and roll back).
+    let cancels = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| token.cancel_query(tokio_postgres::NoTls)),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), cancels).await;
+}
+
+/// Which server a session belongs to, for messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Side {
+    /// The production side, only read.
+    Source,
+    /// The developer's side.
+    Target,
+}
+
+impl Side {
+    fn word(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// Opens a session; the driver task runs in the background until the client is dropped.
+/// A source session is read-only from its first statement (`default_transaction_read_only`
+/// as a startup option, so no statement can run before it applies).
+pub async fn connect(info: &ConnInfo, side: Side) -> anyhow::Result<Client> {
+    let mut config = info.to_driver_config()?;
+    if let Side::Source = side {
+        let options = match info.get("options") {
+            Some(o) => format!("{o} -c default_transaction_read_only=on"),
+            None => "-c default_transaction_read_only=on".to_string(),
+        };
+        config.options(&options);
+    }
+    let fail = |e: tokio_postgres::Error| {
+        let message = describe(&e);
+        let hint = match crate::tls::hint(&e) {
+            Some(h) => format!("; {h}"),
+            None if e.as_db_error().is_none() => {
+                "; is the server running there and accepting connections?".to_string()
+            }
+            None => String::new(),
+        };
+        anyhow!(
+            "could not connect to the {} database {}: {message}{hint}",
+            side.word(),
+            info.label(),
+        )
+    };
+    // The driver task runs until the client is dropped; its error, if any, surfaces on the next
+    // query through the client.
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let client = match crate::tls::connector(info, home.as_deref())? {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(fail)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// The server's own words for a database error, or the driver's for anything else, with the
+/// source chain, never a conninfo.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// Opens a target session for loading: cancellable, named after the run, with the settings a
+/// bulk load wants.
+pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client, StepError> {
+    let client = connect(ctx.target, Side::Target)
+        .await
+        .map_err(|e| StepError {
+            table: None,
+            phase: Phase::Connect,
+            message: format!("{e:#}"),
+        })?;
+    register(&client);
+    if let Some(lock) = ctx.lock {
+        let _ = client
+            .execute(
+                "SELECT pg_catalog.set_config('application_name', $1, false)",
+                &[&lock.name()],
+            )
+            .await;
+    }
+    // If this process dies (even by SIGKILL), the server notices within a second and rolls the
+    // load back instead of finishing it for nobody; the setting exists since PostgreSQL 14.
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = '1s'")
+        .await;
+    // Index and key builds after the rows want memory; raise it (never lower it) for this
+    // session.
+    let _ = client
+        .batch_execute(
+            "SELECT pg_catalog.set_config('maintenance_work_mem', '262144', false) \
+             FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem' \
+             AND setting::bigint < 262144",
+        )
+        .await;
+    // A bulk load must not be cut short by the target's own timeouts.
+    client
+        .batch_execute(
+            "SET statement_timeout = 0; SET lock_timeout = 0; \
+             SET idle_in_transaction_session_timeout = 0",
+        )
+        .await
+        .map_err(|e| StepError {
+            table: None,
+            phase: Phase::Connect,
+            message: describe(&e),
+        })?;
+    Ok(client)
+}

@@ -1,0 +1,76 @@
+//! A split table's parts: the sessions that load its ranges and build its indexes before its
+//! unit moves it into place, sharing one progress bar and one failure flag.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use super::lock;
+use super::unit::{start_bar, Tally};
+use crate::plan::{Split, TableInfo, Unit};
+use crate::progress::{Progress, TableProgress};
+
+/// A split table while its ranges load: one progress bar for all of them.
+pub(super) struct SplitRun<'a> {
+    pub(super) split: &'a Split,
+    pub(super) info: &'a TableInfo,
+    pub(super) progress: &'a Progress,
+    pub(super) bar: Mutex<Option<TableProgress>>,
+    /// Rows each range has inserted so far.
+    pub(super) rows: Mutex<Vec<i64>>,
+    /// Whether a range failed (the others that have not started skip their work).
+    pub(super) failed: AtomicBool,
+}
+
+impl<'a> SplitRun<'a> {
+    pub(super) fn new(unit: &'a Unit, split: &'a Split, progress: &'a Progress) -> SplitRun<'a> {
+        SplitRun {
+            split,
+            info: &unit.tables[split.table],
+            progress,
+            bar: Mutex::new(None),
+            rows: Mutex::new(vec![0; split.ranges.len()]),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn total_rows(&self) -> i64 {
+        lock(&self.rows).iter().sum()
+    }
+}
+
+/// One range or index build of a split table.
+pub(super) struct SplitPart<'a> {
+    pub(super) shared: Arc<SplitRun<'a>>,
+    pub(super) k: usize,
+    pub(super) seconds: f64,
+}
+
+impl Tally for SplitPart<'_> {
+    fn touch(&mut self, _: usize) {
+        let mut bar = lock(&self.shared.bar);
+        if bar.is_none() {
+            *bar = Some(start_bar(self.shared.progress, self.shared.info));
+        }
+    }
+
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
+        self.touch(i);
+        lock(&self.shared.rows)[self.k] = rows;
+        let total = self.shared.total_rows();
+        if let Some(bar) = lock(&self.shared.bar).as_mut() {
+            bar.rows(total, periodic);
+        }
+    }
+
+    fn inserted(&mut self, i: usize, _read: i64, inserted: i64, _high_water: Option<String>) {
+        self.rows(i, inserted, false);
+    }
+
+    fn record(&self, _: usize) -> (i64, i64, bool, Option<String>) {
+        (0, 0, false, None)
+    }
+
+    fn seconds(&mut self, _: usize, seconds: f64) {
+        self.seconds += seconds;
+    }
+}

@@ -1,0 +1,460 @@
+//! One unit: its session's statements in order, its tables' blocks undone alone when they
+//! fail, the run's lock checked before it commits, and what each table's outcome is.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
+
+use super::explain::explain;
+use super::session::{connect, describe, open_session, Side};
+use super::{lock, slowest, Run, SplitWait};
+use crate::plan::{Action, Phase, Step, TableInfo, Unit};
+use crate::progress::{Progress, TableProgress};
+use crate::report::{TableOutcome, TableStatus};
+use crate::settings::Verbosity;
+
+/// A failed statement, with the table it was about.
+#[derive(Clone)]
+pub(super) struct StepError {
+    pub(super) table: Option<usize>,
+    pub(super) phase: Phase,
+    pub(super) message: String,
+}
+
+/// Where a session's results go: a unit's outcomes, or one range's share of a split table.
+pub(super) trait Tally {
+    /// A statement about table `i` starts.
+    fn touch(&mut self, i: usize);
+    /// Rows this session has inserted into table `i` so far; `periodic` for batches, whose
+    /// progress lines show as they come (a table loaded in one statement gets its final line).
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool);
+    /// An incremental insert's result: rows read, rows inserted, the new high-water mark.
+    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>);
+    /// The registry row's parameters for table `i`.
+    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>);
+    /// Time spent on table `i`.
+    fn seconds(&mut self, i: usize, seconds: f64);
+}
+
+/// A unit's tables as they run: outcomes, and progress started when a table's first
+/// statement runs.
+pub(super) struct UnitRun<'a> {
+    pub(super) unit: &'a Unit,
+    pub(super) progress: &'a Progress,
+    pub(super) outcomes: Vec<TableOutcome>,
+    pub(super) bars: Vec<Option<TableProgress>>,
+}
+
+impl Tally for UnitRun<'_> {
+    fn touch(&mut self, i: usize) {
+        if self.bars[i].is_none() {
+            self.bars[i] = Some(start_bar(self.progress, &self.unit.tables[i]));
+        }
+    }
+
+    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
+        self.outcomes[i].rows = rows;
+        self.touch(i);
+        if let Some(bar) = self.bars[i].as_mut() {
+            bar.rows(rows, periodic);
+        }
+    }
+
+    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>) {
+        self.rows(i, inserted, false);
+        self.outcomes[i].skipped = read - inserted;
+        self.outcomes[i].high_water = high_water;
+    }
+
+    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>) {
+        let o = &self.outcomes[i];
+        let pushed_down = self.unit.tables[i].pushed_down();
+        (o.rows, o.skipped, pushed_down, o.high_water.clone())
+    }
+
+    fn seconds(&mut self, i: usize, seconds: f64) {
+        self.outcomes[i].seconds += seconds;
+    }
+}
+
+pub(super) fn start_bar(progress: &Progress, table: &TableInfo) -> TableProgress {
+    let verb = match table.action {
+        Action::Create => "copying",
+        Action::Reload => "reloading",
+        Action::Rebuild => "rebuilding",
+        Action::Insert => "adding missing rows to",
+        Action::UserRows => "adding user rows to",
+    };
+    progress.start(&table.name, verb, table.estimated_rows)
+}
+
+pub(super) async fn run_unit(
+    ctx: &Run<'_>,
+    unit: &Unit,
+    splits: Vec<SplitWait<'_>>,
+    progress: &Progress,
+) -> Vec<TableOutcome> {
+    let mut run = UnitRun {
+        unit,
+        progress,
+        outcomes: unit
+            .tables
+            .iter()
+            .map(|t| TableOutcome {
+                name: t.name.clone(),
+                action: Some(t.action),
+                status: TableStatus::Failed(String::new()),
+                rows: 0,
+                skipped: 0,
+                bytes: None,
+                seconds: 0.0,
+                note: t.note(),
+                high_water: None,
+            })
+            .collect(),
+        bars: unit.tables.iter().map(|_| None).collect(),
+    };
+    // A split table whose ranges or index builds failed: one the run creates fails alone, the
+    // unit goes on without it; one that exists already takes its unit with it.
+    let mut split_failed = None;
+    let mut isolated = Isolated::default();
+    for wait in splits {
+        let i = wait.shared.split.table;
+        let loaded = wait.loaded.await;
+        let built = slowest(wait.built).await;
+        match loaded.and_then(|l| built.map(|b| l + b)) {
+            Ok(seconds) => run.outcomes[i].seconds = seconds,
+            Err(e) => {
+                let e = StepError {
+                    table: Some(i),
+                    ..e
+                };
+                if unit.tables[i].action == Action::Create {
+                    isolated.failed.insert(i, e);
+                } else {
+                    split_failed.get_or_insert(e);
+                }
+            }
+        }
+        run.outcomes[i].rows = wait.shared.total_rows();
+        run.bars[i] = lock(&wait.shared.bar).take();
+    }
+    let result = match split_failed {
+        Some(e) => Err(e),
+        None => {
+            let session = Session {
+                steps: &unit.steps,
+                undo_table: Some(&unit.undo_table),
+                tables: &unit.tables,
+            };
+            execute(ctx, &session, &mut run, isolated).await
+        }
+    };
+    for i in 0..unit.tables.len() {
+        run.touch(i);
+    }
+    let bars: Vec<TableProgress> = run.bars.iter_mut().filter_map(Option::take).collect();
+    let mut outcomes = run.outcomes;
+    match result {
+        Ok((client, isolated)) => {
+            for ((i, o), (bar, info)) in outcomes
+                .iter_mut()
+                .enumerate()
+                .zip(bars.into_iter().zip(&unit.tables))
+            {
+                if let Some(e) = isolated.failed.get(&i) {
+                    o.rows = 0;
+                    o.status = TableStatus::Failed(e.message.clone());
+                    progress.finish(bar, "failed, not copied");
+                    progress.say(&format!(
+                        "error: {} ({:?} phase): {}",
+                        o.name.human(),
+                        e.phase,
+                        e.message
+                    ));
+                    continue;
+                }
+                o.status = TableStatus::Done;
+                let size = client
+                    .query_one(
+                        "SELECT coalesce((SELECT sum(pg_catalog.pg_total_relation_size(relid)) \
+                         FROM pg_catalog.pg_partition_tree($1::text::regclass))::bigint, \
+                         pg_catalog.pg_total_relation_size($1::text::regclass))",
+                        &[&o.name.to_string()],
+                    )
+                    .await;
+                o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
+                progress.finish(bar, &format!("{} rows in {:.1} s", o.rows, o.seconds));
+                // Without pushdown every row already copied counts as skipped: no news there.
+                if o.skipped > 0 && info.pushed_down() {
+                    progress.say(&format!(
+                        "warning: {}: {} source rows were not inserted because a row with the \
+                         same key exists on the target (kept as it is); rows inserted locally \
+                         may collide with newer source rows: --mode full takes the source's",
+                        o.name.human(),
+                        o.skipped
+                    ));
+                }
+            }
+            for skipped in &isolated.skipped {
+                progress.say(&format!("warning: {skipped}"));
+            }
+            let failed: Vec<usize> = isolated.failed.keys().copied().collect();
+            discard(ctx, unit, &failed, progress).await;
+        }
+        Err(err) => {
+            let all: Vec<usize> = (0..unit.tables.len()).collect();
+            discard(ctx, unit, &all, progress).await;
+            let culprit = err.table.map(|i| unit.tables[i].name.human());
+            for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
+                o.rows = 0;
+                let message = match (&culprit, err.table) {
+                    (Some(_), Some(t)) if t == i => err.message.clone(),
+                    (Some(c), _) => format!(
+                        "not changed: {c}, which foreign keys tie to it, failed in the same \
+                         transaction"
+                    ),
+                    (None, _) => err.message.clone(),
+                };
+                progress.finish(bar, "failed, not changed");
+                o.status = TableStatus::Failed(message);
+            }
+            progress.say(&format!(
+                "error: {} ({:?} phase): {}",
+                culprit.unwrap_or_else(|| "unit".into()),
+                err.phase,
+                err.message
+            ));
+        }
+    }
+    outcomes
+}
+
+/// Drops the load tables of the given tables' splits (those of a unit that did not commit, or
+/// of tables that failed alone), with the rows their ranges put there. Should that fail too,
+/// the next run's setup drops them.
+pub(super) async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[usize], progress: &Progress) {
+    let sql: Vec<&str> = unit
+        .splits
+        .iter()
+        .filter(|s| tables.contains(&s.table))
+        .map(|s| s.discard.as_str())
+        .collect();
+    if sql.is_empty() {
+        return;
+    }
+    let sql = sql.join("; ");
+    log_step(ctx.verbosity, &sql);
+    let result = match connect(ctx.target, Side::Target).await {
+        Ok(client) => client.batch_execute(&sql).await.map_err(|e| describe(&e)),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    if let Err(e) = result {
+        progress.say(&format!(
+            "warning: could not drop the load tables of a failed split load ({e}); the next \
+             snapcopy run or snapcopy teardown drops them"
+        ));
+    }
+}
+
+/// The statements one session runs, and for a unit how a table's block is undone.
+pub(super) struct Session<'a> {
+    /// The statements, in order.
+    pub(super) steps: &'a [Step],
+    /// For a unit: what undoes a table's block after one of its statements failed (see
+    /// [`Phase::TableStart`]).
+    pub(super) undo_table: Option<&'a str>,
+    /// For a unit: its tables, to name them when a statement is skipped for one.
+    pub(super) tables: &'a [TableInfo],
+}
+
+/// The tables of a unit that failed alone (their blocks undone, the unit gone on without
+/// them), and the statements skipped because of them, in words.
+#[derive(Default)]
+pub(super) struct Isolated {
+    pub(super) failed: BTreeMap<usize, StepError>,
+    pub(super) skipped: Vec<String>,
+}
+
+/// Runs one session's statements: those of the `Connect` phase, then the rest in one target
+/// transaction, committed, then those of the `Disconnect` phase. A statement of a table's
+/// block that fails undoes the block and fails that table alone; any other failure fails the
+/// session. Tables in `isolated` failed before (their split loads): their statements are left
+/// out, and so are the foreign keys that reference them, with a warning.
+pub(super) async fn execute(
+    ctx: &Run<'_>,
+    session: &Session<'_>,
+    tally: &mut dyn Tally,
+    mut isolated: Isolated,
+) -> Result<(tokio_postgres::Client, Isolated), StepError> {
+    let (snapshot, verbosity) = (ctx.snapshot, ctx.verbosity);
+    let mut client = open_session(ctx).await?;
+    let fail = |step: &Step, e: tokio_postgres::Error| StepError {
+        table: step.table,
+        phase: step.phase,
+        message: explain(step, &e, ctx.source_role),
+    };
+    let steps = session.steps;
+    for step in steps.iter().filter(|s| s.phase == Phase::Connect) {
+        log_step(verbosity, &step.shown);
+        execute_with(&client, &step.sql, &[&snapshot])
+            .await
+            .map_err(|e| fail(step, e))?;
+    }
+    let tx = client.transaction().await.map_err(|e| StepError {
+        table: None,
+        phase: Phase::Connect,
+        message: describe(&e),
+    })?;
+    let inside = steps
+        .iter()
+        .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
+    let mut block: Option<usize> = None;
+    for step in inside {
+        if step.table.is_some_and(|i| isolated.failed.contains_key(&i)) {
+            continue;
+        }
+        if let Some((j, what)) = &step.also {
+            if isolated.failed.contains_key(j) {
+                isolated.skipped.push(format!(
+                    "{what} is skipped: it references {}, which was not copied",
+                    session.tables[*j].name.human()
+                ));
+                continue;
+            }
+        }
+        log_step(verbosity, &step.shown);
+        match step.phase {
+            Phase::TableStart => block = step.table,
+            Phase::TableEnd => block = None,
+            _ => {}
+        }
+        let started = Instant::now();
+        if let Some(i) = step.table {
+            tally.touch(i);
+        }
+        if let Err(e) = run_step(&tx, step, tally).await {
+            let failed = fail(step, e);
+            match (block, step.table, session.undo_table) {
+                (Some(b), Some(t), Some(undo)) if b == t => {
+                    log_step(verbosity, undo);
+                    tx.batch_execute(undo).await.map_err(|e| StepError {
+                        message: format!(
+                            "{}; undoing what was made of it failed too: {}",
+                            failed.message,
+                            describe(&e)
+                        ),
+                        ..failed.clone()
+                    })?;
+                    isolated.failed.insert(t, failed);
+                    block = None;
+                    continue;
+                }
+                _ => return Err(failed),
+            }
+        }
+        if let Some(i) = step.table {
+            tally.seconds(i, elapsed(started));
+        }
+    }
+    // A run whose lock was taken from it (its session ended) must not load alongside the run
+    // that may hold the lock now: its work rolls back.
+    if let Some(lock) = ctx.lock {
+        if !lock.held(&tx).await {
+            return Err(StepError {
+                table: None,
+                phase: Phase::Record,
+                message: "the run lost its lock on the target (the session holding it ended), \
+                          so this work was rolled back and keeps the previous contents: \
+                          another run may be loading now; run snapcopy again when it is done"
+                    .into(),
+            });
+        }
+    }
+    tx.commit().await.map_err(|e| StepError {
+        table: None,
+        phase: Phase::ForeignKeys,
+        message: format!(
+            "the commit failed, so these tables keep their previous contents: {} (a deferred \
+             constraint is checked at commit; fix the rows it names, on the source or in the \
+             target's other tables, and run again)",
+            describe(&e)
+        ),
+    })?;
+    for step in steps.iter().filter(|s| s.phase == Phase::Disconnect) {
+        log_step(verbosity, &step.shown);
+        // The target transaction is committed; closing the read-only source side cannot
+        // undo anything, and the session's end would close it anyway.
+        let _ = client.batch_execute(&step.sql).await;
+    }
+    Ok((client, isolated))
+}
+
+/// Runs one statement of a session's transaction and tells `tally` what it did.
+pub(super) async fn run_step(
+    tx: &tokio_postgres::Transaction<'_>,
+    step: &Step,
+    tally: &mut dyn Tally,
+) -> Result<(), tokio_postgres::Error> {
+    match step.phase {
+        Phase::Data => {
+            let rows = tx.execute(&step.sql, &[]).await?;
+            if let Some(i) = step.table {
+                tally.rows(i, rows as i64, false);
+            }
+        }
+        Phase::Batch => {
+            // The same statement, batch after batch, until the cursor runs dry.
+            let size = step.batch.unwrap_or(u64::MAX);
+            let mut total = 0;
+            loop {
+                let rows = tx.execute(&step.sql, &[]).await?;
+                total += rows as i64;
+                if let Some(i) = step.table {
+                    tally.rows(i, total, true);
+                }
+                if rows < size {
+                    break;
+                }
+            }
+        }
+        Phase::Insert => {
+            let row = tx.query_one(&step.sql, &[]).await?;
+            if let Some(i) = step.table {
+                tally.inserted(i, row.get(0), row.get(1), row.get(2));
+            }
+        }
+        Phase::Record => {
+            if let Some(i) = step.table {
+                let (rows, skipped, pushed_down, high_water) = tally.record(i);
+                execute_with(tx, &step.sql, &[&rows, &skipped, &pushed_down, &high_water]).await?;
+            }
+        }
+        _ => tx.batch_execute(&step.sql).await?,
+    }
+    Ok(())
+}
+
+/// Runs a statement with as many of `values` as it has parameters: each statement the plan
+/// writes uses the leading ones it needs (the registry row of a full reload has no `$4`).
+pub(super) async fn execute_with(
+    client: &impl GenericClient,
+    sql: &str,
+    values: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare(sql).await?;
+    let used = statement.params().len();
+    client.execute(&statement, &values[..used]).await
+}
+
+pub(super) fn elapsed(started: Instant) -> f64 {
+    Duration::as_secs_f64(&started.elapsed())
+}
+
+pub(super) fn log_step(verbosity: Verbosity, sql: &str) {
+    if verbosity == Verbosity::Verbose {
+        eprintln!("{sql};");
+    }
+}
