@@ -544,7 +544,7 @@ fn enum_labels_the_target_lacks_are_added_in_the_source_order() {
     let name = QualifiedName::new("shop", "status");
     let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
-        super::enum_additions(
+        super::setup::enum_additions(
             &name,
             &labels(&["draft", "new", "paid", "refunded", "shipped"]),
             &labels(&["new", "paid", "shipped"])
@@ -554,10 +554,12 @@ fn enum_labels_the_target_lacks_are_added_in_the_source_order() {
             "ALTER TYPE \"shop\".\"status\" ADD VALUE IF NOT EXISTS 'refunded' AFTER 'paid'",
         ]
     );
-    assert!(
-        super::enum_additions(&name, &labels(&["a", "b"]), &labels(&["a", "b", "local"]))
-            .is_empty()
-    );
+    assert!(super::setup::enum_additions(
+        &name,
+        &labels(&["a", "b"]),
+        &labels(&["a", "b", "local"])
+    )
+    .is_empty());
 }
 
 /// A catalog whose customers (serial key) and orders (identity key) are large.

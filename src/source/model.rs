@@ -1,7 +1,7 @@
 //! The source catalog's model: what the chosen tables are made of, as the reads in
 //! [`super::read`] fill it in, and what the plan needs to know of each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use tokio_postgres::types::Oid;
 
@@ -459,44 +459,4 @@ pub struct Candidate {
     pub(super) estimated_rows: i64,
     pub(super) partkey: Option<String>,
     pub(super) bound: Option<String>,
-}
-
-/// Groups tables into units that must load in one transaction: tables joined by foreign keys
-/// (in either direction, within the chosen set) belong together, so that truncating and
-/// reloading them is atomic and the keys can be checked when the unit commits; so do
-/// inheritance children and their parents.
-pub fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
-    let index: BTreeMap<&QualifiedName, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.name, i))
-        .collect();
-    let mut parent: Vec<usize> = (0..tables.len()).collect();
-    fn find(parent: &mut [usize], i: usize) -> usize {
-        let mut root = i;
-        while parent[root] != root {
-            root = parent[root];
-        }
-        parent[i] = root;
-        root
-    }
-    for (i, t) in tables.iter().enumerate() {
-        let references = t.constraints.iter().filter_map(|c| match &c.kind {
-            ConstraintKind::ForeignKey { references } => Some(references),
-            _ => None,
-        });
-        // An inheritance child is made INHERITS its parents: it needs them in its unit.
-        for other in references.chain(&t.inherits) {
-            if let Some(&j) = index.get(other) {
-                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                parent[a.max(b)] = a.min(b);
-            }
-        }
-    }
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..tables.len() {
-        let root = find(&mut parent, i);
-        groups.entry(root).or_default().push(i);
-    }
-    groups.into_values().collect()
 }

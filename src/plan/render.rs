@@ -1,0 +1,110 @@
+//! The dry run: the plan as SQL a person can read, and run by hand, in execution order.
+
+use std::fmt;
+
+use super::{Action, Phase, Plan, Step};
+
+impl fmt::Display for Plan {
+    /// The dry run: SQL a person can read, and run by hand, in execution order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "-- setup, in one transaction")?;
+        writeln!(f, "BEGIN;")?;
+        for step in &self.setup {
+            writeln!(f, "{};", step.shown)?;
+        }
+        writeln!(f, "COMMIT;")?;
+        for (name, reason) in &self.refused {
+            writeln!(f, "\n-- {} is not copied: {reason}", name.human())?;
+        }
+        for (n, unit) in self.units.iter().enumerate() {
+            let names: Vec<String> = unit
+                .tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} ({})",
+                        t.name.human(),
+                        match t.action {
+                            Action::Create => "create",
+                            Action::Reload => "reload",
+                            Action::Rebuild => "rebuild",
+                            Action::Insert => "insert missing rows",
+                            Action::UserRows => "add the extension's user rows",
+                        }
+                    )
+                })
+                .collect();
+            writeln!(f, "\n-- unit {}: {}", n + 1, names.join(", "))?;
+            for split in &unit.splits {
+                let table = &unit.tables[split.table];
+                writeln!(
+                    f,
+                    "-- {} first, in {} ranges at once (a session and a transaction each) into \
+                     {}; the unit moves it into place",
+                    table.name.human(),
+                    split.ranges.len(),
+                    split.load_table
+                )?;
+                for (k, range) in split.ranges.iter().enumerate() {
+                    writeln!(f, "-- range {} of {}", k + 1, split.ranges.len())?;
+                    write_steps(f, range)?;
+                }
+                if !split.indexes.is_empty() {
+                    writeln!(
+                        f,
+                        "-- then its indexes on the load table, at once, a session each"
+                    )?;
+                    for step in &split.indexes {
+                        writeln!(f, "{};", step.shown)?;
+                    }
+                }
+            }
+            if !unit.splits.is_empty() {
+                writeln!(f, "-- the unit, once every range has committed")?;
+            }
+            write_steps(f, &unit.steps)?;
+            if unit.steps.iter().any(|s| s.phase == Phase::TableStart) {
+                writeln!(
+                    f,
+                    "-- if a statement between a table's SAVEPOINT and RELEASE fails, that table \
+                     alone is undone (and not copied), and the unit goes on:\n{};",
+                    unit.undo_table
+                )?;
+            }
+            for split in &unit.splits {
+                writeln!(f, "-- if the unit does not commit:\n{};", split.discard)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Statements of one session, with the transaction they run in.
+fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
+    let mut in_transaction = false;
+    for step in steps {
+        let inside = !matches!(step.phase, Phase::Connect | Phase::Disconnect);
+        if inside && !in_transaction {
+            writeln!(f, "BEGIN;")?;
+            in_transaction = true;
+        }
+        if !inside && in_transaction {
+            writeln!(f, "COMMIT;")?;
+            in_transaction = false;
+        }
+        if step.phase == Phase::Batch {
+            writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?;
+        }
+        if step.phase == Phase::Record {
+            writeln!(
+                f,
+                "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
+            )?;
+        }
+        writeln!(f, "{};", step.shown)?;
+    }
+    if in_transaction {
+        writeln!(f, "COMMIT;")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Sequences: each set from the source's state, read in the unit's source transaction, but
+//! never behind the copied data.
+
+use std::fmt::Write as _;
+
+use super::unit::UnitContext;
+use super::{Action, Phase, Step, TableInfo};
+use crate::source::{Sequence, Table};
+use crate::sql::{literal, Ident, QualifiedName};
+
+impl UnitContext<'_> {
+    /// Every sequence the unit's tables own or draw from, set from the source's state but never
+    /// behind the copied data.
+    pub(super) fn sequence_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
+            for seq in table.sequences.iter().filter(|s| !self.is_shared(&s.name)) {
+                steps.push(Step::new(
+                    Phase::Sequences,
+                    Some(i),
+                    self.setval_sql(
+                        seq,
+                        &[(&table.name, &seq.column)],
+                        matches!(info.action, Action::Insert | Action::UserRows),
+                    ),
+                ));
+            }
+        }
+        // A shared sequence is set above every column of the unit that draws from it, and
+        // never moved back: other units, and tables outside the run, may draw from it too. One
+        // statement per table, so that a table that failed takes only its own with it.
+        for shared in self.shared {
+            for (i, table) in ordered.iter().enumerate() {
+                let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
+                if shared.owner.as_ref() == Some(&table.name) {
+                    bounds.push((&table.name, &shared.sequence.column));
+                }
+                for user in shared
+                    .users
+                    .iter()
+                    .filter(|u| u.table == table.name && u.integer)
+                {
+                    if !bounds.contains(&(&user.table, &user.column)) {
+                        bounds.push((&user.table, &user.column));
+                    }
+                }
+                if shared.involves(&table.name) {
+                    steps.push(Step::new(
+                        Phase::Sequences,
+                        Some(i),
+                        self.setval_sql(&shared.sequence, &bounds, true),
+                    ));
+                }
+            }
+        }
+        steps
+    }
+
+    /// Sets a sequence from the source's state, read through the unit's dblink connection (so
+    /// in the same source transaction as the rows), but never behind the extreme value of the
+    /// columns in `bounds` (tables and columns that draw from it), so that the next local
+    /// insert cannot collide; with `keep_local`, never behind the target sequence's own
+    /// position either (incremental mode and shared sequences move forward only). When the
+    /// source's state wins it is copied as it is (`is_called` included).
+    pub(super) fn setval_sql(
+        &self,
+        seq: &Sequence,
+        bounds: &[(&QualifiedName, &Ident)],
+        keep_local: bool,
+    ) -> String {
+        let remote = format!("SELECT last_value, is_called FROM {}", seq.name);
+        let inc = seq.increment;
+        let (pick, agg) = if inc >= 0 {
+            ("greatest", "max")
+        } else {
+            ("least", "min")
+        };
+        // Each table that draws from the sequence is a bound of its own: ONLY, so that an
+        // inheritance child that does not draw from it does not count.
+        let mut candidates: String = bounds
+            .iter()
+            .map(|(table, column)| {
+                let only = if self
+                    .tables
+                    .iter()
+                    .any(|t| &t.name == *table && t.is_partitioned())
+                {
+                    ""
+                } else {
+                    "ONLY "
+                };
+                format!(", (SELECT {agg}({column}) FROM {only}{table})::bigint + {inc}")
+            })
+            .collect();
+        if keep_local {
+            write!(
+                candidates,
+                ", (SELECT CASE WHEN is_called THEN last_value + {inc} ELSE last_value END FROM {})",
+                seq.name
+            )
+            .unwrap();
+        }
+        format!(
+            "SELECT CASE WHEN n.want = x.src \
+             THEN pg_catalog.setval({seq_name}::regclass, s.last_value, s.is_called) \
+             ELSE pg_catalog.setval({seq_name}::regclass, n.want - {inc}, true) END \
+             FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean) \
+             CROSS JOIN LATERAL (SELECT CASE WHEN s.is_called THEN s.last_value + {inc} \
+             ELSE s.last_value END AS src) AS x \
+             CROSS JOIN LATERAL (SELECT {pick}(x.src{candidates}) AS want) AS n",
+            seq_name = literal(&seq.name.to_string()),
+            dblink = self.dblink_schema,
+            conn = literal(self.server),
+            remote = literal(&remote),
+        )
+    }
+
+    /// Whether a sequence is shared: called by the defaults of a table that does not own it.
+    pub(super) fn is_shared(&self, name: &QualifiedName) -> bool {
+        self.shared.iter().any(|s| &s.sequence.name == name)
+    }
+}

@@ -1,0 +1,187 @@
+//! Splitting a large table: its ranges as conditions for the source's query, the names it
+//! loads under in the staging schema, each range's statements, and the index builds done on the
+//! load table before its unit moves it into place.
+
+use super::rows::{batch_rows, loaded_columns};
+use super::unit::UnitContext;
+use super::{fnv1a, Phase, Step, TableInfo};
+use crate::cli::StagingKind;
+use crate::source::{Constraint, ConstraintKind, Extent, Table};
+use crate::sql::{literal, Ident, QualifiedName};
+
+impl UnitContext<'_> {
+    /// The ranges a table created in this run is split into, as conditions for the source's
+    /// query, with what they divide (`id`, `blocks`); `None` loads it in one piece. Tables are
+    /// split from `split_bytes` on, into `split_ranges` ranges of equal width: of the integer
+    /// key's values, else of the heap's blocks. The first and last ranges are open, so a row
+    /// outside the bounds read is never missed.
+    pub(super) fn ranges(&self, table: &Table, info: &TableInfo) -> Option<(Vec<String>, String)> {
+        let options = self.options;
+        let splittable = options.split_ranges >= 2
+            && options.split_bytes > 0
+            && table.total_bytes >= options.split_bytes
+            && info.action.creates()
+            && options.staging == StagingKind::View
+            && !table.is_partitioned()
+            && table.partitions.is_empty()
+            // An inheritance child is made INHERITS its parents, a parent before them.
+            && table.inherits.is_empty()
+            && !self.tables.iter().any(|t| t.inherits.contains(&table.name))
+            // Owned sequences move with the table into its schema; one that other tables'
+            // defaults call must keep its name throughout.
+            && table
+                .sequences
+                .iter()
+                .all(|s| s.name.schema == table.name.schema && !self.is_shared(&s.name));
+        if !splittable {
+            return None;
+        }
+        let (column, low, high, by, bound): (String, i128, i128, String, fn(i128) -> String) =
+            match table.extent.as_ref()? {
+                Extent::Key { column, min, max } => (
+                    column.to_string(),
+                    i128::from(*min),
+                    i128::from(*max) + 1,
+                    column.raw().to_string(),
+                    |v| v.to_string(),
+                ),
+                Extent::Blocks(blocks) => (
+                    "ctid".to_string(),
+                    0,
+                    i128::from(*blocks),
+                    "blocks".to_string(),
+                    |v| format!("'({v},0)'::pg_catalog.tid"),
+                ),
+            };
+        let n = options.split_ranges as i128;
+        let mut bounds: Vec<i128> = (1..n).map(|k| low + (high - low) * k / n).collect();
+        bounds.dedup();
+        bounds.retain(|b| *b > low && *b < high);
+        if bounds.is_empty() {
+            return None;
+        }
+        let mut predicates = Vec::new();
+        for k in 0..=bounds.len() {
+            let lower = k.checked_sub(1).map(|k| bound(bounds[k]));
+            let upper = bounds.get(k).map(|b| bound(*b));
+            predicates.push(match (lower, upper) {
+                (None, Some(u)) => format!("{column} < {u}"),
+                (Some(l), Some(u)) => format!("{column} >= {l} AND {column} < {u}"),
+                (Some(l), None) => format!("{column} >= {l}"),
+                (None, None) => unreachable!("there is at least one bound"),
+            });
+        }
+        Some((predicates, by))
+    }
+
+    /// Where a split table is made and loaded: the staging schema, under a name that no
+    /// staging object has (theirs hold a dot), its sequences likewise.
+    pub(super) fn load_names(&self, table: &Table) -> LoadNames {
+        let tag = format!(
+            "load {:08x}",
+            fnv1a(table.name.to_string().as_bytes()) as u32
+        );
+        let name = |n: String| QualifiedName {
+            schema: self.options.staging_schema.clone(),
+            name: Ident::new(n),
+        };
+        LoadNames {
+            sequences: (0..table.sequences.len())
+                .map(|k| name(format!("{tag} seq {k}")))
+                .collect(),
+            index_tag: format!("{tag} idx"),
+            table: name(tag),
+        }
+    }
+
+    /// One range of a split table, in a session of its own: the rows the condition picks, in
+    /// the run's snapshot, into the load table, batch by batch for a large range.
+    pub(super) fn range_steps(
+        &self,
+        table: &Table,
+        i: usize,
+        load_table: &QualifiedName,
+        predicate: &str,
+    ) -> Vec<Step> {
+        let select = format!("{} WHERE {predicate}", self.remote_select(table));
+        let per_range = table.total_bytes / self.options.split_ranges as i64;
+        let mut steps = self.connect_steps();
+        match batch_rows(table, self.options.batch_bytes) {
+            Some(batch) if per_range >= 2 * self.options.batch_bytes => {
+                steps.extend(self.batched_load(table, i, batch, &select, load_table))
+            }
+            _ => steps.push(Step::new(
+                Phase::Data,
+                Some(i),
+                format!(
+                    "{} SELECT {} FROM {}.dblink({}, {}) AS t({})",
+                    self.insert_head(table, load_table),
+                    loaded_columns(table),
+                    self.dblink_schema,
+                    literal(self.server),
+                    literal(&select),
+                    self.column_definitions(table)
+                ),
+            )),
+        }
+        steps.extend(self.disconnect_steps());
+        steps
+    }
+}
+
+/// The names a split table and its sequences have until its unit moves them into place.
+pub(super) struct LoadNames {
+    pub(super) table: QualifiedName,
+    /// In the order of the table's sequences.
+    pub(super) sequences: Vec<QualifiedName>,
+    /// The start of its indexes' names.
+    pub(super) index_tag: String,
+}
+
+/// An index of a split table built on its load table before the unit runs.
+pub(super) struct Prebuilt<'a> {
+    /// What the index is for.
+    pub(super) of: PrebuiltFor<'a>,
+    /// Its name until the unit names it.
+    pub(super) load_name: Ident,
+    /// The statement that builds it on the load table.
+    pub(super) create: String,
+}
+
+pub(super) enum PrebuiltFor<'a> {
+    /// A primary key or unique constraint, added `USING INDEX` (which renames the index).
+    Key(&'a Constraint),
+    /// An index no constraint owns, renamed.
+    Index(&'a crate::source::Index),
+}
+
+/// The indexes of a split table that can be built before its unit: primary keys and unique
+/// constraints that are not deferrable (added `USING INDEX` afterwards), and plain indexes,
+/// when the catalog gave their definitions in a form that can be moved to the load table.
+pub(super) fn prebuilt_indexes<'a>(table: &'a Table, load: &LoadNames) -> Vec<Prebuilt<'a>> {
+    let keys = table.constraints.iter().filter_map(|c| {
+        let body = c.index_body.as_ref()?;
+        let key = matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique);
+        (key && !c.deferrable).then_some((PrebuiltFor::Key(c), true, body))
+    });
+    let indexes = table.indexes.iter().filter_map(|idx| {
+        let body = idx.body.as_ref()?;
+        let unique = idx.definition.starts_with("CREATE UNIQUE INDEX ");
+        Some((PrebuiltFor::Index(idx), unique, body))
+    });
+    keys.chain(indexes)
+        .enumerate()
+        .map(|(k, (of, unique, body))| {
+            let load_name = Ident::new(format!("{} {k}", load.index_tag));
+            let unique = if unique { "UNIQUE " } else { "" };
+            Prebuilt {
+                of,
+                create: format!(
+                    "CREATE {unique}INDEX {load_name} ON {} USING {body}",
+                    load.table
+                ),
+                load_name,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,262 @@
+//! What a plan is made of: the plan, its units and split tables, what happens to each table,
+//! and the statements with where they run.
+
+use crate::source::Requirement;
+use crate::sql::QualifiedName;
+
+/// The whole plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Statements run once, in one transaction, before any table.
+    pub setup: Vec<Step>,
+    /// Units of tables, each loaded in one transaction.
+    pub units: Vec<Unit>,
+    /// Tables that will not be copied, and why (each makes the run exit 1).
+    pub refused: Vec<(QualifiedName, String)>,
+    /// Things the user should know (skipped foreign keys, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Tables that load together.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// The unit's tables, in load order.
+    pub tables: Vec<TableInfo>,
+    /// Statements in order; see [`Phase`] for which run inside the transaction.
+    pub steps: Vec<Step>,
+    /// Tables whose rows come in ranges, loaded before the unit's transaction opens.
+    pub splits: Vec<Split>,
+    /// Undoes a table's block (see [`Phase::TableStart`]) on both sides after one of its
+    /// statements failed: the table is then not copied, and the unit goes on without it.
+    pub undo_table: String,
+}
+
+/// A large table loaded by several sessions at once, each reading one range of its rows in
+/// the run's snapshot and committing it into a load table: the table as the catalog describes
+/// it, made by the setup in the staging schema under a load name. The unit's transaction then
+/// moves the load table into place, renames it and builds its keys, so the table appears with
+/// all its rows or not at all; a unit that does not commit drops the load table.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Index into the unit's tables.
+    pub table: usize,
+    /// The load table.
+    pub load_table: QualifiedName,
+    /// Each range's statements, for a session and a transaction of its own.
+    pub ranges: Vec<Vec<Step>>,
+    /// Index builds on the load table, each in a session of its own once every range has
+    /// committed: the unit then adds keys `USING INDEX` and renames the others, instead of
+    /// building them one after another in its transaction.
+    pub indexes: Vec<Step>,
+    /// Drops the load table and the rows the ranges put in it.
+    pub discard: String,
+}
+
+/// What the summary and progress need to know of a planned table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// Schema and name.
+    pub name: QualifiedName,
+    /// What happens to it.
+    pub action: Action,
+    /// What changed on the source since the last copy (for a rebuild).
+    pub changes: Vec<String>,
+    /// Why a table is rebuilt when its source did not change (taken over, asked for).
+    pub reason: Option<String>,
+    /// How incremental mode chooses the rows to read.
+    pub pushdown: Option<Pushdown>,
+    /// The source's row estimate.
+    pub estimated_rows: i64,
+    /// For a split table: how many ranges of what (`2 ranges of id`).
+    pub split: Option<String>,
+}
+
+/// What happens to a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The table does not exist on the target: create it, load it, build its indexes.
+    Create,
+    /// snapcopy made it before: truncate and reload it in the same transaction.
+    Reload,
+    /// Its shape changed on the source: drop it and create it anew (full mode).
+    Rebuild,
+    /// Insert the rows whose key is missing (incremental mode).
+    Insert,
+    /// Add the rows an extension marks as user data to the table the extension made.
+    UserRows,
+}
+
+/// How incremental mode chooses the rows to read from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushdown {
+    /// Only rows above the last copy's maximum of a growing column travel.
+    Above(crate::source::Cursor),
+    /// Every source row travels; the keys decide what is missing.
+    AllKeys,
+}
+
+impl TableInfo {
+    /// What the summary says besides the numbers: why a table was rebuilt, what changed, the
+    /// pushdown used, how it was split.
+    pub fn note(&self) -> String {
+        let mut parts: Vec<String> = self.reason.iter().cloned().collect();
+        if !self.changes.is_empty() {
+            parts.push(format!("source changed: {}", self.changes.join("; ")));
+        }
+        match &self.pushdown {
+            Some(Pushdown::Above(c)) => {
+                parts.push(format!("{} {} last copy's max", c.column.raw(), c.operator))
+            }
+            Some(Pushdown::AllKeys) => parts.push("all keys compared".to_string()),
+            None => {}
+        }
+        if let Some(split) = &self.split {
+            parts.push(format!("loaded in {split} at once"));
+        }
+        parts.join("; ")
+    }
+
+    /// Whether only new rows were read from the source.
+    pub fn pushed_down(&self) -> bool {
+        matches!(self.pushdown, Some(Pushdown::Above(_)))
+    }
+}
+
+impl Action {
+    /// The past-tense word the summary uses.
+    pub fn done_word(self) -> &'static str {
+        match self {
+            Action::Create => "created",
+            Action::Reload => "reloaded",
+            Action::Rebuild => "rebuilt",
+            Action::Insert => "inserted",
+            Action::UserRows => "user rows added",
+        }
+    }
+
+    /// Whether the table is (re)created from the catalog in this run.
+    pub fn creates(self) -> bool {
+        matches!(self, Action::Create | Action::Rebuild)
+    }
+}
+
+/// Where a statement belongs in a unit. `Connect` runs before the target transaction opens and
+/// `Disconnect` after it ends; everything else runs inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Schemas, extensions, the foreign server, types (setup only).
+    Setup,
+    /// Open the dblink connection and its read-only source transaction, in the run's snapshot
+    /// (`$1`, exported by the tool's own source session, which holds it open for the run).
+    Connect,
+    /// Empty, or drop, the tables being reloaded or rebuilt.
+    Truncate,
+    /// Opens the block of a table the run creates: a savepoint on the target and one in the
+    /// source transaction. A failure inside the block undoes only it ([`Unit::undo_table`]),
+    /// so that what cannot be made on the target fails alone.
+    TableStart,
+    /// Closes a table's block, keeping what it made.
+    TableEnd,
+    /// Sequences and the bare table.
+    PreData,
+    /// The staging view or materialized view.
+    Staging,
+    /// The rows: `INSERT ... SELECT` from the staging object; the command tag counts them.
+    Data,
+    /// One batch of rows from a cursor; repeated until a batch comes back short.
+    Batch,
+    /// The missing rows (incremental): returns rows read, rows inserted, new high-water mark.
+    Insert,
+    /// Primary keys, unique and exclusion constraints, indexes.
+    PostData,
+    /// Foreign keys, last.
+    ForeignKeys,
+    /// User triggers, once the rows are in: created on new tables, turned back on as they were
+    /// on existing ones (turned off, in `Truncate`, so that they never fire on the load).
+    Triggers,
+    /// Sequences set from the source, never below the table's max.
+    Sequences,
+    /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
+    /// high-water mark read.
+    Record,
+    /// End the source transaction and close the dblink connection.
+    Disconnect,
+}
+
+/// One statement.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Where it runs.
+    pub phase: Phase,
+    /// Index into the unit's tables, for steps about one table.
+    pub table: Option<usize>,
+    /// The SQL sent to the server.
+    pub sql: String,
+    /// What to show instead of `sql` when it holds a secret.
+    pub shown: String,
+    /// Transaction-local settings to bind (as parameters) before `sql` runs: how a secret
+    /// reaches the server without being part of any statement's text.
+    pub settings: Vec<(String, String)>,
+    /// For a batch: the rows one run of it asks for.
+    pub batch: Option<u64>,
+    /// What the statement is for, when its failure needs words of its own.
+    pub purpose: Purpose,
+    /// Another table of the unit the statement involves (a foreign key's referenced table),
+    /// and what the statement makes, for the warning when it is skipped because that table
+    /// failed.
+    pub also: Option<(usize, String)>,
+}
+
+/// Setup statements whose failure has a cause of its own to explain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// Nothing special.
+    #[default]
+    Other,
+    /// `CREATE EXTENSION` of an extension snapcopy itself needs (dblink).
+    Extension(String),
+    /// Making something tables need: only those tables are refused when it fails.
+    Prerequisite(Requirement),
+    /// Making something one table needs (a split table's load table): only it is refused.
+    ForTable(QualifiedName),
+    /// The target server's first dblink connection to the source.
+    LinkCheck,
+}
+
+impl Step {
+    pub(super) fn new(phase: Phase, table: Option<usize>, sql: String) -> Step {
+        Step {
+            phase,
+            table,
+            shown: sql.clone(),
+            sql,
+            settings: Vec::new(),
+            batch: None,
+            purpose: Purpose::Other,
+            also: None,
+        }
+    }
+
+    pub(super) fn with_purpose(self, purpose: Purpose) -> Step {
+        Step { purpose, ..self }
+    }
+
+    pub(super) fn secret(
+        phase: Phase,
+        sql: String,
+        shown: String,
+        settings: Vec<(String, String)>,
+    ) -> Step {
+        Step {
+            phase,
+            table: None,
+            sql,
+            shown,
+            settings,
+            batch: None,
+            purpose: Purpose::Other,
+            also: None,
+        }
+    }
+}

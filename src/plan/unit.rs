@@ -1,0 +1,454 @@
+//! One unit: the context every unit's SQL needs, and the order of a unit's statements, from
+//! opening the source transaction to the registry rows.
+
+use std::collections::BTreeSet;
+
+use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
+use super::graph::load_order;
+use super::refresh::Refresh;
+use super::split::{prebuilt_indexes, LoadNames};
+use super::{Action, Phase, PlanOptions, Purpose, Split, Step, TableInfo, Unit, LOAD_MARKER};
+use crate::source::{Constraint, ConstraintKind, SharedSequence, Table, TriggerState};
+use crate::sql::{literal, Ident, QualifiedName};
+use crate::target::{registry, TargetState};
+
+/// What every unit needs to know to write its SQL.
+pub(super) struct UnitContext<'a> {
+    pub(super) options: &'a PlanOptions,
+    pub(super) target: &'a TargetState,
+    pub(super) mode: &'a dyn Refresh,
+    pub(super) server: &'a str,
+    pub(super) dblink_schema: &'a Ident,
+    pub(super) registry: &'a QualifiedName,
+    /// Sequences that defaults call without their table owning them.
+    pub(super) shared: &'a [SharedSequence],
+    /// Every table of the run (a child's parents, for inheritance).
+    pub(super) tables: &'a [Table],
+}
+
+impl UnitContext<'_> {
+    /// The unit, and the statements the setup runs for it: its split tables' load tables.
+    pub(super) fn unit(&self, group: &[(&Table, &TableInfo)]) -> (Unit, Vec<Step>) {
+        let tables: Vec<&Table> = group.iter().map(|(t, _)| *t).collect();
+        let (ordered, cyclic) = load_order(&tables);
+        let info_of = |name: &QualifiedName| {
+            group
+                .iter()
+                .find(|(t, _)| &t.name == name)
+                .map(|(_, i)| (*i).clone())
+                .expect("every ordered table is in the group")
+        };
+        let mut infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
+        // Split tables: their ranges, and the names they load under.
+        let loads: Vec<Option<(Vec<String>, LoadNames)>> = ordered
+            .iter()
+            .zip(infos.iter_mut())
+            .map(|(table, info)| {
+                let (predicates, by) = self.ranges(table, info)?;
+                info.split = Some(format!("{} ranges of {by}", predicates.len()));
+                Some((predicates, self.load_names(table)))
+            })
+            .collect();
+        let mut prepare = Vec::new();
+        let mut splits = Vec::new();
+        for (i, (table, split)) in ordered.iter().zip(&loads).enumerate() {
+            let Some((predicates, load)) = split else {
+                continue;
+            };
+            let first = prepare.len();
+            prepare.extend(
+                create_table_steps(table, i, Some(load), None)
+                    .into_iter()
+                    .map(|s| {
+                        Step::new(Phase::Setup, None, s.sql)
+                            .with_purpose(Purpose::ForTable(table.name.clone()))
+                    }),
+            );
+            prepare.push(
+                Step::new(
+                    Phase::Setup,
+                    None,
+                    format!(
+                        "COMMENT ON TABLE {} IS {}",
+                        load.table,
+                        literal(LOAD_MARKER)
+                    ),
+                )
+                .with_purpose(Purpose::ForTable(table.name.clone())),
+            );
+            prepare[first].shown = format!(
+                "-- {} loads in {} ranges at once into this load table; its unit moves it into \
+                 place\n{}",
+                table.name.human(),
+                predicates.len(),
+                prepare[first].sql
+            );
+            splits.push(Split {
+                table: i,
+                ranges: predicates
+                    .iter()
+                    .map(|p| self.range_steps(table, i, &load.table, p))
+                    .collect(),
+                indexes: prebuilt_indexes(table, load)
+                    .into_iter()
+                    .map(|p| Step::new(Phase::PostData, Some(i), p.create))
+                    .collect(),
+                discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
+                load_table: load.table.clone(),
+            });
+        }
+        let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
+        let rebuilt: BTreeSet<&QualifiedName> = infos
+            .iter()
+            .filter(|i| i.action == Action::Rebuild)
+            .map(|i| &i.name)
+            .collect();
+        let mut steps = self.connect_steps();
+
+        // User triggers never fire on snapcopy's loads: those of existing tables are off until
+        // the rows are in (in this transaction only, so no other session notices).
+        for (table, info) in ordered.iter().zip(&infos) {
+            if matches!(info.action, Action::Reload | Action::Insert) {
+                for (name, _) in self.enabled_triggers(table) {
+                    steps.push(Step::new(
+                        Phase::Truncate,
+                        None,
+                        format!("ALTER TABLE ONLY {name} DISABLE TRIGGER USER"),
+                    ));
+                }
+            }
+        }
+
+        // Constraints that a reload cannot keep while rows go in are dropped first and added
+        // back after: foreign keys on a cycle (no load order satisfies them row by row) and
+        // NOT VALID constraints (old rows that break them would be refused; they come back
+        // NOT VALID, without a scan).
+        let mut readd: Vec<(QualifiedName, &Constraint)> = Vec::new();
+        for (table, info) in ordered.iter().zip(&infos) {
+            if info.action != Action::Reload {
+                continue;
+            }
+            for c in &table.constraints {
+                let exists = self.has_constraint(&table.name, c);
+                let on_cycle = match &c.kind {
+                    ConstraintKind::ForeignKey { references } => {
+                        cyclic.contains(&table.name) && cyclic.contains(references)
+                    }
+                    _ => false,
+                };
+                if exists && (on_cycle || !c.validated) {
+                    steps.push(Step::new(
+                        Phase::Truncate,
+                        None,
+                        format!("ALTER TABLE {} DROP CONSTRAINT {}", table.name, c.name),
+                    ));
+                    readd.push((table.name.clone(), c));
+                }
+            }
+        }
+        for name in &rebuilt {
+            steps.extend(self.drop_steps(name, &in_unit));
+        }
+        let reloads: Vec<String> = infos
+            .iter()
+            .filter(|i| i.action == Action::Reload)
+            .map(|i| {
+                // ONLY: an inheritance parent's children keep their rows (those in the run
+                // are truncated in their own right); a partitioned table has none of its own.
+                let partitioned = ordered
+                    .iter()
+                    .any(|t| t.name == i.name && t.is_partitioned());
+                format!("{}{}", if partitioned { "" } else { "ONLY " }, i.name)
+            })
+            .collect();
+        if !reloads.is_empty() {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                format!("TRUNCATE {}", reloads.join(", ")),
+            ));
+        }
+
+        // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
+        // refuses ALTER TABLE while they are: after each such table's rows they are checked
+        // (parents are loaded first, so they hold).
+        let deferred_checks = ordered.iter().any(|t| {
+            t.constraints.iter().any(|c| {
+                c.deferrable
+                    && matches!(c.kind, ConstraintKind::ForeignKey { .. })
+                    && self.has_constraint(&t.name, c)
+            })
+        });
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            // A table the run creates is made in a block of its own: if something of it
+            // cannot be made on the target, it alone is not copied.
+            let block = info.action == Action::Create;
+            if block {
+                steps.push(self.block_step(Phase::TableStart, i, "SAVEPOINT"));
+            }
+            if let Some((_, load)) = &loads[i] {
+                // The rows are in the load table already.
+                steps.extend(move_steps(table, i, load));
+                steps.extend(self.staging_steps(table, info, i));
+            } else {
+                if info.action.creates() {
+                    steps.extend(create_table_steps(
+                        table,
+                        i,
+                        None,
+                        Inheritance::of(table, self.tables).as_ref(),
+                    ));
+                }
+                steps.extend(self.rows(table, info, i));
+            }
+            if !info.action.creates() && deferred_checks {
+                steps.push(Step::new(
+                    Phase::Data,
+                    None,
+                    "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
+                ));
+            }
+            if let Some((_, load)) = &loads[i] {
+                steps.extend(post_data_steps(
+                    table,
+                    i,
+                    &prebuilt_indexes(table, load),
+                    None,
+                ));
+            } else if info.action.creates() {
+                steps.extend(post_data_steps(
+                    table,
+                    i,
+                    &[],
+                    Inheritance::of(table, self.tables).as_ref(),
+                ));
+            }
+            for (_, c) in readd.iter().filter(|(t, c)| {
+                *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
+            }) {
+                steps.push(Step::new(
+                    Phase::PostData,
+                    Some(i),
+                    format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                        table.name, c.name, c.definition
+                    ),
+                ));
+            }
+            // A new table's triggers come once its rows are in; no later statement of the
+            // unit writes to it.
+            if info.action.creates() {
+                steps.extend(trigger_steps(table, i));
+            }
+            if block {
+                steps.push(self.block_step(Phase::TableEnd, i, "RELEASE SAVEPOINT"));
+            }
+        }
+
+        steps.extend(self.foreign_key_steps(&ordered, &infos, &readd, &rebuilt));
+
+        steps.extend(self.trigger_restore_steps(&ordered, &infos));
+        steps.extend(self.sequence_steps(&ordered, &infos));
+        // snapcopy manages the tables it creates; an extension's table stays the extension's.
+        for (i, (table, info)) in ordered
+            .iter()
+            .zip(&infos)
+            .enumerate()
+            .filter(|(_, (_, i))| i.action != Action::UserRows)
+        {
+            let cursor = table
+                .key(self.options.cursors.get(&table.name))
+                .and_then(|k| k.cursor);
+            let record = registry::Record {
+                registry: self.registry.clone(),
+                source_label: &self.options.source_label,
+                staging_kind: self.options.staging.as_str(),
+                mode: self.mode.name(),
+                incremental: info.action == Action::Insert,
+                cursor: cursor.as_ref(),
+                dblink: self.dblink_schema,
+                server: self.server,
+            };
+            steps.push(Step::new(Phase::Record, Some(i), record.record_sql(table)));
+        }
+        steps.extend(self.disconnect_steps());
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        (
+            Unit {
+                tables: infos,
+                steps,
+                splits,
+                undo_table: format!(
+                    "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
+                     SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
+                     SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
+                ),
+            },
+            prepare,
+        )
+    }
+
+    /// The foreign keys between the unit's tables that the target lacks after the rows: those
+    /// of tables made anew, those dropped for the reload (`readd`), those a rebuilt table's
+    /// CASCADE took. Each names the referenced table, so that it is skipped, with a warning, if
+    /// that table failed.
+    pub(super) fn foreign_key_steps(
+        &self,
+        ordered: &[&Table],
+        infos: &[TableInfo],
+        readd: &[(QualifiedName, &Constraint)],
+        rebuilt: &BTreeSet<&QualifiedName>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        // An extension's table keeps the keys the extension gave it.
+        for (i, (table, info)) in ordered
+            .iter()
+            .zip(infos)
+            .enumerate()
+            .filter(|(_, (_, i))| i.action != Action::UserRows)
+        {
+            for c in &table.constraints {
+                let ConstraintKind::ForeignKey { references } = &c.kind else {
+                    continue;
+                };
+                let Some(j) = ordered.iter().position(|t| &t.name == references) else {
+                    continue;
+                };
+                let dropped = readd
+                    .iter()
+                    .any(|(t, d)| *t == table.name && d.name == c.name)
+                    || rebuilt.contains(references);
+                if info.action.creates() || !self.has_constraint(&table.name, c) || dropped {
+                    steps.push(Step {
+                        also: Some((
+                            j,
+                            format!("foreign key {} of {}", c.name.raw(), table.name.human()),
+                        )),
+                        ..Step::new(
+                            Phase::ForeignKeys,
+                            Some(i),
+                            format!(
+                                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                                table.name, c.name, c.definition
+                            ),
+                        )
+                    });
+                }
+            }
+        }
+        steps
+    }
+
+    /// The user triggers of the unit's existing tables, turned back on as they were once the
+    /// rows are in (see the `Truncate` phase).
+    pub(super) fn trigger_restore_steps(
+        &self,
+        ordered: &[&Table],
+        infos: &[TableInfo],
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
+            if matches!(info.action, Action::Reload | Action::Insert) {
+                for (name, triggers) in self.enabled_triggers(table) {
+                    let actions: Vec<String> =
+                        triggers.iter().map(|(t, state)| state.action(t)).collect();
+                    steps.push(Step::new(
+                        Phase::Triggers,
+                        Some(i),
+                        format!("ALTER TABLE ONLY {name} {}", actions.join(", ")),
+                    ));
+                }
+            }
+        }
+        steps
+    }
+
+    /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
+    /// in the source transaction, where a failure may have left an error or an open cursor.
+    pub(super) fn block_step(&self, phase: Phase, i: usize, command: &str) -> Step {
+        Step::new(
+            phase,
+            Some(i),
+            format!(
+                "{command} snapcopy_table; SELECT {}.dblink_exec({}, '{command} snapcopy_table')",
+                self.dblink_schema,
+                literal(self.server)
+            ),
+        )
+    }
+
+    /// Opens the dblink connection and its read-only source transaction in the run's snapshot.
+    pub(super) fn connect_steps(&self) -> Vec<Step> {
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        vec![
+            Step::new(
+                Phase::Connect,
+                None,
+                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, \
+                     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
+                ),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
+                     pg_catalog.quote_literal($1::text))"
+                ),
+            ),
+        ]
+    }
+
+    /// Ends the source transaction and closes the dblink connection.
+    pub(super) fn disconnect_steps(&self) -> Vec<Step> {
+        let dblink = self.dblink_schema;
+        let conn = literal(self.server);
+        vec![
+            Step::new(
+                Phase::Disconnect,
+                None,
+                format!("SELECT {dblink}.dblink_exec({conn}, 'COMMIT')"),
+            ),
+            Step::new(
+                Phase::Disconnect,
+                None,
+                format!("SELECT {dblink}.dblink_disconnect({conn})"),
+            ),
+        ]
+    }
+
+    /// The table and its partitions that have user triggers on the target that fire, each
+    /// with those triggers and their states.
+    pub(super) fn enabled_triggers<'t>(
+        &'t self,
+        table: &'t Table,
+    ) -> Vec<(&'t QualifiedName, Vec<&'t (Ident, TriggerState)>)> {
+        std::iter::once(table)
+            .chain(&table.partitions)
+            .filter_map(|t| {
+                let on: Vec<&(Ident, TriggerState)> = self
+                    .target
+                    .triggers
+                    .get(&t.name)?
+                    .iter()
+                    .filter(|(_, state)| *state != TriggerState::Disabled)
+                    .collect();
+                (!on.is_empty()).then_some((&t.name, on))
+            })
+            .collect()
+    }
+
+    pub(super) fn has_constraint(&self, table: &QualifiedName, c: &Constraint) -> bool {
+        self.target
+            .existing_constraints
+            .contains(&(table.clone(), c.name.raw().to_string()))
+    }
+}
