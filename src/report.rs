@@ -52,6 +52,23 @@ fn right(value: impl ToString) -> Cell {
     Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
 }
 
+/// A count with thousands separators, the way the progress bars print them: `1,234,567`.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
 /// Prints `{"tables": [...]}` on stdout, the shape of every `--json` output.
 pub fn print_json(tables: &impl serde::Serialize) {
     println!(

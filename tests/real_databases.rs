@@ -574,7 +574,7 @@ fn a_failure_stays_with_its_table_and_the_rest_of_its_group_loads() {
     for expected in [
         "shop.a_checked needs the function shop.others(), which could not be made on the \
          target: relation \"shop.other\" does not exist",
-        "error: shop.b_indexed (PostData phase): division by zero",
+        "error: shop.b_indexed (building its keys and indexes): division by zero",
         "error: shop.c_secret",
         "permission denied for table c_secret on the source: the source role reader may not \
          read it; grant it SELECT there",

@@ -1,10 +1,66 @@
 //! What to say when a statement fails: the server's words, and what to do next, from the
-//! SQLSTATE and what the statement was for.
+//! SQLSTATE and what the statement was for; and the failure a session reports, with the table
+//! and what it was doing.
 
 use tokio_postgres::error::SqlState;
 
 use super::session::describe;
-use crate::plan::{Phase, Step};
+use crate::plan::{Phase, Step, TableIx};
+
+/// A session's failure: the table it was about, what the session was doing, and the message.
+#[derive(Debug, Clone)]
+pub(super) struct StepError {
+    /// The unit's table the failed statement was about, if any.
+    pub(super) table: Option<TableIx>,
+    /// What the session was doing.
+    pub(super) during: During,
+    /// What happened and what to do next.
+    pub(super) message: String,
+}
+
+/// What a session was doing when it failed: the words in parentheses of the error line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum During {
+    /// Running a statement of the plan, of this phase.
+    Step(Phase),
+    /// Opening a target session or its transaction.
+    Opening,
+    /// Waiting for the other parts of a split load (one failed, or stopped).
+    Split,
+    /// Checking, before the commit, that the run still holds its lock.
+    LockCheck,
+    /// Committing the unit.
+    Commit,
+}
+
+impl During {
+    /// The words: `loading its rows`, `committing`.
+    pub(super) fn words(self) -> &'static str {
+        match self {
+            During::Step(phase) => phase.doing(),
+            During::Opening => "opening a target session",
+            During::Split => "loading its ranges",
+            During::LockCheck => "checking the run's lock",
+            During::Commit => "committing",
+        }
+    }
+}
+
+impl StepError {
+    /// A failure of the session as a whole, about no table in particular.
+    pub(super) fn new(during: During, message: String) -> StepError {
+        StepError {
+            table: None,
+            during,
+            message,
+        }
+    }
+
+    /// The error line for the table or tables named `who`.
+    pub(super) fn line(&self, who: &str) -> String {
+        format!("error: {who} ({}): {}", self.during.words(), self.message)
+    }
+}
 
 /// Turns a server error into a message that says what to do next. `source_role` is the role
 /// the target server reads the source as.
@@ -19,9 +75,7 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
         Phase::Connect => crate::exec::link_failure(code, &message),
         // What reads rows reads the source through dblink from objects snapcopy made itself:
         // a privilege it lacks is the source role's (dblink passes the source's SQLSTATE on).
-        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
-            if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) =>
-        {
+        Phase::Staging | Phase::Data if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             format!(
                 "{message} on the source: the source role {source_role} may not read it; grant \
                  it SELECT there (the source's owner can), or leave the table out of the run"
@@ -30,12 +84,10 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
         _ if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
             "{message} (while running: {}); grant the target role that privilege, or run \
              snapcopy as a role that has it",
-            first_line(&step.shown)
+            first_line(step.text())
         ),
         // dblink passes the source's SQLSTATE on: the table the catalog listed is gone.
-        Phase::Staging | Phase::Data | Phase::Batch | Phase::Insert
-            if code == Some(&SqlState::UNDEFINED_TABLE) =>
-        {
+        Phase::Staging | Phase::Data if code == Some(&SqlState::UNDEFINED_TABLE) => {
             format!(
                 "{message}: the table was dropped or renamed on the source during the run; run \
                  snapcopy again"
@@ -49,13 +101,13 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
         ),
         // The table was made from the source's catalog, so a value it refuses meets a type
         // that was on the target already (snapcopy keeps those as they are).
-        Phase::Data | Phase::Batch | Phase::Insert if code.is_some_and(refused_value) => format!(
+        Phase::Data if code.is_some_and(refused_value) => format!(
             "{message}: a value from the source does not fit the table on the target, because \
              of a type or domain the target already had (snapcopy keeps those) or a change made \
              to the table there; make the target's definition match the source's (or drop it \
              there so that snapcopy creates the source's) and run again"
         ),
-        _ => format!("{message} (while running: {})", first_line(&step.shown)),
+        _ => format!("{message} (while running: {})", first_line(step.text())),
     }
 }
 

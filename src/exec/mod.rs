@@ -27,12 +27,13 @@ pub use session::{cancel_running, connect, describe, Side};
 pub use setup::run_setup;
 
 use crate::conninfo::ConnInfo;
-use crate::plan::{Phase, Step, Unit};
+use crate::plan::{Step, Unit};
 use crate::progress::Progress;
 use crate::report::TableOutcome;
 use crate::settings::Verbosity;
+use explain::{During, StepError};
 use split::{SplitPart, SplitRun};
-use unit::{execute, run_unit, Isolated, Session, StepError};
+use unit::{execute, run_unit, Isolated, Session};
 
 /// Where and how a run's sessions work: the target, the source snapshot they read in, how much
 /// they say, and the role the target server reads the source as (for messages).
@@ -141,11 +142,10 @@ async fn slowest(parts: Vec<oneshot::Receiver<PartResult>>) -> PartResult {
                 failure.get_or_insert(e);
             }
             Err(oneshot::Canceled) => {
-                failure.get_or_insert(StepError {
-                    table: None,
-                    phase: Phase::Batch,
-                    message: "a part of the split load stopped without a result".into(),
-                });
+                failure.get_or_insert(StepError::new(
+                    During::Split,
+                    "a part of the split load stopped without a result".into(),
+                ));
             }
         }
     }
@@ -193,11 +193,10 @@ impl Task<'_> {
                 };
                 // A sibling failed: the table will not be copied, spare the servers the work.
                 let result = if ready.is_err() || run.shared.failed.load(Ordering::Relaxed) {
-                    Err(StepError {
-                        table: None,
-                        phase: Phase::Connect,
-                        message: "skipped: another part of the split load failed".into(),
-                    })
+                    Err(StepError::new(
+                        During::Split,
+                        "skipped: another part of the split load failed".into(),
+                    ))
                 } else {
                     let session = Session {
                         steps,

@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::anyhow;
 use tokio_postgres::{CancelToken, Client, NoTls};
 
+use super::explain::{During, StepError};
 use super::lock;
-use super::unit::StepError;
 use super::Run;
 use crate::conninfo::ConnInfo;
-use crate::plan::Phase;
 
 /// Cancel tokens of the sessions whose queries are running, so that an interrupted run can
 /// stop them on the servers instead of leaving them to finish unseen.
@@ -132,11 +131,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client, StepError> {
     let client = connect(ctx.target, Side::Target)
         .await
-        .map_err(|e| StepError {
-            table: None,
-            phase: Phase::Connect,
-            message: format!("{e:#}"),
-        })?;
+        .map_err(|e| StepError::new(During::Opening, format!("{e:#}")))?;
     register(&client);
     if let Some(lock) = ctx.lock {
         let _ = client
@@ -167,10 +162,6 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
              SET idle_in_transaction_session_timeout = 0",
         )
         .await
-        .map_err(|e| StepError {
-            table: None,
-            phase: Phase::Connect,
-            message: describe(&e),
-        })?;
+        .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     Ok(client)
 }

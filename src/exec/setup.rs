@@ -25,9 +25,9 @@ pub async fn run_setup(
     let mut unmade: Vec<(Purpose, String)> = Vec::new();
     for step in steps {
         if verbose {
-            eprintln!("{};", step.shown);
+            eprintln!("{};", step.text());
         }
-        for (name, value) in &step.settings {
+        for (name, value) in step.settings() {
             tx.execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
                 .await
                 .map_err(|e| setup_error(&e, step))?;
@@ -65,7 +65,7 @@ pub async fn run_setup(
 /// Why something tables need could not be made on the target, in words that follow "which
 /// could not be made on the target: ".
 pub(super) fn unmade_message(code: Option<&SqlState>, message: &str, step: &Step) -> String {
-    let what = first_line(&step.shown);
+    let what = first_line(step.text());
     match (&step.purpose, code) {
         (Purpose::Prerequisite(Requirement::Extension(ext)), Some(code))
             if *code == SqlState::UNDEFINED_FILE =>
@@ -98,7 +98,7 @@ pub(super) fn setup_error(e: &tokio_postgres::Error, step: &Step) -> anyhow::Err
 /// The message for a failed setup statement, from its SQLSTATE, the server's words and what
 /// the statement was for: what is missing and what to do.
 pub(super) fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow::Error {
-    let shown = &step.shown;
+    let shown = step.text();
     let extension = match &step.purpose {
         Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
         Purpose::Extension(name)
@@ -135,14 +135,8 @@ mod tests {
     fn create_extension(name: &str) -> Step {
         let sql = format!("CREATE EXTENSION IF NOT EXISTS \"{name}\" WITH SCHEMA \"public\"");
         Step {
-            phase: crate::plan::Phase::Setup,
-            table: None,
-            shown: sql.clone(),
-            sql,
-            settings: Vec::new(),
-            batch: None,
             purpose: Purpose::Extension(name.into()),
-            also: None,
+            ..Step::new(crate::plan::Phase::Setup, None, sql)
         }
     }
 

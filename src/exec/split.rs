@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::lock;
 use super::unit::{start_bar, Tally};
-use crate::plan::{Split, TableInfo, Unit};
+use crate::plan::{Split, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
 
 /// A split table while its ranges load: one progress bar for all of them.
@@ -46,14 +46,14 @@ pub(super) struct SplitPart<'a> {
 }
 
 impl Tally for SplitPart<'_> {
-    fn touch(&mut self, _: usize) {
+    fn touch(&mut self, _: TableIx) {
         let mut bar = lock(&self.shared.bar);
         if bar.is_none() {
             *bar = Some(start_bar(self.shared.progress, self.shared.info));
         }
     }
 
-    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
+    fn rows(&mut self, i: TableIx, rows: i64, periodic: bool) {
         self.touch(i);
         lock(&self.shared.rows)[self.k] = rows;
         let total = self.shared.total_rows();
@@ -62,15 +62,15 @@ impl Tally for SplitPart<'_> {
         }
     }
 
-    fn inserted(&mut self, i: usize, _read: i64, inserted: i64, _high_water: Option<String>) {
+    fn inserted(&mut self, i: TableIx, _read: i64, inserted: i64, _high_water: Option<String>) {
         self.rows(i, inserted, false);
     }
 
-    fn record(&self, _: usize) -> (i64, i64, bool, Option<String>) {
+    fn record(&self, _: TableIx) -> (i64, i64, bool, Option<String>) {
         (0, 0, false, None)
     }
 
-    fn seconds(&mut self, _: usize, seconds: f64) {
+    fn seconds(&mut self, _: TableIx, seconds: f64) {
         self.seconds += seconds;
     }
 }

@@ -8,34 +8,27 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
 use super::explain::explain;
+use super::explain::{During, StepError};
 use super::session::{connect, describe, open_session, Side};
 use super::{lock, slowest, Run, SplitWait};
-use crate::plan::{Action, Phase, Step, TableInfo, Unit};
+use crate::plan::{Action, Phase, Step, StepKind, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
 use crate::report::{TableOutcome, TableStatus};
 use crate::settings::Verbosity;
 
-/// A failed statement, with the table it was about.
-#[derive(Clone)]
-pub(super) struct StepError {
-    pub(super) table: Option<usize>,
-    pub(super) phase: Phase,
-    pub(super) message: String,
-}
-
 /// Where a session's results go: a unit's outcomes, or one range's share of a split table.
 pub(super) trait Tally {
     /// A statement about table `i` starts.
-    fn touch(&mut self, i: usize);
+    fn touch(&mut self, i: TableIx);
     /// Rows this session has inserted into table `i` so far; `periodic` for batches, whose
     /// progress lines show as they come (a table loaded in one statement gets its final line).
-    fn rows(&mut self, i: usize, rows: i64, periodic: bool);
+    fn rows(&mut self, i: TableIx, rows: i64, periodic: bool);
     /// An incremental insert's result: rows read, rows inserted, the new high-water mark.
-    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>);
+    fn inserted(&mut self, i: TableIx, read: i64, inserted: i64, high_water: Option<String>);
     /// The registry row's parameters for table `i`.
-    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>);
+    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>);
     /// Time spent on table `i`.
-    fn seconds(&mut self, i: usize, seconds: f64);
+    fn seconds(&mut self, i: TableIx, seconds: f64);
 }
 
 /// A unit's tables as they run: outcomes, and progress started when a table's first
@@ -48,13 +41,13 @@ pub(super) struct UnitRun<'a> {
 }
 
 impl Tally for UnitRun<'_> {
-    fn touch(&mut self, i: usize) {
+    fn touch(&mut self, i: TableIx) {
         if self.bars[i].is_none() {
             self.bars[i] = Some(start_bar(self.progress, &self.unit.tables[i]));
         }
     }
 
-    fn rows(&mut self, i: usize, rows: i64, periodic: bool) {
+    fn rows(&mut self, i: TableIx, rows: i64, periodic: bool) {
         self.outcomes[i].rows = rows;
         self.touch(i);
         if let Some(bar) = self.bars[i].as_mut() {
@@ -62,19 +55,19 @@ impl Tally for UnitRun<'_> {
         }
     }
 
-    fn inserted(&mut self, i: usize, read: i64, inserted: i64, high_water: Option<String>) {
+    fn inserted(&mut self, i: TableIx, read: i64, inserted: i64, high_water: Option<String>) {
         self.rows(i, inserted, false);
         self.outcomes[i].skipped = read - inserted;
         self.outcomes[i].high_water = high_water;
     }
 
-    fn record(&self, i: usize) -> (i64, i64, bool, Option<String>) {
+    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>) {
         let o = &self.outcomes[i];
         let pushed_down = self.unit.tables[i].pushed_down();
         (o.rows, o.skipped, pushed_down, o.high_water.clone())
     }
 
-    fn seconds(&mut self, i: usize, seconds: f64) {
+    fn seconds(&mut self, i: TableIx, seconds: f64) {
         self.outcomes[i].seconds += seconds;
     }
 }
@@ -99,25 +92,56 @@ pub(super) async fn run_unit(
     let mut run = UnitRun {
         unit,
         progress,
-        outcomes: unit
-            .tables
-            .iter()
-            .map(|t| TableOutcome {
-                name: t.name.clone(),
-                action: Some(t.action),
-                status: TableStatus::Failed(String::new()),
-                rows: 0,
-                skipped: 0,
-                bytes: None,
-                seconds: 0.0,
-                note: t.note(),
-                high_water: None,
-            })
-            .collect(),
+        outcomes: unit.tables.iter().map(planned_outcome).collect(),
         bars: unit.tables.iter().map(|_| None).collect(),
     };
-    // A split table whose ranges or index builds failed: one the run creates fails alone, the
-    // unit goes on without it; one that exists already takes its unit with it.
+    let result = match wait_for_splits(&mut run, splits).await {
+        Err(e) => Err(e),
+        Ok(isolated) => {
+            let session = Session {
+                steps: &unit.steps,
+                undo_table: Some(&unit.undo_table),
+                tables: &unit.tables,
+            };
+            execute(ctx, &session, &mut run, isolated).await
+        }
+    };
+    for i in 0..unit.tables.len() {
+        run.touch(TableIx(i));
+    }
+    let bars: Vec<TableProgress> = run.bars.iter_mut().filter_map(Option::take).collect();
+    let mut outcomes = run.outcomes;
+    match result {
+        Ok((client, isolated)) => {
+            committed(ctx, &client, unit, &mut outcomes, bars, &isolated, progress).await
+        }
+        Err(err) => rolled_back(ctx, unit, &mut outcomes, bars, &err, progress).await,
+    }
+    outcomes
+}
+
+/// A table's outcome before anything ran: failed, for want of news.
+fn planned_outcome(t: &TableInfo) -> TableOutcome {
+    TableOutcome {
+        name: t.name.clone(),
+        action: Some(t.action),
+        status: TableStatus::Failed(String::new()),
+        rows: 0,
+        skipped: 0,
+        bytes: None,
+        seconds: 0.0,
+        note: t.note(),
+        high_water: None,
+    }
+}
+
+/// Waits for the unit's split tables. One the run creates whose ranges or index builds failed
+/// fails alone (the unit goes on without it, see [`Isolated`]); one that exists already takes
+/// its unit with it (the `Err`).
+async fn wait_for_splits(
+    run: &mut UnitRun<'_>,
+    splits: Vec<SplitWait<'_>>,
+) -> Result<Isolated, StepError> {
     let mut split_failed = None;
     let mut isolated = Isolated::default();
     for wait in splits {
@@ -131,7 +155,7 @@ pub(super) async fn run_unit(
                     table: Some(i),
                     ..e
                 };
-                if unit.tables[i].action == Action::Create {
+                if run.unit.tables[i].action == Action::Create {
                     isolated.failed.insert(i, e);
                 } else {
                     split_failed.get_or_insert(e);
@@ -141,101 +165,104 @@ pub(super) async fn run_unit(
         run.outcomes[i].rows = wait.shared.total_rows();
         run.bars[i] = lock(&wait.shared.bar).take();
     }
-    let result = match split_failed {
+    match split_failed {
         Some(e) => Err(e),
-        None => {
-            let session = Session {
-                steps: &unit.steps,
-                undo_table: Some(&unit.undo_table),
-                tables: &unit.tables,
-            };
-            execute(ctx, &session, &mut run, isolated).await
-        }
-    };
-    for i in 0..unit.tables.len() {
-        run.touch(i);
+        None => Ok(isolated),
     }
-    let bars: Vec<TableProgress> = run.bars.iter_mut().filter_map(Option::take).collect();
-    let mut outcomes = run.outcomes;
-    match result {
-        Ok((client, isolated)) => {
-            for ((i, o), (bar, info)) in outcomes
-                .iter_mut()
-                .enumerate()
-                .zip(bars.into_iter().zip(&unit.tables))
-            {
-                if let Some(e) = isolated.failed.get(&i) {
-                    o.rows = 0;
-                    o.status = TableStatus::Failed(e.message.clone());
-                    progress.finish(bar, "failed, not copied");
-                    progress.say(&format!(
-                        "error: {} ({:?} phase): {}",
-                        o.name.human(),
-                        e.phase,
-                        e.message
-                    ));
-                    continue;
-                }
-                o.status = TableStatus::Done;
-                let size = client
-                    .query_one(
-                        "SELECT coalesce((SELECT sum(pg_catalog.pg_total_relation_size(relid)) \
-                         FROM pg_catalog.pg_partition_tree($1::text::regclass))::bigint, \
-                         pg_catalog.pg_total_relation_size($1::text::regclass))",
-                        &[&o.name.to_string()],
-                    )
-                    .await;
-                o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
-                progress.finish(bar, &format!("{} rows in {:.1} s", o.rows, o.seconds));
-                // Without pushdown every row already copied counts as skipped: no news there.
-                if o.skipped > 0 && info.pushed_down() {
-                    progress.say(&format!(
-                        "warning: {}: {} source rows were not inserted because a row with the \
-                         same key exists on the target (kept as it is); rows inserted locally \
-                         may collide with newer source rows: --mode full takes the source's",
-                        o.name.human(),
-                        o.skipped
-                    ));
-                }
-            }
-            for skipped in &isolated.skipped {
-                progress.say(&format!("warning: {skipped}"));
-            }
-            let failed: Vec<usize> = isolated.failed.keys().copied().collect();
-            discard(ctx, unit, &failed, progress).await;
+}
+
+/// A unit that committed: its tables are done, but for those that failed alone; each gets its
+/// size on the target, its progress line and its warnings.
+async fn committed(
+    ctx: &Run<'_>,
+    client: &tokio_postgres::Client,
+    unit: &Unit,
+    outcomes: &mut [TableOutcome],
+    bars: Vec<TableProgress>,
+    isolated: &Isolated,
+    progress: &Progress,
+) {
+    for ((i, o), (bar, info)) in outcomes
+        .iter_mut()
+        .enumerate()
+        .zip(bars.into_iter().zip(&unit.tables))
+    {
+        if let Some(e) = isolated.failed.get(&TableIx(i)) {
+            o.rows = 0;
+            o.status = TableStatus::Failed(e.message.clone());
+            progress.finish(bar, "failed, not copied");
+            progress.say(&e.line(&o.name.human()));
+            continue;
         }
-        Err(err) => {
-            let all: Vec<usize> = (0..unit.tables.len()).collect();
-            discard(ctx, unit, &all, progress).await;
-            let culprit = err.table.map(|i| unit.tables[i].name.human());
-            for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
-                o.rows = 0;
-                let message = match (&culprit, err.table) {
-                    (Some(_), Some(t)) if t == i => err.message.clone(),
-                    (Some(c), _) => format!(
-                        "not changed: {c}, which foreign keys tie to it, failed in the same \
-                         transaction"
-                    ),
-                    (None, _) => err.message.clone(),
-                };
-                progress.finish(bar, "failed, not changed");
-                o.status = TableStatus::Failed(message);
-            }
+        o.status = TableStatus::Done;
+        let size = client
+            .query_one(
+                "SELECT coalesce((SELECT sum(pg_catalog.pg_total_relation_size(relid)) \
+                 FROM pg_catalog.pg_partition_tree($1::text::regclass))::bigint, \
+                 pg_catalog.pg_total_relation_size($1::text::regclass))",
+                &[&o.name.to_string()],
+            )
+            .await;
+        o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
+        progress.finish(
+            bar,
+            &format!(
+                "{} rows in {:.1} s",
+                crate::report::count(o.rows),
+                o.seconds
+            ),
+        );
+        // Without pushdown every row already copied counts as skipped: no news there.
+        if o.skipped > 0 && info.pushed_down() {
             progress.say(&format!(
-                "error: {} ({:?} phase): {}",
-                culprit.unwrap_or_else(|| "unit".into()),
-                err.phase,
-                err.message
+                "warning: {}: {} source rows were not inserted because a row with the same key \
+                 exists on the target (kept as it is); rows inserted locally may collide with \
+                 newer source rows: --mode full takes the source's",
+                o.name.human(),
+                crate::report::count(o.skipped)
             ));
         }
     }
-    outcomes
+    for skipped in &isolated.skipped {
+        progress.say(&format!("warning: {skipped}"));
+    }
+    let failed: Vec<TableIx> = isolated.failed.keys().copied().collect();
+    discard(ctx, unit, &failed, progress).await;
+}
+
+/// A unit that rolled back: none of its tables changed. The one that failed gets the error;
+/// the others are told which table took them along.
+async fn rolled_back(
+    ctx: &Run<'_>,
+    unit: &Unit,
+    outcomes: &mut [TableOutcome],
+    bars: Vec<TableProgress>,
+    err: &StepError,
+    progress: &Progress,
+) {
+    let all: Vec<TableIx> = (0..unit.tables.len()).map(TableIx).collect();
+    discard(ctx, unit, &all, progress).await;
+    let culprit = err.table.map(|i| unit.tables[i].name.human());
+    for ((i, o), bar) in outcomes.iter_mut().enumerate().zip(bars) {
+        o.rows = 0;
+        let message = match (&culprit, err.table) {
+            (Some(_), Some(t)) if t == TableIx(i) => err.message.clone(),
+            (Some(c), _) => format!(
+                "not changed: {c}, which foreign keys tie to it, failed in the same transaction"
+            ),
+            (None, _) => err.message.clone(),
+        };
+        progress.finish(bar, "failed, not changed");
+        o.status = TableStatus::Failed(message);
+    }
+    let names: Vec<String> = unit.tables.iter().map(|t| t.name.human()).collect();
+    progress.say(&err.line(&culprit.unwrap_or_else(|| names.join(", "))));
 }
 
 /// Drops the load tables of the given tables' splits (those of a unit that did not commit, or
 /// of tables that failed alone), with the rows their ranges put there. Should that fail too,
 /// the next run's setup drops them.
-pub(super) async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[usize], progress: &Progress) {
+pub(super) async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[TableIx], progress: &Progress) {
     let sql: Vec<&str> = unit
         .splits
         .iter()
@@ -274,7 +301,7 @@ pub(super) struct Session<'a> {
 /// them), and the statements skipped because of them, in words.
 #[derive(Default)]
 pub(super) struct Isolated {
-    pub(super) failed: BTreeMap<usize, StepError>,
+    pub(super) failed: BTreeMap<TableIx, StepError>,
     pub(super) skipped: Vec<String>,
 }
 
@@ -293,25 +320,24 @@ pub(super) async fn execute(
     let mut client = open_session(ctx).await?;
     let fail = |step: &Step, e: tokio_postgres::Error| StepError {
         table: step.table,
-        phase: step.phase,
+        during: During::Step(step.phase),
         message: explain(step, &e, ctx.source_role),
     };
     let steps = session.steps;
     for step in steps.iter().filter(|s| s.phase == Phase::Connect) {
-        log_step(verbosity, &step.shown);
+        log_step(verbosity, step.text());
         execute_with(&client, &step.sql, &[&snapshot])
             .await
             .map_err(|e| fail(step, e))?;
     }
-    let tx = client.transaction().await.map_err(|e| StepError {
-        table: None,
-        phase: Phase::Connect,
-        message: describe(&e),
-    })?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     let inside = steps
         .iter()
         .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
-    let mut block: Option<usize> = None;
+    let mut block: Option<TableIx> = None;
     for step in inside {
         if step.table.is_some_and(|i| isolated.failed.contains_key(&i)) {
             continue;
@@ -325,7 +351,7 @@ pub(super) async fn execute(
                 continue;
             }
         }
-        log_step(verbosity, &step.shown);
+        log_step(verbosity, step.text());
         match step.phase {
             Phase::TableStart => block = step.table,
             Phase::TableEnd => block = None,
@@ -363,28 +389,28 @@ pub(super) async fn execute(
     // that may hold the lock now: its work rolls back.
     if let Some(lock) = ctx.lock {
         if !lock.held(&tx).await {
-            return Err(StepError {
-                table: None,
-                phase: Phase::Record,
-                message: "the run lost its lock on the target (the session holding it ended), \
-                          so this work was rolled back and keeps the previous contents: \
-                          another run may be loading now; run snapcopy again when it is done"
+            return Err(StepError::new(
+                During::LockCheck,
+                "the run lost its lock on the target (the session holding it ended), so this \
+                 work was rolled back and keeps the previous contents: another run may be \
+                 loading now; run snapcopy again when it is done"
                     .into(),
-            });
+            ));
         }
     }
-    tx.commit().await.map_err(|e| StepError {
-        table: None,
-        phase: Phase::ForeignKeys,
-        message: format!(
-            "the commit failed, so these tables keep their previous contents: {} (a deferred \
-             constraint is checked at commit; fix the rows it names, on the source or in the \
-             target's other tables, and run again)",
-            describe(&e)
-        ),
+    tx.commit().await.map_err(|e| {
+        StepError::new(
+            During::Commit,
+            format!(
+                "the commit failed, so these tables keep their previous contents: {} (a \
+                 deferred constraint is checked at commit; fix the rows it names, on the source \
+                 or in the target's other tables, and run again)",
+                describe(&e)
+            ),
+        )
     })?;
     for step in steps.iter().filter(|s| s.phase == Phase::Disconnect) {
-        log_step(verbosity, &step.shown);
+        log_step(verbosity, step.text());
         // The target transaction is committed; closing the read-only source side cannot
         // undo anything, and the session's end would close it anyway.
         let _ = client.batch_execute(&step.sql).await;
@@ -392,47 +418,42 @@ pub(super) async fn execute(
     Ok((client, isolated))
 }
 
-/// Runs one statement of a session's transaction and tells `tally` what it did.
+/// Runs one statement of a session's transaction the way its kind says, and tells `tally`
+/// what it did.
 pub(super) async fn run_step(
     tx: &tokio_postgres::Transaction<'_>,
     step: &Step,
     tally: &mut dyn Tally,
 ) -> Result<(), tokio_postgres::Error> {
-    match step.phase {
-        Phase::Data => {
+    let Some(i) = step.table else {
+        return tx.batch_execute(&step.sql).await;
+    };
+    match step.kind {
+        StepKind::Rows => {
             let rows = tx.execute(&step.sql, &[]).await?;
-            if let Some(i) = step.table {
-                tally.rows(i, rows as i64, false);
-            }
+            tally.rows(i, rows as i64, false);
         }
-        Phase::Batch => {
+        StepKind::Batch { size } => {
             // The same statement, batch after batch, until the cursor runs dry.
-            let size = step.batch.unwrap_or(u64::MAX);
             let mut total = 0;
             loop {
                 let rows = tx.execute(&step.sql, &[]).await?;
                 total += rows as i64;
-                if let Some(i) = step.table {
-                    tally.rows(i, total, true);
-                }
+                tally.rows(i, total, true);
                 if rows < size {
                     break;
                 }
             }
         }
-        Phase::Insert => {
+        StepKind::InsertMissing => {
             let row = tx.query_one(&step.sql, &[]).await?;
-            if let Some(i) = step.table {
-                tally.inserted(i, row.get(0), row.get(1), row.get(2));
-            }
+            tally.inserted(i, row.get(0), row.get(1), row.get(2));
         }
-        Phase::Record => {
-            if let Some(i) = step.table {
-                let (rows, skipped, pushed_down, high_water) = tally.record(i);
-                execute_with(tx, &step.sql, &[&rows, &skipped, &pushed_down, &high_water]).await?;
-            }
+        StepKind::Record => {
+            let (rows, skipped, pushed_down, high_water) = tally.record(i);
+            execute_with(tx, &step.sql, &[&rows, &skipped, &pushed_down, &high_water]).await?;
         }
-        _ => tx.batch_execute(&step.sql).await?,
+        StepKind::Statement | StepKind::Secret { .. } => tx.batch_execute(&step.sql).await?,
     }
     Ok(())
 }

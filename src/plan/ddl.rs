@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::split::{LoadNames, Prebuilt, PrebuiltFor};
 use super::unit::UnitContext;
-use super::{Phase, Step};
+use super::{Phase, Step, TableIx};
 use crate::source::{Constraint, ConstraintKind, Identity, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
 
@@ -59,7 +59,7 @@ impl<'a> Inheritance<'a> {
 /// they are); [`move_steps`] does the rest.
 pub(super) fn create_table_steps(
     table: &Table,
-    i: usize,
+    i: TableIx,
     load: Option<&LoadNames>,
     inheritance: Option<&Inheritance>,
 ) -> Vec<Step> {
@@ -264,7 +264,7 @@ pub(super) fn create_table_steps(
 
 /// Moves a split table's load table into place under the table's name, its sequences
 /// with it, and gives its columns their defaults (which may name those sequences).
-pub(super) fn move_steps(table: &Table, i: usize, load: &LoadNames) -> Vec<Step> {
+pub(super) fn move_steps(table: &Table, i: TableIx, load: &LoadNames) -> Vec<Step> {
     let moved = |name: &QualifiedName| QualifiedName {
         schema: table.name.schema.clone(),
         name: name.name.clone(),
@@ -326,7 +326,7 @@ pub(super) fn move_steps(table: &Table, i: usize, load: &LoadNames) -> Vec<Step>
 
 /// A new table's user triggers (and its partitions' own), once its rows are in, each set to
 /// the state it has on the source.
-pub(super) fn trigger_steps(table: &Table, i: usize) -> Vec<Step> {
+pub(super) fn trigger_steps(table: &Table, i: TableIx) -> Vec<Step> {
     let mut steps = Vec::new();
     for t in std::iter::once(table).chain(&table.partitions) {
         for trigger in &t.triggers {
@@ -365,7 +365,7 @@ pub(super) fn partition_clause(table: &Table) -> String {
 /// load name: keys are added `USING INDEX`, indexes renamed.
 pub(super) fn post_data_steps(
     table: &Table,
-    i: usize,
+    i: TableIx,
     prebuilt: &[Prebuilt],
     inheritance: Option<&Inheritance>,
 ) -> Vec<Step> {

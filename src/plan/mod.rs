@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::target::{ExtensionState, StagingObject, TargetState};
 pub use refresh::{Full, Incremental, Refresh};
-pub use step::{Action, Phase, Plan, Purpose, Pushdown, Split, Step, TableInfo, Unit};
+pub use step::{
+    Action, Phase, Plan, Purpose, Pushdown, Split, Step, StepKind, TableInfo, TableIx, Unit,
+};
 
 use crate::cli::{Mode, StagingKind};
 use crate::conninfo::ConnInfo;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Action, Phase, Plan, Step};
+use super::{Action, Phase, Plan, Step, StepKind};
 
 impl fmt::Display for Plan {
     /// The dry run: SQL a person can read, and run by hand, in execution order.
@@ -10,7 +10,7 @@ impl fmt::Display for Plan {
         writeln!(f, "-- setup, in one transaction")?;
         writeln!(f, "BEGIN;")?;
         for step in &self.setup {
-            writeln!(f, "{};", step.shown)?;
+            write_step(f, step)?;
         }
         writeln!(f, "COMMIT;")?;
         for (name, reason) in &self.refused {
@@ -55,7 +55,7 @@ impl fmt::Display for Plan {
                         "-- then its indexes on the load table, at once, a session each"
                     )?;
                     for step in &split.indexes {
-                        writeln!(f, "{};", step.shown)?;
+                        write_step(f, step)?;
                     }
                 }
             }
@@ -92,19 +92,28 @@ fn write_steps(f: &mut fmt::Formatter<'_>, steps: &[Step]) -> fmt::Result {
             writeln!(f, "COMMIT;")?;
             in_transaction = false;
         }
-        if step.phase == Phase::Batch {
-            writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?;
-        }
-        if step.phase == Phase::Record {
-            writeln!(
-                f,
-                "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
-            )?;
-        }
-        writeln!(f, "{};", step.shown)?;
+        write_step(f, step)?;
     }
     if in_transaction {
         writeln!(f, "COMMIT;")?;
     }
     Ok(())
+}
+
+/// One statement, after what a reader needs to know about it.
+fn write_step(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
+    if let Some(note) = &step.note {
+        writeln!(f, "-- {note}")?;
+    }
+    match step.kind {
+        StepKind::Batch { .. } => {
+            writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?
+        }
+        StepKind::Record => writeln!(
+            f,
+            "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
+        )?,
+        _ => {}
+    }
+    writeln!(f, "{};", step.text())
 }

@@ -3,14 +3,14 @@
 //! (decided in [`super::decide`]) chooses; this module only writes the SQL.
 
 use super::unit::UnitContext;
-use super::{staging_name, Action, Phase, Pushdown, Step, TableInfo};
+use super::{staging_name, Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
 use crate::source::{ConstraintKind, Identity, Table};
 use crate::sql::{literal, Ident, QualifiedName};
 
 impl UnitContext<'_> {
     /// The statements that bring the rows of one table, as its action says.
-    pub(super) fn rows(&self, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
+    pub(super) fn rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         match info.action {
             Action::Insert => self.missing_rows(table, info, i),
             Action::UserRows => vec![self.user_rows_step(table, i)],
@@ -22,7 +22,7 @@ impl UnitContext<'_> {
     /// comes in batches instead, from a cursor in the unit's source transaction: dblink would
     /// otherwise stage the whole result in the target's temp files before the first insert,
     /// and batches let progress move.
-    pub(super) fn full_rows(&self, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
+    pub(super) fn full_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let ctx = self;
         let mut steps = ctx.staging_steps(table, info, i);
         if ctx.options.staging == crate::cli::StagingKind::View {
@@ -37,16 +37,19 @@ impl UnitContext<'_> {
                 return steps;
             }
         }
-        steps.push(Step::new(
-            Phase::Data,
-            Some(i),
-            format!(
-                "{} SELECT {} FROM {}",
-                ctx.insert_head(table, &table.name),
-                loaded_columns(table),
-                ctx.staging_ident(&table.name)
-            ),
-        ));
+        steps.push(
+            Step::new(
+                Phase::Data,
+                Some(i),
+                format!(
+                    "{} SELECT {} FROM {}",
+                    ctx.insert_head(table, &table.name),
+                    loaded_columns(table),
+                    ctx.staging_ident(&table.name)
+                ),
+            )
+            .of_kind(StepKind::Rows),
+        );
         steps
     }
 
@@ -55,7 +58,7 @@ impl UnitContext<'_> {
     /// is opaque, a local WHERE would filter after the whole transfer), built on the target from
     /// the high-water mark in the registry; `ON CONFLICT DO NOTHING` leaves local rows as they
     /// are. The statement returns rows read, rows inserted and the new high-water mark.
-    pub(super) fn missing_rows(&self, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
+    pub(super) fn missing_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let ctx = self;
         let select = literal(&ctx.remote_select(table));
         let (remote, high) = match &info.pushdown {
@@ -73,7 +76,7 @@ impl UnitContext<'_> {
             _ => (select, "NULL::text".to_string()),
         };
         vec![Step::new(
-            Phase::Insert,
+            Phase::Data,
             Some(i),
             format!(
                 "WITH src AS MATERIALIZED (SELECT * FROM {dblink}.dblink({conn}, {remote}) AS t({defs})), \
@@ -85,7 +88,8 @@ impl UnitContext<'_> {
                 head = ctx.insert_head(table, &table.name),
                 columns = loaded_columns(table),
             ),
-        )]
+        )
+        .of_kind(StepKind::InsertMissing)]
     }
 
     pub(super) fn staging_ident(&self, table: &QualifiedName) -> QualifiedName {
@@ -125,7 +129,7 @@ impl UnitContext<'_> {
     /// table is refreshed (CONCURRENTLY when it has a unique index); anything else is dropped
     /// and created. Either way a materialized view reads the source here, once, through the
     /// unit's dblink connection.
-    pub(super) fn staging_steps(&self, table: &Table, info: &TableInfo, i: usize) -> Vec<Step> {
+    pub(super) fn staging_steps(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let name = self.staging_ident(&table.name);
         let existing = self.target.staging_objects.get(name.name.raw());
         let mut steps = Vec::new();
@@ -199,7 +203,7 @@ impl UnitContext<'_> {
     pub(super) fn batched_load(
         &self,
         table: &Table,
-        i: usize,
+        i: TableIx,
         batch: i64,
         select: &str,
         into: &QualifiedName,
@@ -207,8 +211,8 @@ impl UnitContext<'_> {
         let dblink = self.dblink_schema;
         let conn = literal(self.server);
         let declare = format!("DECLARE snapcopy_rows NO SCROLL CURSOR FOR {select}");
-        let mut fetch = Step::new(
-            Phase::Batch,
+        let fetch = Step::new(
+            Phase::Data,
             Some(i),
             format!(
                 "{} SELECT {} FROM {dblink}.dblink({conn}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
@@ -216,8 +220,10 @@ impl UnitContext<'_> {
                 loaded_columns(table),
                 self.column_definitions(table)
             ),
-        );
-        fetch.batch = Some(batch as u64);
+        )
+        .of_kind(StepKind::Batch {
+            size: batch as u64,
+        });
         vec![
             Step::new(
                 Phase::Staging,
@@ -236,7 +242,7 @@ impl UnitContext<'_> {
     /// Adds the rows the extension marks as user data (its condition, in the remote query) to
     /// the table the extension made on the target, leaving the rows it has: those with a key
     /// the target has already are skipped (or, without a unique key, rows equal to one there).
-    pub(super) fn user_rows_step(&self, table: &Table, i: usize) -> Step {
+    pub(super) fn user_rows_step(&self, table: &Table, i: TableIx) -> Step {
         let condition = table.user_rows.as_deref().unwrap_or_default();
         let remote = format!("{} {condition}", self.remote_select(table));
         let rows = format!(
@@ -269,6 +275,7 @@ impl UnitContext<'_> {
                 )
             },
         )
+        .of_kind(StepKind::Rows)
     }
 
     /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE]`; without

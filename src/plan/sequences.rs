@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::unit::UnitContext;
-use super::{Action, Phase, Step, TableInfo};
+use super::{Action, Phase, Step, TableInfo, TableIx};
 use crate::source::{Sequence, Table};
 use crate::sql::{literal, Ident, QualifiedName};
 
@@ -14,6 +14,7 @@ impl UnitContext<'_> {
     pub(super) fn sequence_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
         let mut steps = Vec::new();
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
+            let i = TableIx(i);
             for seq in table.sequences.iter().filter(|s| !self.is_shared(&s.name)) {
                 steps.push(Step::new(
                     Phase::Sequences,
@@ -31,6 +32,7 @@ impl UnitContext<'_> {
         // statement per table, so that a table that failed takes only its own with it.
         for shared in self.shared {
             for (i, table) in ordered.iter().enumerate() {
+                let i = TableIx(i);
                 let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
                 if shared.owner.as_ref() == Some(&table.name) {
                     bounds.push((&table.name, &shared.sequence.column));

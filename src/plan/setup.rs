@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{Phase, PlanOptions, Purpose, Step, LOAD_MARKER};
+use super::{Phase, PlanOptions, Purpose, Step, StepKind, LOAD_MARKER};
 use crate::source::{Catalog, Requirement, TypeKind};
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::target::{registry, ExtensionState, TargetState};
@@ -67,10 +67,10 @@ pub(super) fn setup_steps(
             literal(LOAD_MARKER)
         ))
     );
-    steps.push(Step {
-        shown: format!("-- load tables left by an interrupted split load\n{sweep}"),
-        ..Step::new(Phase::Setup, None, sweep)
-    });
+    steps.push(
+        Step::new(Phase::Setup, None, sweep)
+            .with_note("load tables left by an interrupted split load".into()),
+    );
     let server_ident = Ident::new(server);
     steps.push(Step::new(
         Phase::Setup,
@@ -109,29 +109,38 @@ pub(super) fn setup_steps(
         // pg_stat_activity.query nor a log of DDL statements ever holds the password. Should
         // the statement fail (an event trigger, a duplicate), its error is raised again without
         // the statement, which the server would otherwise log in the error's context.
-        steps.push(Step::secret(
-            Phase::Setup,
-            "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format(\
-             'CREATE USER MAPPING FOR CURRENT_USER SERVER %I OPTIONS (%s)', \
-             pg_catalog.current_setting('snapcopy.server'), \
-             pg_catalog.current_setting('snapcopy.user_mapping')); \
-             EXCEPTION WHEN OTHERS THEN \
-             RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM; END $snapcopy$"
-                .to_string(),
-            format!(
-                "-- run as a DO block, its options bound as a parameter: the password stays out \
-                 of pg_stat_activity and statement logs\n\
-                 CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident} OPTIONS ({})",
+        let secret = StepKind::Secret {
+            shown: format!(
+                "CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident} OPTIONS ({})",
                 options_list(&mapping, true)
             ),
-            vec![
+            settings: vec![
                 ("snapcopy.server".into(), server.to_string()),
                 (
                     "snapcopy.user_mapping".into(),
                     options_list(&mapping, false),
                 ),
             ],
-        ));
+        };
+        steps.push(
+            Step::new(
+                Phase::Setup,
+                None,
+                "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format(\
+                 'CREATE USER MAPPING FOR CURRENT_USER SERVER %I OPTIONS (%s)', \
+                 pg_catalog.current_setting('snapcopy.server'), \
+                 pg_catalog.current_setting('snapcopy.user_mapping')); \
+                 EXCEPTION WHEN OTHERS THEN \
+                 RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM; END $snapcopy$"
+                    .to_string(),
+            )
+            .of_kind(secret)
+            .with_note(
+                "run as a DO block, its options bound as a parameter: the password stays out of \
+                 pg_stat_activity and statement logs"
+                    .into(),
+            ),
+        );
     }
 
     // CREATE SCHEMA checks the CREATE privilege before IF NOT EXISTS, so `public`, which

@@ -4,7 +4,7 @@
 
 use super::rows::{batch_rows, loaded_columns};
 use super::unit::UnitContext;
-use super::{fnv1a, Phase, Step, TableInfo};
+use super::{fnv1a, Phase, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
 use crate::source::{Constraint, ConstraintKind, Extent, Table};
 use crate::sql::{literal, Ident, QualifiedName};
@@ -99,7 +99,7 @@ impl UnitContext<'_> {
     pub(super) fn range_steps(
         &self,
         table: &Table,
-        i: usize,
+        i: TableIx,
         load_table: &QualifiedName,
         predicate: &str,
     ) -> Vec<Step> {
@@ -110,19 +110,22 @@ impl UnitContext<'_> {
             Some(batch) if per_range >= 2 * self.options.batch_bytes => {
                 steps.extend(self.batched_load(table, i, batch, &select, load_table))
             }
-            _ => steps.push(Step::new(
-                Phase::Data,
-                Some(i),
-                format!(
-                    "{} SELECT {} FROM {}.dblink({}, {}) AS t({})",
-                    self.insert_head(table, load_table),
-                    loaded_columns(table),
-                    self.dblink_schema,
-                    literal(self.server),
-                    literal(&select),
-                    self.column_definitions(table)
-                ),
-            )),
+            _ => steps.push(
+                Step::new(
+                    Phase::Data,
+                    Some(i),
+                    format!(
+                        "{} SELECT {} FROM {}.dblink({}, {}) AS t({})",
+                        self.insert_head(table, load_table),
+                        loaded_columns(table),
+                        self.dblink_schema,
+                        literal(self.server),
+                        literal(&select),
+                        self.column_definitions(table)
+                    ),
+                )
+                .of_kind(StepKind::Rows),
+            ),
         }
         steps.extend(self.disconnect_steps());
         steps

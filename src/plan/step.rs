@@ -38,8 +38,8 @@ pub struct Unit {
 /// all its rows or not at all; a unit that does not commit drops the load table.
 #[derive(Debug, Clone)]
 pub struct Split {
-    /// Index into the unit's tables.
-    pub table: usize,
+    /// The table.
+    pub table: TableIx,
     /// The load table.
     pub load_table: QualifiedName,
     /// Each range's statements, for a session and a transaction of its own.
@@ -141,6 +141,39 @@ impl Action {
     }
 }
 
+/// Index of a table in its unit's `tables`: how steps, splits and outcomes name a table of
+/// their unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableIx(pub usize);
+
+impl<T> std::ops::Index<TableIx> for [T] {
+    type Output = T;
+
+    fn index(&self, ix: TableIx) -> &T {
+        &self[ix.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<TableIx> for [T] {
+    fn index_mut(&mut self, ix: TableIx) -> &mut T {
+        &mut self[ix.0]
+    }
+}
+
+impl<T> std::ops::Index<TableIx> for Vec<T> {
+    type Output = T;
+
+    fn index(&self, ix: TableIx) -> &T {
+        &self[ix.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<TableIx> for Vec<T> {
+    fn index_mut(&mut self, ix: TableIx) -> &mut T {
+        &mut self[ix.0]
+    }
+}
+
 /// Where a statement belongs in a unit. `Connect` runs before the target transaction opens and
 /// `Disconnect` after it ends; everything else runs inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,12 +195,8 @@ pub enum Phase {
     PreData,
     /// The staging view or materialized view.
     Staging,
-    /// The rows: `INSERT ... SELECT` from the staging object; the command tag counts them.
+    /// The rows (see [`StepKind`] for how they are counted).
     Data,
-    /// One batch of rows from a cursor; repeated until a batch comes back short.
-    Batch,
-    /// The missing rows (incremental): returns rows read, rows inserted, new high-water mark.
-    Insert,
     /// Primary keys, unique and exclusion constraints, indexes.
     PostData,
     /// Foreign keys, last.
@@ -177,11 +206,61 @@ pub enum Phase {
     Triggers,
     /// Sequences set from the source, never below the table's max.
     Sequences,
-    /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
-    /// high-water mark read.
+    /// The registry row.
     Record,
     /// End the source transaction and close the dblink connection.
     Disconnect,
+}
+
+impl Phase {
+    /// What a statement of the phase does, in the words of an error line
+    /// (`error: public.orders (loading its rows): ...`).
+    pub fn doing(self) -> &'static str {
+        match self {
+            Phase::Setup => "setting up the target",
+            Phase::Connect => "connecting to the source",
+            Phase::Truncate => "emptying it for the reload",
+            Phase::TableStart | Phase::TableEnd => "marking its block",
+            Phase::PreData => "creating it",
+            Phase::Staging => "making its staging object",
+            Phase::Data => "loading its rows",
+            Phase::PostData => "building its keys and indexes",
+            Phase::ForeignKeys => "adding its foreign keys",
+            Phase::Triggers => "restoring its triggers",
+            Phase::Sequences => "setting its sequences",
+            Phase::Record => "recording it in the registry",
+            Phase::Disconnect => "disconnecting from the source",
+        }
+    }
+}
+
+/// How a statement runs and what its result tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// Runs as it is; its result tells nothing.
+    Statement,
+    /// `INSERT ... SELECT` of a table's rows; the command tag counts them.
+    Rows,
+    /// One batch of rows from a cursor, run again until it inserts fewer than `size` rows.
+    Batch {
+        /// The rows one run asks for.
+        size: u64,
+    },
+    /// The missing rows (incremental): returns rows read, rows inserted, the new high-water
+    /// mark.
+    InsertMissing,
+    /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
+    /// high-water mark read.
+    Record,
+    /// A statement that reaches a secret: `settings` are bound (as parameters, into
+    /// transaction-local settings) before it runs, so that the secret is part of no
+    /// statement's text, and `shown` is what the dry run and logs print instead of it.
+    Secret {
+        /// The statement as a person may see it, the secret masked.
+        shown: String,
+        /// Setting names and values, bound before the statement runs.
+        settings: Vec<(String, String)>,
+    },
 }
 
 /// One statement.
@@ -189,23 +268,20 @@ pub enum Phase {
 pub struct Step {
     /// Where it runs.
     pub phase: Phase,
-    /// Index into the unit's tables, for steps about one table.
-    pub table: Option<usize>,
+    /// The table of the unit it is about, if any.
+    pub table: Option<TableIx>,
     /// The SQL sent to the server.
     pub sql: String,
-    /// What to show instead of `sql` when it holds a secret.
-    pub shown: String,
-    /// Transaction-local settings to bind (as parameters) before `sql` runs: how a secret
-    /// reaches the server without being part of any statement's text.
-    pub settings: Vec<(String, String)>,
-    /// For a batch: the rows one run of it asks for.
-    pub batch: Option<u64>,
+    /// How it runs.
+    pub kind: StepKind,
+    /// A comment the dry run prints above it.
+    pub note: Option<String>,
     /// What the statement is for, when its failure needs words of its own.
     pub purpose: Purpose,
     /// Another table of the unit the statement involves (a foreign key's referenced table),
     /// and what the statement makes, for the warning when it is skipped because that table
     /// failed.
-    pub also: Option<(usize, String)>,
+    pub also: Option<(TableIx, String)>,
 }
 
 /// Setup statements whose failure has a cause of its own to explain.
@@ -225,38 +301,50 @@ pub enum Purpose {
 }
 
 impl Step {
-    pub(super) fn new(phase: Phase, table: Option<usize>, sql: String) -> Step {
+    /// A plain statement.
+    pub fn new(phase: Phase, table: Option<TableIx>, sql: String) -> Step {
         Step {
             phase,
             table,
-            shown: sql.clone(),
             sql,
-            settings: Vec::new(),
-            batch: None,
+            kind: StepKind::Statement,
+            note: None,
             purpose: Purpose::Other,
             also: None,
         }
     }
 
+    /// The statement run the way `kind` says.
+    pub(super) fn of_kind(self, kind: StepKind) -> Step {
+        Step { kind, ..self }
+    }
+
+    /// The statement with a purpose its failure is explained by.
     pub(super) fn with_purpose(self, purpose: Purpose) -> Step {
         Step { purpose, ..self }
     }
 
-    pub(super) fn secret(
-        phase: Phase,
-        sql: String,
-        shown: String,
-        settings: Vec<(String, String)>,
-    ) -> Step {
+    /// The statement with a comment for the dry run.
+    pub(super) fn with_note(self, note: String) -> Step {
         Step {
-            phase,
-            table: None,
-            sql,
-            shown,
-            settings,
-            batch: None,
-            purpose: Purpose::Other,
-            also: None,
+            note: Some(note),
+            ..self
+        }
+    }
+
+    /// The statement as the dry run, logs and error messages show it: a secret masked.
+    pub fn text(&self) -> &str {
+        match &self.kind {
+            StepKind::Secret { shown, .. } => shown,
+            _ => &self.sql,
+        }
+    }
+
+    /// The settings to bind before the statement runs.
+    pub fn settings(&self) -> &[(String, String)] {
+        match &self.kind {
+            StepKind::Secret { settings, .. } => settings,
+            _ => &[],
         }
     }
 }

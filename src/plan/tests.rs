@@ -441,7 +441,7 @@ fn the_password_is_in_no_statement_text_only_in_a_bound_setting() {
         .chain(plan.units.iter().flat_map(|u| &u.steps))
         .collect();
     assert!(statements.iter().all(|s| !s.sql.contains("s3cret")));
-    let bound: Vec<&(String, String)> = statements.iter().flat_map(|s| &s.settings).collect();
+    let bound: Vec<&(String, String)> = statements.iter().flat_map(|s| s.settings()).collect();
     assert!(bound
         .iter()
         .any(|(k, v)| k == "snapcopy.user_mapping" && v.contains("'s3cret'")));

@@ -7,7 +7,10 @@ use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps,
 use super::graph::load_order;
 use super::refresh::Refresh;
 use super::split::{prebuilt_indexes, LoadNames};
-use super::{Action, Phase, PlanOptions, Purpose, Split, Step, TableInfo, Unit, LOAD_MARKER};
+use super::{
+    Action, Phase, PlanOptions, Purpose, Split, Step, StepKind, TableInfo, TableIx, Unit,
+    LOAD_MARKER,
+};
 use crate::source::{Constraint, ConstraintKind, SharedSequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::target::{registry, TargetState};
@@ -52,6 +55,7 @@ impl UnitContext<'_> {
         let mut prepare = Vec::new();
         let mut splits = Vec::new();
         for (i, (table, split)) in ordered.iter().zip(&loads).enumerate() {
+            let i = TableIx(i);
             let Some((predicates, load)) = split else {
                 continue;
             };
@@ -76,13 +80,11 @@ impl UnitContext<'_> {
                 )
                 .with_purpose(Purpose::ForTable(table.name.clone())),
             );
-            prepare[first].shown = format!(
-                "-- {} loads in {} ranges at once into this load table; its unit moves it into \
-                 place\n{}",
+            prepare[first].note = Some(format!(
+                "{} loads in {} ranges at once into this load table; its unit moves it into place",
                 table.name.human(),
                 predicates.len(),
-                prepare[first].sql
-            );
+            ));
             splits.push(Split {
                 table: i,
                 ranges: predicates
@@ -180,6 +182,7 @@ impl UnitContext<'_> {
             })
         });
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            let i = TableIx(i);
             // A table the run creates is made in a block of its own: if something of it
             // cannot be made on the target, it alone is not copied.
             let block = info.action == Action::Create;
@@ -256,6 +259,7 @@ impl UnitContext<'_> {
             .enumerate()
             .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
+            let i = TableIx(i);
             let cursor = table
                 .key(self.options.cursors.get(&table.name))
                 .and_then(|k| k.cursor);
@@ -269,7 +273,10 @@ impl UnitContext<'_> {
                 dblink: self.dblink_schema,
                 server: self.server,
             };
-            steps.push(Step::new(Phase::Record, Some(i), record.record_sql(table)));
+            steps.push(
+                Step::new(Phase::Record, Some(i), record.record_sql(table))
+                    .of_kind(StepKind::Record),
+            );
         }
         steps.extend(self.disconnect_steps());
         let dblink = self.dblink_schema;
@@ -308,11 +315,16 @@ impl UnitContext<'_> {
             .enumerate()
             .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
+            let i = TableIx(i);
             for c in &table.constraints {
                 let ConstraintKind::ForeignKey { references } = &c.kind else {
                     continue;
                 };
-                let Some(j) = ordered.iter().position(|t| &t.name == references) else {
+                let Some(j) = ordered
+                    .iter()
+                    .position(|t| &t.name == references)
+                    .map(TableIx)
+                else {
                     continue;
                 };
                 let dropped = readd
@@ -349,6 +361,7 @@ impl UnitContext<'_> {
     ) -> Vec<Step> {
         let mut steps = Vec::new();
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
+            let i = TableIx(i);
             if matches!(info.action, Action::Reload | Action::Insert) {
                 for (name, triggers) in self.enabled_triggers(table) {
                     let actions: Vec<String> =
@@ -366,7 +379,7 @@ impl UnitContext<'_> {
 
     /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
     /// in the source transaction, where a failure may have left an error or an open cursor.
-    pub(super) fn block_step(&self, phase: Phase, i: usize, command: &str) -> Step {
+    pub(super) fn block_step(&self, phase: Phase, i: TableIx, command: &str) -> Step {
         Step::new(
             phase,
             Some(i),
