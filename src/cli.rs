@@ -184,6 +184,10 @@ pub struct VerifyArgs {
     /// false.
     #[arg(long)]
     pub no_triggers: bool,
+
+    /// Print only the tables that differ (the exit status says whether any does).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 impl VerifyArgs {
@@ -216,6 +220,10 @@ pub struct TeardownArgs {
     /// foreign keys, inheritance children), naming each; without it, teardown refuses.
     #[arg(long, requires = "drop_tables")]
     pub cascade: bool,
+
+    /// Only errors on stderr, not what was dropped and kept.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Arguments of `snapcopy status`.
@@ -228,6 +236,10 @@ pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Print nothing when snapcopy manages no tables in the database.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Arguments of `snapcopy init`.
@@ -239,6 +251,9 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+    /// Do not say where the file was written.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Refresh modes.

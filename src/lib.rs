@@ -10,6 +10,7 @@ pub mod config;
 pub mod conninfo;
 pub mod exec;
 pub mod guard;
+pub mod human;
 pub mod pattern;
 pub mod plan;
 pub mod progress;
@@ -40,7 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Init(args)) => init::init(&args),
         Some(Command::Plan(args)) => copy::copy(&args, true).await,
         Some(Command::Status(args)) => status::status(&args).await,
-        Some(Command::Verify(args)) => verify::verify_tables(&args.as_copy_args()).await,
+        Some(Command::Verify(args)) => verify::verify_tables(&args).await,
         Some(Command::Teardown(args)) => teardown::teardown(&args).await,
         None => copy::copy(&cli.copy, false).await,
     }

@@ -1,12 +1,16 @@
 //! Progress on stderr: indicatif bars on a terminal (one per running table, one for the run),
 //! plain log lines otherwise (at most one per table every second while rows arrive), nothing
 //! with `--quiet`. Rows are counted as the target inserts them, batch by batch for large
-//! tables, so a long single-table load moves.
+//! tables, so a long single-table load moves. Rates read `682k rows/s, ~45 MB/s`: the megabytes
+//! are estimated from what the table's rows weigh on the source (the rows themselves pass
+//! from server to server, never through this process).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::human::{byte_rate, count, row_rate};
 
 use crate::settings::Verbosity;
 use crate::sql::QualifiedName;
@@ -70,20 +74,38 @@ impl Progress {
         }
     }
 
-    /// A table starts; `estimated_rows` is the source's estimate (0 when unknown).
-    pub fn start(&self, name: &QualifiedName, verb: &str, estimated_rows: i64) -> TableProgress {
+    /// A table starts; `estimated_rows` and `estimated_bytes` are the source's estimates of
+    /// its rows and what they weigh (0 when unknown).
+    pub fn start(
+        &self,
+        name: &QualifiedName,
+        verb: &str,
+        estimated_rows: i64,
+        estimated_bytes: i64,
+    ) -> TableProgress {
         let label = name.human();
+        let row_bytes = if estimated_rows > 0 && estimated_bytes > 0 {
+            estimated_bytes as f64 / estimated_rows as f64
+        } else {
+            0.0
+        };
         let bar = match &self.display {
             Display::Bars { all, run } => {
                 let bar = all.insert_before(run, ProgressBar::new(estimated_rows.max(0) as u64));
                 let template = if estimated_rows > 0 {
-                    "{prefix:>12} [{bar:30}] {human_pos}/~{human_len} rows {per_sec} eta {eta}"
+                    "{prefix:>12} [{bar:30}] {human_pos}/~{human_len} rows, {rate} eta {eta}"
                 } else {
-                    "{prefix:>12} {spinner} {human_pos} rows {per_sec}"
+                    "{prefix:>12} {spinner} {human_pos} rows, {rate}"
                 };
                 bar.set_style(
                     ProgressStyle::with_template(template)
                         .expect("a valid template")
+                        .with_key(
+                            "rate",
+                            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = w.write_str(&rates(state.per_sec(), row_bytes));
+                            },
+                        )
                         .progress_chars("=> "),
                 );
                 bar.set_prefix(label.clone());
@@ -92,7 +114,7 @@ impl Progress {
             }
             Display::Lines => {
                 if estimated_rows > 0 {
-                    eprintln!("{verb} {label} (about {estimated_rows} rows)");
+                    eprintln!("{verb} {label} (about {} rows)", count(estimated_rows));
                 } else {
                     eprintln!("{verb} {label}");
                 }
@@ -105,6 +127,7 @@ impl Progress {
             bar,
             lines: matches!(self.display, Display::Lines),
             estimated_rows,
+            row_bytes,
             started: Instant::now(),
             last_line: Instant::now(),
             reported: false,
@@ -140,6 +163,8 @@ pub struct TableProgress {
     bar: Option<ProgressBar>,
     lines: bool,
     estimated_rows: i64,
+    /// What a row weighs on the source, for MB/s (0 when unknown).
+    row_bytes: f64,
     started: Instant,
     last_line: Instant,
     reported: bool,
@@ -160,16 +185,38 @@ impl TableProgress {
         if lines && self.lines && (first || self.last_line.elapsed() >= LINE_EVERY) {
             self.reported = true;
             self.last_line = Instant::now();
-            let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            let rate = rates(self.rate(rows), self.row_bytes);
             if self.estimated_rows > 0 {
                 let percent = 100.0 * rows as f64 / self.estimated_rows as f64;
                 eprintln!(
-                    "{}: {rows} of about {} rows ({percent:.0}%), {rate:.0} rows/s",
-                    self.label, self.estimated_rows
+                    "{}: {} of about {} rows ({percent:.0}%), {rate}",
+                    self.label,
+                    count(rows),
+                    count(self.estimated_rows)
                 );
             } else {
-                eprintln!("{}: {rows} rows, {rate:.0} rows/s", self.label);
+                eprintln!("{}: {} rows, {rate}", self.label, count(rows));
             }
         }
+    }
+}
+
+impl TableProgress {
+    /// Rows a second since the table started.
+    fn rate(&self, rows: i64) -> f64 {
+        rows as f64 / self.started.elapsed().as_secs_f64().max(0.001)
+    }
+}
+
+/// `682k rows/s, ~45 MB/s`; the megabytes only when what a row weighs is known.
+fn rates(rows_per_second: f64, row_bytes: f64) -> String {
+    if row_bytes > 0.0 {
+        format!(
+            "{}, ~{}",
+            row_rate(rows_per_second),
+            byte_rate(rows_per_second * row_bytes)
+        )
+    } else {
+        row_rate(rows_per_second)
     }
 }

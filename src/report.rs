@@ -1,9 +1,12 @@
 //! What the user reads on stdout: the summary of a run, and `snapcopy status`. Each as a table
 //! or, with `--json`, as JSON.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{
+    presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table,
+};
 use serde::Serialize;
 
+use crate::human::{bytes, count};
 use crate::plan::Action;
 use crate::sql::QualifiedName;
 
@@ -52,21 +55,30 @@ fn right(value: impl ToString) -> Cell {
     Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
 }
 
-/// A count with thousands separators, the way the progress bars print them: `1,234,567`.
-pub fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            out.push(',');
+/// A table with `header` that fits the terminal's width by wrapping the cells of the columns
+/// numbered in `wrap` (names and numbers stay whole): on a terminal its width, elsewhere
+/// `COLUMNS` when set (as shells export it), else unbounded so that a pipe gets whole lines.
+fn new_table(header: &[&str], wrap: &[usize]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    for (k, column) in table.column_iter_mut().enumerate() {
+        if !wrap.contains(&k) {
+            column.set_constraint(ColumnConstraint::ContentWidth);
         }
-        out.push(c);
     }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
+    if !table.is_tty() {
+        if let Some(width) = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<u16>().ok())
+            .filter(|w| *w >= 40)
+        {
+            table.set_width(width);
+        }
     }
+    table
 }
 
 /// Prints `{"tables": [...]}` on stdout, the shape of every `--json` output.
@@ -83,17 +95,19 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
     if json {
         return print_json(&outcomes);
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
-        "table", "action", "rows", "skipped", "size", "seconds", "status", "note",
-    ]);
+    let mut table = new_table(
+        &[
+            "table", "action", "rows", "skipped", "size", "seconds", "status", "note",
+        ],
+        &[6, 7],
+    );
     for o in outcomes {
         table.add_row(vec![
             Cell::new(o.name.human()),
             Cell::new(o.action.map_or("not copied", Action::done_word)),
-            right(o.rows),
-            right(o.skipped),
-            right(o.bytes.map(human_bytes).unwrap_or_default()),
+            right(count(o.rows)),
+            right(count(o.skipped)),
+            right(o.bytes.map(bytes).unwrap_or_default()),
             right(format!("{:.2}", o.seconds)),
             Cell::new(match &o.status {
                 TableStatus::Done => "ok".to_string(),
@@ -131,65 +145,47 @@ pub struct StatusRow {
     pub pushed_down: Option<bool>,
 }
 
-/// Prints `snapcopy status`.
-pub fn print_status(rows: &[StatusRow], json: bool) {
+/// Prints `snapcopy status`; `quiet` says nothing of an empty registry.
+pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
     if json {
         return print_json(&rows);
+    }
+    if rows.is_empty() && quiet {
+        return;
     }
     if rows.is_empty() {
         println!("snapcopy manages no tables in this database yet");
         return;
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
-        "table",
-        "mode",
-        "staging",
-        "last refresh",
-        "rows",
-        "loaded",
-        "source snapshot",
-        "source",
-    ]);
+    let mut table = new_table(
+        &[
+            "table",
+            "mode",
+            "staging",
+            "last refresh",
+            "rows",
+            "loaded",
+            "source snapshot",
+            "source",
+        ],
+        &[3, 6, 7],
+    );
     for r in rows {
         table.add_row(vec![
             Cell::new(&r.table),
             Cell::new(&r.mode),
             Cell::new(&r.staging),
             Cell::new(&r.refreshed_at),
-            right(r.rows_total.map(|n| n.to_string()).unwrap_or_default()),
-            right(r.rows_loaded.map(|n| n.to_string()).unwrap_or_default()),
+            right(r.rows_total.map(count).unwrap_or_default()),
+            right(r.rows_loaded.map(count).unwrap_or_default()),
             Cell::new(r.source_snapshot_at.clone().unwrap_or_default()),
-            Cell::new(format!("{} {}", r.source, r.source_table)),
+            // The source table only when its name is not the target's.
+            Cell::new(if r.source_table == r.table {
+                r.source.clone()
+            } else {
+                format!("{} {}", r.source, r.source_table)
+            }),
         ]);
     }
     println!("{table}");
-}
-
-/// Sizes the way `pg_size_pretty` prints them.
-pub fn human_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value.abs() >= 10240.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{:.0} {}", value, UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_pg_size_pretty() {
-        assert_eq!(human_bytes(8192), "8192 bytes");
-        assert_eq!(human_bytes(16384), "16 kB");
-        assert_eq!(human_bytes(50 * 1024 * 1024), "50 MB");
-    }
 }

@@ -122,6 +122,13 @@ fn verify_reports_each_kind_of_difference_and_exits_1() {
              2 on the target",
         )),
     );
+    // -q: only what differs.
+    pair.target.psql("dev", "DROP INDEX public.t_v_idx");
+    pair.target.psql("dev", "UPDATE public.t SET v = 'v'");
+    let quiet = pair.snapcopy().args(["verify", "-q"]).assert().code(1);
+    let text = String::from_utf8_lossy(&quiet.get_output().stdout).to_string();
+    assert!(text.contains("public.u  DIFFERS"), "{text}");
+    assert!(!text.contains("public.t"), "{text}");
 }
 
 #[test]

@@ -56,27 +56,47 @@ fn a_large_table_loads_in_batches_with_periodic_progress_lines() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("copying public.big (about 1200000 rows)"),
+        stderr.contains("copying public.big (about 1,200,000 rows)"),
         "{stderr}"
     );
     let counts: Vec<i64> = stderr
         .lines()
-        .filter(|l| l.starts_with("public.big: ") && l.contains(" of about 1200000 rows ("))
+        .filter(|l| l.starts_with("public.big: ") && l.contains(" of about 1,200,000 rows ("))
         .map(|l| {
             l.trim_start_matches("public.big: ")
                 .split(' ')
                 .next()
                 .unwrap()
+                .replace(',', "")
                 .parse()
                 .unwrap()
         })
         .collect();
+    // Rates read short: `372k rows/s, ~41 MB/s`, never `371843.2/s`.
+    let rate = stderr
+        .lines()
+        .find(|l| l.contains(" of about 1,200,000 rows ("))
+        .and_then(|l| l.split("%), ").nth(1))
+        .unwrap_or_default();
+    let (rows, mb) = rate.split_once(", ~").unwrap_or_default();
+    let number = rows
+        .strip_suffix(" rows/s")
+        .map(|n| n.trim_end_matches(['k', 'M']))
+        .unwrap_or_default();
+    assert!(number.len() <= 4 && number.parse::<f64>().is_ok(), "{rate}");
+    assert!(
+        mb.ends_with(" MB/s") && mb.trim_end_matches(" MB/s").parse::<f64>().is_ok(),
+        "{rate}"
+    );
     assert!(
         counts.len() >= 2,
         "periodic progress lines expected: {stderr}"
     );
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
-    assert!(stderr.contains("public.big: 1200000 rows in"), "{stderr}");
+    assert!(stderr.contains("public.big: 1,200,000 rows in"), "{stderr}");
+    // The summary counts like the progress lines.
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(" 1,200,000 "), "{summary}");
     assert_eq!(
         checksum(&pair.target, "dev", "public.big"),
         checksum(&pair.source, "app", "public.big")

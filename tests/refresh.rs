@@ -169,9 +169,29 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
     assert_eq!(row["pushed_down"], true);
     assert_eq!(row["staging"], "view");
     assert!(row["source_snapshot_at"].is_string());
-    pair.snapcopy().arg("status").assert().success().stdout(
-        predicate::str::contains("public.customers").and(predicate::str::contains("incremental")),
+    // The table fits the width it is given (COLUMNS, as on a terminal), counts read with
+    // separators, and the source column names the server, not the table again.
+    let status = pair
+        .snapcopy()
+        .arg("status")
+        .env("COLUMNS", "100")
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&status.get_output().stdout).to_string();
+    assert!(text.contains("public.orders"), "{text}");
+    assert!(text.contains("incremental"), "{text}");
+    assert!(text.contains("1,010"), "{text}");
+    assert!(!text.contains("/app public.orders"), "{text}");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 100),
+        "wider than 100 columns:\n{text}"
     );
+    pair.target.psql("dev", "DROP SCHEMA snapcopy CASCADE");
+    pair.snapcopy()
+        .args(["status", "-q"])
+        .assert()
+        .success()
+        .stdout("");
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub fn init(args: &InitArgs) -> anyhow::Result<Outcome> {
     }
     std::fs::write(&args.path, config::TEMPLATE)
         .with_context(|| format!("could not write {}", args.path.display()))?;
-    eprintln!("wrote {}", args.path.display());
+    if !args.quiet {
+        eprintln!("wrote {}", args.path.display());
+    }
     Ok(Outcome::Success)
 }

@@ -12,6 +12,6 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     let settings = TargetSettings::from_opts(&args.to, args.json, &Env::from_process())?;
     let target = connect(&settings.target, Side::Target).await?;
     let rows = registry::status(&target, &settings.staging_schema).await?;
-    report::print_status(&rows, settings.json);
+    report::print_status(&rows, settings.json, args.quiet);
     Ok(Outcome::Success)
 }

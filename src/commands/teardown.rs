@@ -116,6 +116,9 @@ pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
         ));
     }
     tx.commit().await?;
+    if args.quiet {
+        return Ok(Outcome::Success);
+    }
     if dropped.is_empty() {
         eprintln!("nothing to drop: snapcopy has nothing set up in this database");
     }

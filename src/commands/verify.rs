@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::select;
-use crate::cli::CopyArgs;
+use crate::cli::VerifyArgs;
 use crate::conninfo::Env;
 use crate::exec::{connect, Side};
 use crate::settings::Settings;
@@ -154,15 +154,18 @@ fn shape_differences(source: &Table, target: &Table) -> Vec<String> {
     out
 }
 
-/// Prints one line per table on stdout, or JSON.
-pub fn print(verdicts: &[Verdict], json: bool) {
+/// Prints one line per table on stdout (`quiet`: only for those that differ), or JSON.
+pub fn print(verdicts: &[Verdict], json: bool, quiet: bool) {
     if json {
         return crate::report::print_json(&verdicts);
     }
     let width = verdicts.iter().map(|v| v.table.len()).max().unwrap_or(0);
     for v in verdicts {
         if v.same() {
-            println!("{:width$}  same     {} rows", v.table, v.source_rows);
+            if !quiet {
+                let rows = crate::human::count(v.source_rows);
+                println!("{:width$}  same     {rows} rows", v.table);
+            }
         } else {
             println!("{:width$}  DIFFERS  {}", v.table, v.differences.join("; "));
         }
@@ -171,8 +174,8 @@ pub fn print(verdicts: &[Verdict], json: bool) {
 
 /// Runs `snapcopy verify`: the chosen tables (every managed one by default) compared on both
 /// servers; exits 1 when any differs.
-pub async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
-    let mut settings = Settings::from_args(args, &Env::from_process())?;
+pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let mut settings = Settings::from_args(&args.as_copy_args(), &Env::from_process())?;
     let source = connect(&settings.source, Side::Source).await?;
     let target = connect(&settings.target, Side::Target).await?;
     for client in [&source, &target] {
@@ -193,7 +196,7 @@ pub async fn verify_tables(args: &CopyArgs) -> anyhow::Result<Outcome> {
         target_rows: None,
         differences: vec![reason],
     }));
-    print(&verdicts, settings.json);
+    print(&verdicts, settings.json, args.quiet);
     Ok(if verdicts.iter().all(|v| v.same()) {
         Outcome::Success
     } else {

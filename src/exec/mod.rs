@@ -76,11 +76,11 @@ pub async fn run_units(
                 seconds: 0.0,
             };
             let mut receivers = Vec::new();
-            for (k, steps) in split.ranges.iter().enumerate() {
+            for (k, range) in split.ranges.iter().enumerate() {
                 let (done, receive) = oneshot::channel();
                 receivers.push(receive);
                 ranges.push(Task::Part {
-                    steps,
+                    steps: &range.steps,
                     after: None,
                     run: part(k),
                     done,

@@ -73,14 +73,12 @@ impl Tally for UnitRun<'_> {
 }
 
 pub(super) fn start_bar(progress: &Progress, table: &TableInfo) -> TableProgress {
-    let verb = match table.action {
-        Action::Create => "copying",
-        Action::Reload => "reloading",
-        Action::Rebuild => "rebuilding",
-        Action::Insert => "adding missing rows to",
-        Action::UserRows => "adding user rows to",
-    };
-    progress.start(&table.name, verb, table.estimated_rows)
+    progress.start(
+        &table.name,
+        table.action.doing_word(),
+        table.estimated_rows,
+        table.estimated_bytes,
+    )
 }
 
 pub(super) async fn run_unit(
@@ -206,11 +204,7 @@ async fn committed(
         o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
         progress.finish(
             bar,
-            &format!(
-                "{} rows in {:.1} s",
-                crate::report::count(o.rows),
-                o.seconds
-            ),
+            &format!("{} rows in {:.1} s", crate::human::count(o.rows), o.seconds),
         );
         // Without pushdown every row already copied counts as skipped: no news there.
         if o.skipped > 0 && info.pushed_down() {
@@ -219,7 +213,7 @@ async fn committed(
                  exists on the target (kept as it is); rows inserted locally may collide with \
                  newer source rows: --mode full takes the source's",
                 o.name.human(),
-                crate::report::count(o.skipped)
+                crate::human::count(o.skipped)
             ));
         }
     }

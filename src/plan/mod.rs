@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use crate::target::{ExtensionState, StagingObject, TargetState};
 pub use refresh::{Full, Incremental, Refresh};
 pub use step::{
-    Action, Phase, Plan, Purpose, Pushdown, Split, Step, StepKind, TableInfo, TableIx, Unit,
+    Action, Bounds, Phase, Plan, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
+    TableIx, Unit,
 };
 
 use crate::cli::{Mode, StagingKind};

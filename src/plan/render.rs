@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Action, Phase, Plan, Step, StepKind};
+use super::{Phase, Plan, Step, StepKind};
 
 impl fmt::Display for Plan {
     /// The dry run: SQL a person can read, and run by hand, in execution order.
@@ -20,19 +20,7 @@ impl fmt::Display for Plan {
             let names: Vec<String> = unit
                 .tables
                 .iter()
-                .map(|t| {
-                    format!(
-                        "{} ({})",
-                        t.name.human(),
-                        match t.action {
-                            Action::Create => "create",
-                            Action::Reload => "reload",
-                            Action::Rebuild => "rebuild",
-                            Action::Insert => "insert missing rows",
-                            Action::UserRows => "add the extension's user rows",
-                        }
-                    )
-                })
+                .map(|t| format!("{} ({})", t.name.human(), t.action.planned_word()))
                 .collect();
             writeln!(f, "\n-- unit {}: {}", n + 1, names.join(", "))?;
             for split in &unit.splits {
@@ -47,7 +35,7 @@ impl fmt::Display for Plan {
                 )?;
                 for (k, range) in split.ranges.iter().enumerate() {
                     writeln!(f, "-- range {} of {}", k + 1, split.ranges.len())?;
-                    write_steps(f, range)?;
+                    write_steps(f, &range.steps)?;
                 }
                 if !split.indexes.is_empty() {
                     writeln!(

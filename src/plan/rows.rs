@@ -304,12 +304,7 @@ pub(super) fn batch_rows(table: &Table, batch_bytes: i64) -> Option<i64> {
         return None;
     }
     let bytes = table.bytes_with_partitions();
-    let rows = table.estimated_rows.max(0)
-        + table
-            .partitions
-            .iter()
-            .map(|p| p.estimated_rows.max(0))
-            .sum::<i64>();
+    let rows = table.rows_with_partitions();
     if bytes < 2 * batch_bytes {
         return None;
     }

@@ -20,6 +20,24 @@ pub(super) fn setup_steps(
     server: &str,
     skip: &BTreeSet<Requirement>,
 ) -> Vec<Step> {
+    let mut steps = own_objects(target, options);
+    steps.extend(link_steps(options, server));
+    let needs = Needs {
+        catalog,
+        target,
+        skip,
+    };
+    steps.extend(needs.extensions_and_schemas());
+    steps.extend(needs.collations());
+    steps.extend(needs.types_and_functions());
+    steps.extend(needs.shared_sequences());
+    steps.push(link_check(target, options, server));
+    steps
+}
+
+/// The staging schema, marked as snapcopy's, dblink in it, the registry, and the sweep of load
+/// tables an interrupted run left.
+fn own_objects(target: &TargetState, options: &PlanOptions) -> Vec<Step> {
     let staging = &options.staging_schema;
     // Marked as snapcopy's, so that teardown never drops a schema snapcopy did not make.
     let mut steps = vec![
@@ -71,6 +89,12 @@ pub(super) fn setup_steps(
         Step::new(Phase::Setup, None, sweep)
             .with_note("load tables left by an interrupted split load".into()),
     );
+    steps
+}
+
+/// The foreign server for the source, and the user mapping that holds its credentials.
+fn link_steps(options: &PlanOptions, server: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
     let server_ident = Ident::new(server);
     steps.push(Step::new(
         Phase::Setup,
@@ -143,158 +167,203 @@ pub(super) fn setup_steps(
         );
     }
 
-    // CREATE SCHEMA checks the CREATE privilege before IF NOT EXISTS, so `public`, which
-    // every database has, is never named.
-    let create_schema = |schema: &Ident| {
-        (schema.raw() != "public").then(|| {
-            Step::new(
-                Phase::Setup,
-                None,
-                format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-            )
-        })
-    };
-    let wanted = |r: &Requirement| !skip.contains(r);
-    for ext in &catalog.extensions {
-        let requirement = Requirement::Extension(ext.name.clone());
-        let state = target.extensions.get(&ext.name);
-        if !wanted(&requirement)
-            || matches!(
-                state,
-                Some(ExtensionState::Installed | ExtensionState::Missing)
-            )
-        {
-            continue;
-        }
-        steps.extend(create_schema(&ext.schema));
-        steps.push(
-            Step::new(
-                Phase::Setup,
-                None,
-                format!(
-                    "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}",
-                    Ident::new(&ext.name),
-                    ext.schema
-                ),
-            )
-            .with_purpose(Purpose::Prerequisite(requirement)),
-        );
+    steps
+}
+
+/// Tries the link before any table: if the target server cannot reach the source, or dblink
+/// refuses the credentials, the setup rolls back and nothing has changed.
+fn link_check(target: &TargetState, options: &PlanOptions, server: &str) -> Step {
+    let dblink = target
+        .dblink_schema
+        .as_ref()
+        .unwrap_or(&options.staging_schema);
+    Step::new(
+        Phase::Setup,
+        None,
+        format!(
+            "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
+             SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
+            server = literal(server)
+        ),
+    )
+    .with_purpose(Purpose::LinkCheck)
+}
+
+/// What the tables need that the target may lack, from the catalog, and what not to make
+/// (`skip`: needed only by refused tables).
+struct Needs<'a> {
+    catalog: &'a Catalog,
+    target: &'a TargetState,
+    skip: &'a BTreeSet<Requirement>,
+}
+
+/// CREATE SCHEMA checks the CREATE privilege before IF NOT EXISTS, so `public`, which every
+/// database has, is never named.
+fn create_schema(schema: &Ident) -> Option<Step> {
+    (schema.raw() != "public").then(|| {
+        Step::new(
+            Phase::Setup,
+            None,
+            format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+        )
+    })
+}
+
+impl Needs<'_> {
+    fn wanted(&self, r: &Requirement) -> bool {
+        !self.skip.contains(r)
     }
-    let mut schemas: BTreeSet<&Ident> = catalog.tables.iter().map(|t| &t.name.schema).collect();
-    schemas.extend(catalog.types.iter().map(|t| &t.name.schema));
-    for schema in schemas {
-        steps.extend(create_schema(schema));
-    }
-    for collation in &catalog.collations {
-        let requirement = Requirement::Collation(collation.name.clone());
-        let (Some(options), false) = (
-            &collation.options,
-            target.existing_collations.contains(&collation.name),
-        ) else {
-            continue;
-        };
-        if wanted(&requirement) {
-            steps.extend(create_schema(&collation.name.schema));
+
+    /// The extensions the tables need that the target has not, then the tables' and types'
+    /// schemas.
+    fn extensions_and_schemas(&self) -> Vec<Step> {
+        let (catalog, target) = (self.catalog, self.target);
+        let mut steps = Vec::new();
+        for ext in &catalog.extensions {
+            let requirement = Requirement::Extension(ext.name.clone());
+            let state = target.extensions.get(&ext.name);
+            if !self.wanted(&requirement)
+                || matches!(
+                    state,
+                    Some(ExtensionState::Installed | ExtensionState::Missing)
+                )
+            {
+                continue;
+            }
+            steps.extend(create_schema(&ext.schema));
             steps.push(
                 Step::new(
                     Phase::Setup,
                     None,
                     format!(
-                        "CREATE COLLATION IF NOT EXISTS {} ({options})",
-                        collation.name
+                        "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}",
+                        Ident::new(&ext.name),
+                        ext.schema
                     ),
                 )
                 .with_purpose(Purpose::Prerequisite(requirement)),
             );
         }
-    }
-    // Types and functions in one order, each after what it needs: a function may take a user
-    // type, a domain's check may call a function. A function the target has is left as it is.
-    // Function bodies are checked when they run, not when they are made (as pg_dump does):
-    // one may name tables that do not exist yet.
-    let mut bodies_unchecked = false;
-    for requirement in creation_order(catalog) {
-        if !wanted(&requirement) {
-            continue;
+        let mut schemas: BTreeSet<&Ident> = catalog.tables.iter().map(|t| &t.name.schema).collect();
+        schemas.extend(catalog.types.iter().map(|t| &t.name.schema));
+        for schema in schemas {
+            steps.extend(create_schema(schema));
         }
-        match &requirement {
-            Requirement::Type(name) => {
-                let Some(ty) = catalog.types.iter().find(|t| &t.name == name) else {
-                    continue;
-                };
-                let sql: Vec<String> = match (target.existing_types.get(&ty.name), &ty.kind) {
-                    (None, _) => vec![create_type_sql(ty)],
-                    (Some(have), TypeKind::Enum { labels }) => {
-                        enum_additions(&ty.name, labels, have)
-                    }
-                    (Some(_), _) => Vec::new(),
-                };
-                steps.extend(sql.into_iter().map(|sql| {
-                    Step::new(Phase::Setup, None, sql)
-                        .with_purpose(Purpose::Prerequisite(requirement.clone()))
-                }));
-            }
-            Requirement::Function(signature) => {
-                let Some(f) = catalog.functions.iter().find(|f| &f.signature == signature) else {
-                    continue;
-                };
-                if target.existing_functions.contains(&f.key) {
-                    continue;
-                }
-                if !bodies_unchecked {
-                    steps.push(Step::new(
+        steps
+    }
+
+    /// Collations the target lacks.
+    fn collations(&self) -> Vec<Step> {
+        let (catalog, target) = (self.catalog, self.target);
+        let mut steps = Vec::new();
+        for collation in &catalog.collations {
+            let requirement = Requirement::Collation(collation.name.clone());
+            let (Some(options), false) = (
+                &collation.options,
+                target.existing_collations.contains(&collation.name),
+            ) else {
+                continue;
+            };
+            if self.wanted(&requirement) {
+                steps.extend(create_schema(&collation.name.schema));
+                steps.push(
+                    Step::new(
                         Phase::Setup,
                         None,
-                        "SET LOCAL check_function_bodies = off".to_string(),
-                    ));
-                    bodies_unchecked = true;
-                }
-                steps.extend(create_schema(&f.name.schema));
-                steps.push(
-                    Step::new(Phase::Setup, None, f.definition.trim_end().to_string())
-                        .with_purpose(Purpose::Prerequisite(requirement.clone())),
+                        format!(
+                            "CREATE COLLATION IF NOT EXISTS {} ({options})",
+                            collation.name
+                        ),
+                    )
+                    .with_purpose(Purpose::Prerequisite(requirement)),
                 );
             }
-            _ => {}
         }
+        steps
     }
-    // Sequences that defaults call without owning them: made once, free-standing (a table of
-    // the run that owns one on the source takes it over with OWNED BY when it is created).
-    for shared in &catalog.sequences {
-        let requirement = Requirement::Sequence(shared.sequence.name.clone());
-        if !wanted(&requirement) {
-            continue;
+
+    /// Types and functions in one order, each after what it needs: a function may take a user
+    /// type, a domain's check may call a function. A function the target has is left as it
+    /// is. Function bodies are checked when they run, not when they are made (as pg_dump does):
+    /// one may name tables that do not exist yet.
+    fn types_and_functions(&self) -> Vec<Step> {
+        let (catalog, target) = (self.catalog, self.target);
+        let mut steps = Vec::new();
+        let mut bodies_unchecked = false;
+        for requirement in creation_order(catalog) {
+            if !self.wanted(&requirement) {
+                continue;
+            }
+            match &requirement {
+                Requirement::Type(name) => {
+                    let Some(ty) = catalog.types.iter().find(|t| &t.name == name) else {
+                        continue;
+                    };
+                    let sql: Vec<String> = match (target.existing_types.get(&ty.name), &ty.kind) {
+                        (None, _) => vec![create_type_sql(ty)],
+                        (Some(have), TypeKind::Enum { labels }) => {
+                            enum_additions(&ty.name, labels, have)
+                        }
+                        (Some(_), _) => Vec::new(),
+                    };
+                    steps.extend(sql.into_iter().map(|sql| {
+                        Step::new(Phase::Setup, None, sql)
+                            .with_purpose(Purpose::Prerequisite(requirement.clone()))
+                    }));
+                }
+                Requirement::Function(signature) => {
+                    let Some(f) = catalog.functions.iter().find(|f| &f.signature == signature)
+                    else {
+                        continue;
+                    };
+                    if target.existing_functions.contains(&f.key) {
+                        continue;
+                    }
+                    if !bodies_unchecked {
+                        steps.push(Step::new(
+                            Phase::Setup,
+                            None,
+                            "SET LOCAL check_function_bodies = off".to_string(),
+                        ));
+                        bodies_unchecked = true;
+                    }
+                    steps.extend(create_schema(&f.name.schema));
+                    steps.push(
+                        Step::new(Phase::Setup, None, f.definition.trim_end().to_string())
+                            .with_purpose(Purpose::Prerequisite(requirement.clone())),
+                    );
+                }
+                _ => {}
+            }
         }
-        steps.extend(create_schema(&shared.sequence.name.schema));
-        steps.push(
-            Step::new(
-                Phase::Setup,
-                None,
-                format!(
-                    "CREATE SEQUENCE IF NOT EXISTS {} {}",
-                    shared.sequence.name,
-                    shared.sequence.options_sql()
-                ),
-            )
-            .with_purpose(Purpose::Prerequisite(requirement)),
-        );
+        steps
     }
-    // Try the link before any table: if the target server cannot reach the source, or dblink
-    // refuses the credentials, the setup rolls back and nothing has changed.
-    let dblink = target.dblink_schema.as_ref().unwrap_or(staging);
-    steps.push(
-        Step::new(
-            Phase::Setup,
-            None,
-            format!(
-                "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
-                 SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
-                server = literal(server)
-            ),
-        )
-        .with_purpose(Purpose::LinkCheck),
-    );
-    steps
+
+    /// Sequences that defaults call without owning them: made once, free-standing (a table of
+    /// the run that owns one on the source takes it over with OWNED BY when it is created).
+    fn shared_sequences(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for shared in &self.catalog.sequences {
+            let requirement = Requirement::Sequence(shared.sequence.name.clone());
+            if !self.wanted(&requirement) {
+                continue;
+            }
+            steps.extend(create_schema(&shared.sequence.name.schema));
+            steps.push(
+                Step::new(
+                    Phase::Setup,
+                    None,
+                    format!(
+                        "CREATE SEQUENCE IF NOT EXISTS {} {}",
+                        shared.sequence.name,
+                        shared.sequence.options_sql()
+                    ),
+                )
+                .with_purpose(Purpose::Prerequisite(requirement)),
+            );
+        }
+        steps
+    }
 }
 
 /// Labels the source's enum has and the target's lacks, added where the source has them: after

@@ -4,7 +4,7 @@
 
 use super::rows::{batch_rows, loaded_columns};
 use super::unit::UnitContext;
-use super::{fnv1a, Phase, Step, StepKind, TableInfo, TableIx};
+use super::{fnv1a, Bounds, Phase, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
 use crate::source::{Constraint, ConstraintKind, Extent, Table};
 use crate::sql::{literal, Ident, QualifiedName};
@@ -15,7 +15,7 @@ impl UnitContext<'_> {
     /// split from `split_bytes` on, into `split_ranges` ranges of equal width: of the integer
     /// key's values, else of the heap's blocks. The first and last ranges are open, so a row
     /// outside the bounds read is never missed.
-    pub(super) fn ranges(&self, table: &Table, info: &TableInfo) -> Option<(Vec<String>, String)> {
+    pub(super) fn ranges(&self, table: &Table, info: &TableInfo) -> Option<(Vec<Bounds>, String)> {
         let options = self.options;
         let splittable = options.split_ranges >= 2
             && options.split_bytes > 0
@@ -60,18 +60,14 @@ impl UnitContext<'_> {
         if bounds.is_empty() {
             return None;
         }
-        let mut predicates = Vec::new();
-        for k in 0..=bounds.len() {
-            let lower = k.checked_sub(1).map(|k| bound(bounds[k]));
-            let upper = bounds.get(k).map(|b| bound(*b));
-            predicates.push(match (lower, upper) {
-                (None, Some(u)) => format!("{column} < {u}"),
-                (Some(l), Some(u)) => format!("{column} >= {l} AND {column} < {u}"),
-                (Some(l), None) => format!("{column} >= {l}"),
-                (None, None) => unreachable!("there is at least one bound"),
-            });
-        }
-        Some((predicates, by))
+        let ranges = (0..=bounds.len())
+            .map(|k| Bounds {
+                column: column.clone(),
+                lower: k.checked_sub(1).map(|k| bound(bounds[k])),
+                upper: bounds.get(k).map(|b| bound(*b)),
+            })
+            .collect();
+        Some((ranges, by))
     }
 
     /// Where a split table is made and loaded: the staging schema, under a name that no
@@ -101,9 +97,9 @@ impl UnitContext<'_> {
         table: &Table,
         i: TableIx,
         load_table: &QualifiedName,
-        predicate: &str,
+        bounds: &Bounds,
     ) -> Vec<Step> {
-        let select = format!("{} WHERE {predicate}", self.remote_select(table));
+        let select = format!("{} WHERE {}", self.remote_select(table), bounds.predicate());
         let per_range = table.total_bytes / self.options.split_ranges as i64;
         let mut steps = self.connect_steps();
         match batch_rows(table, self.options.batch_bytes) {

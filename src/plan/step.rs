@@ -42,14 +42,49 @@ pub struct Split {
     pub table: TableIx,
     /// The load table.
     pub load_table: QualifiedName,
-    /// Each range's statements, for a session and a transaction of its own.
-    pub ranges: Vec<Vec<Step>>,
+    /// Its ranges, each loaded in a session and a transaction of its own.
+    pub ranges: Vec<Range>,
     /// Index builds on the load table, each in a session of its own once every range has
     /// committed: the unit then adds keys `USING INDEX` and renames the others, instead of
     /// building them one after another in its transaction.
     pub indexes: Vec<Step>,
     /// Drops the load table and the rows the ranges put in it.
     pub discard: String,
+}
+
+/// One range of a split table's rows.
+#[derive(Debug, Clone)]
+pub struct Range {
+    /// The rows it holds.
+    pub bounds: Bounds,
+    /// Its statements, for a session and a transaction of its own.
+    pub steps: Vec<Step>,
+}
+
+/// Where a range of a split table starts and ends, in values of the column it divides (SQL
+/// literals): the first range has no lower bound and the last no upper one, so that a row
+/// outside the bounds read is never missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    /// The column, quoted (`"id"`, or `ctid` for ranges of blocks).
+    pub column: String,
+    /// Its first value in the range.
+    pub lower: Option<String>,
+    /// The first value after the range.
+    pub upper: Option<String>,
+}
+
+impl Bounds {
+    /// The condition the source's query gets.
+    pub fn predicate(&self) -> String {
+        let column = &self.column;
+        match (&self.lower, &self.upper) {
+            (None, Some(u)) => format!("{column} < {u}"),
+            (Some(l), Some(u)) => format!("{column} >= {l} AND {column} < {u}"),
+            (Some(l), None) => format!("{column} >= {l}"),
+            (None, None) => "true".to_string(),
+        }
+    }
 }
 
 /// What the summary and progress need to know of a planned table.
@@ -67,6 +102,8 @@ pub struct TableInfo {
     pub pushdown: Option<Pushdown>,
     /// The source's row estimate.
     pub estimated_rows: i64,
+    /// What its rows weigh on the source (table and TOAST), for progress in MB/s.
+    pub estimated_bytes: i64,
     /// For a split table: how many ranges of what (`2 ranges of id`).
     pub split: Option<String>,
 }
@@ -123,16 +160,49 @@ impl TableInfo {
     }
 }
 
+/// An action's words, one for each place that names it.
+struct Words {
+    /// In the dry run: `create`.
+    planned: &'static str,
+    /// On a progress line, before the table's name: `copying`.
+    doing: &'static str,
+    /// In the summary: `created`.
+    done: &'static str,
+}
+
 impl Action {
+    fn words(self) -> Words {
+        let (planned, doing, done) = match self {
+            Action::Create => ("create", "copying", "created"),
+            Action::Reload => ("reload", "reloading", "reloaded"),
+            Action::Rebuild => ("rebuild", "rebuilding", "rebuilt"),
+            Action::Insert => ("insert missing rows", "adding missing rows to", "inserted"),
+            Action::UserRows => (
+                "add the extension's user rows",
+                "adding user rows to",
+                "user rows added",
+            ),
+        };
+        Words {
+            planned,
+            doing,
+            done,
+        }
+    }
+
+    /// What the dry run says will happen.
+    pub fn planned_word(self) -> &'static str {
+        self.words().planned
+    }
+
+    /// What a progress line says is happening, before the table's name.
+    pub fn doing_word(self) -> &'static str {
+        self.words().doing
+    }
+
     /// The past-tense word the summary uses.
     pub fn done_word(self) -> &'static str {
-        match self {
-            Action::Create => "created",
-            Action::Reload => "reloaded",
-            Action::Rebuild => "rebuilt",
-            Action::Insert => "inserted",
-            Action::UserRows => "user rows added",
-        }
+        self.words().done
     }
 
     /// Whether the table is (re)created from the catalog in this run.

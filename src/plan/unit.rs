@@ -8,12 +8,20 @@ use super::graph::load_order;
 use super::refresh::Refresh;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
-    Action, Phase, PlanOptions, Purpose, Split, Step, StepKind, TableInfo, TableIx, Unit,
-    LOAD_MARKER,
+    Action, Bounds, Phase, PlanOptions, Purpose, Range, Split, Step, StepKind, TableInfo, TableIx,
+    Unit, LOAD_MARKER,
 };
 use crate::source::{Constraint, ConstraintKind, SharedSequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::target::{registry, TargetState};
+
+/// What [`UnitContext::clear`] did: its statements, the constraints it dropped for the reload
+/// (added back after the rows), and the tables it dropped for their rebuild.
+struct Cleared<'t> {
+    steps: Vec<Step>,
+    readd: Vec<(QualifiedName, &'t Constraint)>,
+    rebuilt: BTreeSet<QualifiedName>,
+}
 
 /// What every unit needs to know to write its SQL.
 pub(super) struct UnitContext<'a> {
@@ -34,29 +42,70 @@ impl UnitContext<'_> {
     pub(super) fn unit(&self, group: &[(&Table, &TableInfo)]) -> (Unit, Vec<Step>) {
         let tables: Vec<&Table> = group.iter().map(|(t, _)| *t).collect();
         let (ordered, cyclic) = load_order(&tables);
-        let info_of = |name: &QualifiedName| {
-            group
-                .iter()
-                .find(|(t, _)| &t.name == name)
-                .map(|(_, i)| (*i).clone())
-                .expect("every ordered table is in the group")
-        };
-        let mut infos: Vec<TableInfo> = ordered.iter().map(|t| info_of(&t.name)).collect();
+        let mut infos: Vec<TableInfo> = ordered
+            .iter()
+            .map(|t| {
+                group
+                    .iter()
+                    .find(|(g, _)| g.name == t.name)
+                    .map(|(_, i)| (*i).clone())
+                    .expect("every ordered table is in the group")
+            })
+            .collect();
         // Split tables: their ranges, and the names they load under.
-        let loads: Vec<Option<(Vec<String>, LoadNames)>> = ordered
+        let loads: Vec<Option<(Vec<Bounds>, LoadNames)>> = ordered
             .iter()
             .zip(infos.iter_mut())
             .map(|(table, info)| {
-                let (predicates, by) = self.ranges(table, info)?;
-                info.split = Some(format!("{} ranges of {by}", predicates.len()));
-                Some((predicates, self.load_names(table)))
+                let (ranges, by) = self.ranges(table, info)?;
+                info.split = Some(format!("{} ranges of {by}", ranges.len()));
+                Some((ranges, self.load_names(table)))
             })
             .collect();
+        let (prepare, splits) = self.splits(&ordered, &loads);
+        let mut steps = self.connect_steps();
+        let cleared = self.clear(&ordered, &infos, &cyclic);
+        steps.extend(cleared.steps);
+        // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
+        // refuses ALTER TABLE while they are: after each such table's rows they are checked
+        // (parents are loaded first, so they hold).
+        let deferred_checks = ordered.iter().any(|t| {
+            t.constraints.iter().any(|c| {
+                c.deferrable
+                    && matches!(c.kind, ConstraintKind::ForeignKey { .. })
+                    && self.has_constraint(&t.name, c)
+            })
+        });
+        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
+            let i = TableIx(i);
+            let load = loads[i].as_ref().map(|(_, load)| load);
+            steps.extend(self.table_steps(table, info, i, load, &cleared.readd, deferred_checks));
+        }
+        steps.extend(self.foreign_key_steps(&ordered, &infos, &cleared.readd, &cleared.rebuilt));
+        steps.extend(self.trigger_restore_steps(&ordered, &infos));
+        steps.extend(self.sequence_steps(&ordered, &infos));
+        steps.extend(self.record_steps(&ordered, &infos));
+        steps.extend(self.disconnect_steps());
+        let unit = Unit {
+            tables: infos,
+            steps,
+            splits,
+            undo_table: self.undo_table(),
+        };
+        (unit, prepare)
+    }
+
+    /// The split tables' load tables, made by the setup, and their ranges and index builds.
+    fn splits(
+        &self,
+        ordered: &[&Table],
+        loads: &[Option<(Vec<Bounds>, LoadNames)>],
+    ) -> (Vec<Step>, Vec<Split>) {
         let mut prepare = Vec::new();
         let mut splits = Vec::new();
-        for (i, (table, split)) in ordered.iter().zip(&loads).enumerate() {
+        for (i, (table, split)) in ordered.iter().zip(loads).enumerate() {
             let i = TableIx(i);
-            let Some((predicates, load)) = split else {
+            let Some((ranges, load)) = split else {
                 continue;
             };
             let first = prepare.len();
@@ -83,13 +132,16 @@ impl UnitContext<'_> {
             prepare[first].note = Some(format!(
                 "{} loads in {} ranges at once into this load table; its unit moves it into place",
                 table.name.human(),
-                predicates.len(),
+                ranges.len(),
             ));
             splits.push(Split {
                 table: i,
-                ranges: predicates
+                ranges: ranges
                     .iter()
-                    .map(|p| self.range_steps(table, i, &load.table, p))
+                    .map(|bounds| Range {
+                        steps: self.range_steps(table, i, &load.table, bounds),
+                        bounds: bounds.clone(),
+                    })
                     .collect(),
                 indexes: prebuilt_indexes(table, load)
                     .into_iter()
@@ -99,17 +151,27 @@ impl UnitContext<'_> {
                 load_table: load.table.clone(),
             });
         }
+        (prepare, splits)
+    }
+
+    /// What goes before any table's rows: the existing tables' triggers turned off, the
+    /// constraints a reload cannot keep dropped, rebuilt tables dropped, reloaded ones emptied.
+    fn clear<'t>(
+        &self,
+        ordered: &[&'t Table],
+        infos: &[TableInfo],
+        cyclic: &BTreeSet<QualifiedName>,
+    ) -> Cleared<'t> {
+        let mut steps = Vec::new();
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
-        let rebuilt: BTreeSet<&QualifiedName> = infos
+        let rebuilt: BTreeSet<QualifiedName> = infos
             .iter()
             .filter(|i| i.action == Action::Rebuild)
-            .map(|i| &i.name)
+            .map(|i| i.name.clone())
             .collect();
-        let mut steps = self.connect_steps();
-
         // User triggers never fire on snapcopy's loads: those of existing tables are off until
         // the rows are in (in this transaction only, so no other session notices).
-        for (table, info) in ordered.iter().zip(&infos) {
+        for (table, info) in ordered.iter().zip(infos) {
             if matches!(info.action, Action::Reload | Action::Insert) {
                 for (name, _) in self.enabled_triggers(table) {
                     steps.push(Step::new(
@@ -126,7 +188,7 @@ impl UnitContext<'_> {
         // NOT VALID constraints (old rows that break them would be refused; they come back
         // NOT VALID, without a scan).
         let mut readd: Vec<(QualifiedName, &Constraint)> = Vec::new();
-        for (table, info) in ordered.iter().zip(&infos) {
+        for (table, info) in ordered.iter().zip(infos) {
             if info.action != Action::Reload {
                 continue;
             }
@@ -171,91 +233,99 @@ impl UnitContext<'_> {
             ));
         }
 
-        // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
-        // refuses ALTER TABLE while they are: after each such table's rows they are checked
-        // (parents are loaded first, so they hold).
-        let deferred_checks = ordered.iter().any(|t| {
-            t.constraints.iter().any(|c| {
-                c.deferrable
-                    && matches!(c.kind, ConstraintKind::ForeignKey { .. })
-                    && self.has_constraint(&t.name, c)
-            })
-        });
-        for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            let i = TableIx(i);
-            // A table the run creates is made in a block of its own: if something of it
-            // cannot be made on the target, it alone is not copied.
-            let block = info.action == Action::Create;
-            if block {
-                steps.push(self.block_step(Phase::TableStart, i, "SAVEPOINT"));
-            }
-            if let Some((_, load)) = &loads[i] {
-                // The rows are in the load table already.
-                steps.extend(move_steps(table, i, load));
-                steps.extend(self.staging_steps(table, info, i));
-            } else {
-                if info.action.creates() {
-                    steps.extend(create_table_steps(
-                        table,
-                        i,
-                        None,
-                        Inheritance::of(table, self.tables).as_ref(),
-                    ));
-                }
-                steps.extend(self.rows(table, info, i));
-            }
-            if !info.action.creates() && deferred_checks {
-                steps.push(Step::new(
-                    Phase::Data,
-                    None,
-                    "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
-                ));
-            }
-            if let Some((_, load)) = &loads[i] {
-                steps.extend(post_data_steps(
+        Cleared {
+            steps,
+            readd,
+            rebuilt,
+        }
+    }
+
+    /// One table's statements in the unit's transaction: made (or moved into place from its
+    /// load table), loaded, its keys, indexes and triggers; a table the run creates in a block
+    /// of its own.
+    fn table_steps(
+        &self,
+        table: &Table,
+        info: &TableInfo,
+        i: TableIx,
+        load: Option<&LoadNames>,
+        readd: &[(QualifiedName, &Constraint)],
+        deferred_checks: bool,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        // A table the run creates is made in a block of its own: if something of it
+        // cannot be made on the target, it alone is not copied.
+        let block = info.action == Action::Create;
+        if block {
+            steps.push(self.block_step(Phase::TableStart, i, "SAVEPOINT"));
+        }
+        if let Some(load) = load {
+            // The rows are in the load table already.
+            steps.extend(move_steps(table, i, load));
+            steps.extend(self.staging_steps(table, info, i));
+        } else {
+            if info.action.creates() {
+                steps.extend(create_table_steps(
                     table,
                     i,
-                    &prebuilt_indexes(table, load),
                     None,
-                ));
-            } else if info.action.creates() {
-                steps.extend(post_data_steps(
-                    table,
-                    i,
-                    &[],
                     Inheritance::of(table, self.tables).as_ref(),
                 ));
             }
-            for (_, c) in readd.iter().filter(|(t, c)| {
-                *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
-            }) {
-                steps.push(Step::new(
-                    Phase::PostData,
-                    Some(i),
-                    format!(
-                        "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                        table.name, c.name, c.definition
-                    ),
-                ));
-            }
-            // A new table's triggers come once its rows are in; no later statement of the
-            // unit writes to it.
-            if info.action.creates() {
-                steps.extend(trigger_steps(table, i));
-            }
-            if block {
-                steps.push(self.block_step(Phase::TableEnd, i, "RELEASE SAVEPOINT"));
-            }
+            steps.extend(self.rows(table, info, i));
         }
+        if !info.action.creates() && deferred_checks {
+            steps.push(Step::new(
+                Phase::Data,
+                None,
+                "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
+            ));
+        }
+        if let Some(load) = load {
+            steps.extend(post_data_steps(
+                table,
+                i,
+                &prebuilt_indexes(table, load),
+                None,
+            ));
+        } else if info.action.creates() {
+            steps.extend(post_data_steps(
+                table,
+                i,
+                &[],
+                Inheritance::of(table, self.tables).as_ref(),
+            ));
+        }
+        for (_, c) in readd.iter().filter(|(t, c)| {
+            *t == table.name && !matches!(c.kind, ConstraintKind::ForeignKey { .. })
+        }) {
+            steps.push(Step::new(
+                Phase::PostData,
+                Some(i),
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                    table.name, c.name, c.definition
+                ),
+            ));
+        }
+        // A new table's triggers come once its rows are in; no later statement of the
+        // unit writes to it.
+        if info.action.creates() {
+            steps.extend(trigger_steps(table, i));
+        }
+        if block {
+            steps.push(self.block_step(Phase::TableEnd, i, "RELEASE SAVEPOINT"));
+        }
+        steps
+    }
 
-        steps.extend(self.foreign_key_steps(&ordered, &infos, &readd, &rebuilt));
-
-        steps.extend(self.trigger_restore_steps(&ordered, &infos));
-        steps.extend(self.sequence_steps(&ordered, &infos));
-        // snapcopy manages the tables it creates; an extension's table stays the extension's.
+    /// The registry rows: snapcopy manages the tables it creates; an extension's table stays
+    /// the extension's.
+    fn record_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
+        let mut steps = Vec::new();
         for (i, (table, info)) in ordered
             .iter()
-            .zip(&infos)
+            .zip(infos)
             .enumerate()
             .filter(|(_, (_, i))| i.action != Action::UserRows)
         {
@@ -278,21 +348,17 @@ impl UnitContext<'_> {
                     .of_kind(StepKind::Record),
             );
         }
-        steps.extend(self.disconnect_steps());
+        steps
+    }
+
+    /// Undoes a table's block on both sides (see [`Phase::TableStart`]).
+    fn undo_table(&self) -> String {
         let dblink = self.dblink_schema;
         let conn = literal(self.server);
-        (
-            Unit {
-                tables: infos,
-                steps,
-                splits,
-                undo_table: format!(
-                    "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
-                     SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
-                     SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
-                ),
-            },
-            prepare,
+        format!(
+            "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
+             SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
+             SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
         )
     }
 
@@ -305,7 +371,7 @@ impl UnitContext<'_> {
         ordered: &[&Table],
         infos: &[TableInfo],
         readd: &[(QualifiedName, &Constraint)],
-        rebuilt: &BTreeSet<&QualifiedName>,
+        rebuilt: &BTreeSet<QualifiedName>,
     ) -> Vec<Step> {
         let mut steps = Vec::new();
         // An extension's table keeps the keys the extension gave it.

@@ -88,6 +88,8 @@ pub struct Table {
     pub estimated_rows: i64,
     /// Table, TOAST and index size on the source.
     pub total_bytes: i64,
+    /// Table and TOAST size on the source, without indexes: about what its rows weigh.
+    pub data_bytes: i64,
     /// `pg_get_partkeydef` of a partitioned table (`RANGE (at)`).
     pub partition_by: Option<String>,
     /// For a partition copied with its parent: the parent and the bound
@@ -244,6 +246,22 @@ impl Table {
     /// The source size of the table and every partition below it.
     pub fn bytes_with_partitions(&self) -> i64 {
         self.total_bytes + self.partitions.iter().map(|p| p.total_bytes).sum::<i64>()
+    }
+
+    /// What the rows of the table and every partition below it weigh on the source (table
+    /// and TOAST, without indexes).
+    pub fn data_bytes_with_partitions(&self) -> i64 {
+        self.data_bytes + self.partitions.iter().map(|p| p.data_bytes).sum::<i64>()
+    }
+
+    /// The row estimate of the table and every partition below it.
+    pub fn rows_with_partitions(&self) -> i64 {
+        self.estimated_rows.max(0)
+            + self
+                .partitions
+                .iter()
+                .map(|p| p.estimated_rows.max(0))
+                .sum::<i64>()
     }
 
     /// Whether rows must be read through the whole partition tree (no `ONLY`).

@@ -117,6 +117,7 @@ pub async fn introspect(
             sequences: Vec::new(),
             estimated_rows: c.estimated_rows,
             total_bytes: 0,
+            data_bytes: 0,
             partition_by: c.partkey.clone(),
             partition_of: None,
             partitions: Vec::new(),
@@ -134,14 +135,16 @@ pub async fn introspect(
     // all would stat every file of the database.
     for r in client
         .query(
-            "SELECT t.oid, pg_catalog.pg_total_relation_size(t.oid) \
-             FROM unnest($1::oid[]) AS t(oid)",
+            "SELECT t.oid, pg_catalog.pg_total_relation_size(t.oid), \
+             pg_catalog.pg_table_size(t.oid) FROM unnest($1::oid[]) AS t(oid)",
             &[&oids],
         )
         .await
         .context("could not read the sizes of the chosen tables on the source")?
     {
-        tables[position[&r.get::<_, Oid>(0)]].total_bytes = r.get(1);
+        let table = &mut tables[position[&r.get::<_, Oid>(0)]];
+        table.total_bytes = r.get(1);
+        table.data_bytes = r.get(2);
     }
 
     let mut column_types: HashMap<Oid, BTreeSet<Oid>> = HashMap::new();
