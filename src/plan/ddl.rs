@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::split::{LoadNames, Prebuilt, PrebuiltFor};
 use super::unit::UnitContext;
 use super::{Phase, Step, TableIx};
-use crate::source::{Constraint, ConstraintKind, Identity, Table, TriggerState};
+use crate::source::{Column, Constraint, ConstraintKind, Identity, Sequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
 
 /// How a table that keeps its inheritance parents is made.
@@ -63,45 +63,134 @@ pub(super) fn create_table_steps(
     load: Option<&LoadNames>,
     inheritance: Option<&Inheritance>,
 ) -> Vec<Step> {
-    let table_name = load.map_or(&table.name, |l| &l.table);
-    let declared = match inheritance {
-        Some(Inheritance::Declared(parents)) => Some(parents),
-        _ => None,
+    let d = Definition {
+        table,
+        i,
+        load,
+        inheritance,
     };
-    let seq_name = |k: usize| load.map_or(&table.sequences[k].name, |l| &l.sequences[k]);
-    // Serial sequences (identity ones come with their column), by position.
-    let serials = || {
-        table
+    let name = d.table_name();
+    let mut steps: Vec<Step> = d
+        .serials()
+        .map(|(k, seq)| {
+            d.step(format!(
+                "CREATE SEQUENCE IF NOT EXISTS {} {}",
+                d.seq_name(k),
+                seq.options_sql()
+            ))
+        })
+        .collect();
+    steps.push(d.create_table());
+    steps.extend(d.inheritance_steps());
+    steps.extend(d.partition_steps());
+    steps.extend(d.serials().map(|(k, seq)| {
+        d.step(format!(
+            "ALTER SEQUENCE {} OWNED BY {name}.{}",
+            d.seq_name(k),
+            seq.column
+        ))
+    }));
+    if let Some(comment) = &table.comment {
+        steps.push(d.step(format!("COMMENT ON TABLE {name} IS {}", literal(comment))));
+    }
+    for col in &table.columns {
+        if let Some(comment) = &col.comment {
+            steps.push(d.step(format!(
+                "COMMENT ON COLUMN {name}.{} IS {}",
+                col.name,
+                literal(comment)
+            )));
+        }
+    }
+    steps
+}
+
+/// A table as the run makes it: under its load names for a split load, and with its
+/// inheritance.
+struct Definition<'a> {
+    table: &'a Table,
+    i: TableIx,
+    load: Option<&'a LoadNames>,
+    inheritance: Option<&'a Inheritance<'a>>,
+}
+
+impl Definition<'_> {
+    fn step(&self, sql: String) -> Step {
+        Step::new(Phase::PreData, Some(self.i), sql)
+    }
+
+    fn table_name(&self) -> &QualifiedName {
+        self.load.map_or(&self.table.name, |l| &l.table)
+    }
+
+    /// The name of the table's `k`th sequence.
+    fn seq_name(&self, k: usize) -> &QualifiedName {
+        self.load
+            .map_or(&self.table.sequences[k].name, |l| &l.sequences[k])
+    }
+
+    /// Serial sequences (identity ones come with their column), by position.
+    fn serials(&self) -> impl Iterator<Item = (usize, &Sequence)> {
+        self.table
             .sequences
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.identity)
-    };
-    let mut steps = Vec::new();
-    for (k, seq) in serials() {
-        steps.push(Step::new(
-            Phase::PreData,
-            Some(i),
-            format!(
-                "CREATE SEQUENCE IF NOT EXISTS {} {}",
-                seq_name(k),
-                seq.options_sql()
-            ),
-        ));
     }
-    let mut lines = Vec::new();
-    // With INHERITS, the columns that only come from the parents are theirs to make.
-    for col in table
-        .columns
-        .iter()
-        .filter(|c| c.local || declared.is_none())
-    {
+
+    /// The parents the table is made `INHERITS`, if it is.
+    fn declared(&self) -> Option<&Vec<&Table>> {
+        match self.inheritance {
+            Some(Inheritance::Declared(parents)) => Some(parents),
+            _ => None,
+        }
+    }
+
+    /// `CREATE TABLE` with the columns (with INHERITS, only those the table defines itself:
+    /// the parents' are theirs to make) and valid CHECKs.
+    fn create_table(&self) -> Step {
+        let table = self.table;
+        let declared = self.declared();
+        let mut lines: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| c.local || declared.is_none())
+            .map(|col| self.column_line(col))
+            .collect();
+        for c in &table.constraints {
+            if c.kind == ConstraintKind::Check && c.validated && (c.local || declared.is_none()) {
+                lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
+            }
+        }
+        let inherits = match declared {
+            Some(_) => format!(
+                " INHERITS ({})",
+                table
+                    .inherits
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => String::new(),
+        };
+        self.step(format!(
+            "CREATE TABLE {} (\n{}\n){inherits}{}",
+            self.table_name(),
+            lines.join(",\n"),
+            partition_clause(table)
+        ))
+    }
+
+    /// One column's line in `CREATE TABLE`.
+    fn column_line(&self, col: &Column) -> String {
         let mut line = format!("    {} {}", col.name, col.type_sql);
         if let Some(c) = &col.collation_sql {
             write!(line, " COLLATE {c}").unwrap();
         }
         if let Some(identity) = col.identity {
-            let seq = table
+            let seq = self
+                .table
                 .sequences
                 .iter()
                 .enumerate()
@@ -119,7 +208,7 @@ pub(super) fn create_table_steps(
                 write!(
                     line,
                     " (SEQUENCE NAME {} {})",
-                    seq_name(k),
+                    self.seq_name(k),
                     seq.options_sql()
                         .trim_start_matches(&format!("AS {} ", seq.data_type))
                 )
@@ -129,137 +218,92 @@ pub(super) fn create_table_steps(
         if let Some(g) = &col.generated_sql {
             write!(line, " GENERATED ALWAYS AS ({g}) STORED").unwrap();
         }
-        if let Some(d) = col.default_sql.as_ref().filter(|_| load.is_none()) {
+        if let Some(d) = col.default_sql.as_ref().filter(|_| self.load.is_none()) {
             write!(line, " DEFAULT {d}").unwrap();
         }
         if col.not_null {
             line.push_str(" NOT NULL");
         }
-        lines.push(line);
+        line
     }
-    for c in &table.constraints {
-        if c.kind == ConstraintKind::Check && c.validated && (c.local || declared.is_none()) {
-            lines.push(format!("    CONSTRAINT {} {}", c.name, c.definition));
-        }
-    }
-    let partition_by = partition_clause(table);
-    let inherits = match declared {
-        Some(_) => format!(
-            " INHERITS ({})",
-            table
-                .inherits
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None => String::new(),
-    };
-    steps.push(Step::new(
-        Phase::PreData,
-        Some(i),
-        format!(
-            "CREATE TABLE {table_name} (\n{}\n){inherits}{partition_by}",
-            lines.join(",\n")
-        ),
-    ));
-    match inheritance {
-        // What the table changed on a column it inherits: its default, NOT NULL.
-        Some(Inheritance::Declared(parents)) => {
-            for col in table.columns.iter().filter(|c| !c.local) {
-                let from_parent = parents
-                    .iter()
-                    .find_map(|p| p.columns.iter().find(|c| c.name == col.name));
-                let (default, not_null) = from_parent
-                    .map(|c| (c.default_sql.as_ref(), c.not_null))
-                    .unwrap_or_default();
-                let alter = |what: String| {
-                    Step::new(
-                        Phase::PreData,
-                        Some(i),
-                        format!(
-                            "ALTER TABLE ONLY {table_name} ALTER COLUMN {} {what}",
-                            col.name
-                        ),
-                    )
-                };
-                if col.default_sql.as_ref() != default && col.generated_sql.is_none() {
-                    steps.push(alter(match &col.default_sql {
-                        Some(d) => format!("SET DEFAULT {d}"),
-                        None => "DROP DEFAULT".to_string(),
-                    }));
-                }
-                if col.not_null && !not_null {
-                    steps.push(alter("SET NOT NULL".to_string()));
+
+    /// Made `INHERITS`: what the table changed on a column it inherits (its default, NOT
+    /// NULL). Attached: its columns were made in its own order, now attach it to its parents.
+    fn inheritance_steps(&self) -> Vec<Step> {
+        let (table, table_name) = (self.table, self.table_name());
+        let mut steps = Vec::new();
+        match self.inheritance {
+            // What the table changed on a column it inherits: its default, NOT NULL.
+            Some(Inheritance::Declared(parents)) => {
+                for col in table.columns.iter().filter(|c| !c.local) {
+                    let from_parent = parents
+                        .iter()
+                        .find_map(|p| p.columns.iter().find(|c| c.name == col.name));
+                    let (default, not_null) = from_parent
+                        .map(|c| (c.default_sql.as_ref(), c.not_null))
+                        .unwrap_or_default();
+                    let alter = |what: String| {
+                        Step::new(
+                            Phase::PreData,
+                            Some(self.i),
+                            format!(
+                                "ALTER TABLE ONLY {table_name} ALTER COLUMN {} {what}",
+                                col.name
+                            ),
+                        )
+                    };
+                    if col.default_sql.as_ref() != default && col.generated_sql.is_none() {
+                        steps.push(alter(match &col.default_sql {
+                            Some(d) => format!("SET DEFAULT {d}"),
+                            None => "DROP DEFAULT".to_string(),
+                        }));
+                    }
+                    if col.not_null && !not_null {
+                        steps.push(alter("SET NOT NULL".to_string()));
+                    }
                 }
             }
+            // Columns made in the table's own order, then attached to the parents.
+            Some(Inheritance::Attached) => {
+                for parent in &table.inherits {
+                    steps.push(Step::new(
+                        Phase::PreData,
+                        Some(self.i),
+                        format!("ALTER TABLE {table_name} INHERIT {parent}"),
+                    ));
+                }
+            }
+            None => {}
         }
-        // Columns made in the table's own order, then attached to the parents.
-        Some(Inheritance::Attached) => {
-            for parent in &table.inherits {
+        steps
+    }
+
+    /// Partitions take their columns from the parent; parents come before their children.
+    fn partition_steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for part in &self.table.partitions {
+            let Some((parent, bound)) = &part.partition_of else {
+                continue;
+            };
+            let sub = partition_clause(part);
+            steps.push(Step::new(
+                Phase::PreData,
+                Some(self.i),
+                format!(
+                    "CREATE TABLE {} PARTITION OF {parent} {bound}{sub}",
+                    part.name
+                ),
+            ));
+            if let Some(comment) = &part.comment {
                 steps.push(Step::new(
                     Phase::PreData,
-                    Some(i),
-                    format!("ALTER TABLE {table_name} INHERIT {parent}"),
+                    Some(self.i),
+                    format!("COMMENT ON TABLE {} IS {}", part.name, literal(comment)),
                 ));
             }
         }
-        None => {}
+        steps
     }
-    // Partitions take their columns from the parent; parents come before their children.
-    for part in &table.partitions {
-        let Some((parent, bound)) = &part.partition_of else {
-            continue;
-        };
-        let sub = partition_clause(part);
-        steps.push(Step::new(
-            Phase::PreData,
-            Some(i),
-            format!(
-                "CREATE TABLE {} PARTITION OF {parent} {bound}{sub}",
-                part.name
-            ),
-        ));
-        if let Some(comment) = &part.comment {
-            steps.push(Step::new(
-                Phase::PreData,
-                Some(i),
-                format!("COMMENT ON TABLE {} IS {}", part.name, literal(comment)),
-            ));
-        }
-    }
-    for (k, seq) in serials() {
-        steps.push(Step::new(
-            Phase::PreData,
-            Some(i),
-            format!(
-                "ALTER SEQUENCE {} OWNED BY {table_name}.{}",
-                seq_name(k),
-                seq.column
-            ),
-        ));
-    }
-    if let Some(comment) = &table.comment {
-        steps.push(Step::new(
-            Phase::PreData,
-            Some(i),
-            format!("COMMENT ON TABLE {table_name} IS {}", literal(comment)),
-        ));
-    }
-    for col in &table.columns {
-        if let Some(comment) = &col.comment {
-            steps.push(Step::new(
-                Phase::PreData,
-                Some(i),
-                format!(
-                    "COMMENT ON COLUMN {table_name}.{} IS {}",
-                    col.name,
-                    literal(comment)
-                ),
-            ));
-        }
-    }
-    steps
 }
 
 /// Moves a split table's load table into place under the table's name, its sequences

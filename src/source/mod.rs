@@ -7,6 +7,7 @@
 
 mod depends;
 mod model;
+mod parts;
 mod read;
 mod session;
 mod shape;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 
+use super::parts::Parts;
 use super::types::user_types;
 use super::*;
 use crate::sql::{Ident, QualifiedName};
@@ -97,174 +98,17 @@ pub async fn introspect(
     chosen: &[Candidate],
     triggers: bool,
 ) -> anyhow::Result<Catalog> {
-    let oids: Vec<Oid> = chosen.iter().map(|c| c.oid).collect();
-    let chosen_oids: BTreeSet<Oid> = oids.iter().copied().collect();
-    // Partitions whose parent is not copied become plain tables and keep what they inherit.
-    let standalone: Vec<Oid> = chosen
-        .iter()
-        .filter(|c| c.parent_oid.is_some_and(|p| !chosen_oids.contains(&p)))
-        .map(|c| c.oid)
-        .collect();
-    let mut tables: Vec<Table> = chosen
-        .iter()
-        .map(|c| Table {
-            oid: c.oid,
-            name: c.name.clone(),
-            comment: c.comment.clone(),
-            columns: Vec::new(),
-            constraints: Vec::new(),
-            indexes: Vec::new(),
-            sequences: Vec::new(),
-            estimated_rows: c.estimated_rows,
-            total_bytes: 0,
-            data_bytes: 0,
-            partition_by: c.partkey.clone(),
-            partition_of: None,
-            partitions: Vec::new(),
-            extent: None,
-            user_rows: c.extension.as_ref().and(c.user_rows.clone()),
-            requires: BTreeSet::new(),
-            triggers: Vec::new(),
-            inherits: Vec::new(),
-            parents: c.parents.clone(),
-        })
-        .collect();
-    let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
-
-    // Sizes only for the chosen tables: on a source with thousands of tables, measuring them
-    // all would stat every file of the database.
-    for r in client
-        .query(
-            "SELECT t.oid, pg_catalog.pg_total_relation_size(t.oid), \
-             pg_catalog.pg_table_size(t.oid) FROM unnest($1::oid[]) AS t(oid)",
-            &[&oids],
-        )
-        .await
-        .context("could not read the sizes of the chosen tables on the source")?
-    {
-        let table = &mut tables[position[&r.get::<_, Oid>(0)]];
-        table.total_bytes = r.get(1);
-        table.data_bytes = r.get(2);
-    }
-
-    let mut column_types: HashMap<Oid, BTreeSet<Oid>> = HashMap::new();
-    for r in query(client, include_str!("sql/columns.sql"), &oids, "columns").await? {
-        let table_oid: Oid = r.get("attrelid");
-        column_types
-            .entry(table_oid)
-            .or_default()
-            .insert(r.get::<_, Oid>("atttypid"));
-        let table = &mut tables[position[&table_oid]];
-        table.columns.push(Column {
-            name: Ident::new(r.get::<_, String>("attname")),
-            type_sql: r.get("type_sql"),
-            not_null: r.get("attnotnull"),
-            default_sql: r.get("default_sql"),
-            generated_sql: r.get("generated_sql"),
-            identity: match r.get::<_, String>("identity").as_str() {
-                "a" => Some(Identity::Always),
-                "d" => Some(Identity::ByDefault),
-                _ => None,
-            },
-            collation_sql: r.get("collation_sql"),
-            comment: r.get("comment"),
-            local: r.get("attislocal"),
-        });
-    }
-
-    for r in client
-        .query(include_str!("sql/constraints.sql"), &[&oids, &standalone])
-        .await
-        .context("could not read the constraints of the chosen tables from the source")?
-    {
-        let table = &mut tables[position[&r.get::<_, Oid>("conrelid")]];
-        let kind = match r.get::<_, String>("contype").as_str() {
-            "p" => ConstraintKind::PrimaryKey,
-            "u" => ConstraintKind::Unique,
-            "c" => ConstraintKind::Check,
-            "x" => ConstraintKind::Exclude,
-            _ => ConstraintKind::ForeignKey {
-                references: QualifiedName::new(
-                    r.get::<_, String>("ref_schema"),
-                    r.get::<_, String>("ref_table"),
-                ),
-            },
-        };
-        table.constraints.push(Constraint {
-            name: Ident::new(r.get::<_, String>("conname")),
-            kind,
-            definition: r.get("definition"),
-            validated: r.get("convalidated"),
-            columns: r
-                .get::<_, Vec<String>>("columns")
-                .into_iter()
-                .map(Ident::new)
-                .collect(),
-            local: r.get("conislocal"),
-            deferrable: r.get("condeferrable"),
-            // Filled in from the indexes, below.
-            index_body: None,
-        });
-    }
-
-    for r in client
-        .query(include_str!("sql/indexes.sql"), &[&oids, &standalone])
-        .await
-        .context("could not read the indexes of the chosen tables from the source")?
-    {
-        let table = &mut tables[position[&r.get::<_, Oid>("indrelid")]];
-        match r.get::<_, Option<String>>("constraint_name") {
-            Some(owner) => {
-                if let Some(c) = table.constraints.iter_mut().find(|c| c.name.raw() == owner) {
-                    c.index_body = r.get("body");
-                }
-            }
-            None => table.indexes.push(Index {
-                name: Ident::new(r.get::<_, String>("index_name")),
-                definition: r.get("definition"),
-                body: r.get("body"),
-            }),
-        }
-    }
-
-    for r in query(
-        client,
-        include_str!("sql/sequences.sql"),
-        &oids,
-        "sequences",
-    )
-    .await?
-    {
-        let table = &mut tables[position[&r.get::<_, Oid>("table_oid")]];
-        table.sequences.push(Sequence {
-            name: QualifiedName::new(r.get::<_, String>("nspname"), r.get::<_, String>("relname")),
-            column: Ident::new(r.get::<_, String>("column_name")),
-            identity: r.get::<_, String>("deptype") == "i",
-            data_type: r.get("data_type"),
-            start: r.get("seqstart"),
-            increment: r.get("seqincrement"),
-            min: r.get("seqmin"),
-            max: r.get("seqmax"),
-            cache: r.get("seqcache"),
-            cycle: r.get("seqcycle"),
-        });
-    }
-
+    let mut parts = Parts::new(client, chosen);
+    parts.sizes().await?;
+    let column_types = parts.columns().await?;
+    parts.constraints_and_indexes().await?;
+    parts.owned_sequences().await?;
     if triggers {
-        for r in client
-            .query(include_str!("sql/triggers.sql"), &[&oids, &standalone])
-            .await
-            .context("could not read the triggers of the chosen tables from the source")?
-        {
-            tables[position[&r.get::<_, Oid>("tgrelid")]]
-                .triggers
-                .push(Trigger {
-                    name: Ident::new(r.get::<_, String>("tgname")),
-                    definition: r.get("definition"),
-                    state: TriggerState::from_catalog(&r.get::<_, String>("enabled")),
-                });
-        }
+        parts.triggers().await?;
     }
+    let Parts {
+        oids, mut tables, ..
+    } = parts;
     let sequences = shared_sequences(client, chosen, &oids).await?;
 
     // The types the columns use and what the tables depend on feed each other: a function may
