@@ -68,6 +68,24 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// What the planner needs to know of the run's choices. A split table loads in as many
+    /// ranges as there are sessions.
+    pub fn plan_options(&self) -> crate::plan::PlanOptions {
+        crate::plan::PlanOptions {
+            mode: self.mode,
+            staging: self.staging,
+            staging_schema: self.staging_schema.clone(),
+            link: self.link.clone(),
+            source_label: self.source.label(),
+            cursors: self.cursors.clone(),
+            replace_unmanaged: self.replace_unmanaged,
+            rebuild: self.rebuild,
+            batch_bytes: self.batch_bytes,
+            split_bytes: self.split_bytes,
+            split_ranges: self.jobs,
+        }
+    }
+
     /// Merges flags, the config file and the environment, and checks them.
     pub fn from_args(args: &CopyArgs, env: &Env) -> anyhow::Result<Settings> {
         let (target, config) = TargetSettings::load(&args.to, args.json, env)?;

@@ -10,10 +10,11 @@ use super::select;
 use crate::cli::CopyArgs;
 use crate::conninfo::Env;
 use crate::exec::{connect, Side};
-use crate::plan::PlanOptions;
+use crate::plan::{PlanOptions, TargetState};
 use crate::report::TableStatus;
 use crate::settings::{Settings, Verbosity};
 use crate::{cli, exec, guard, plan, progress, report, source, sql, Outcome};
+use tokio_postgres::Client;
 
 /// Copies (or, with `dry_run`, prints the plan of a copy of) the chosen tables.
 pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
@@ -29,11 +30,47 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         Some(guard::lock_target(&target, &settings.staging_schema).await?)
     };
     guard::check_staging_schema(&target, &settings.staging_schema).await?;
-    // Each loading session holds a connection to the target and, through dblink, one to the
-    // source: --jobs cannot be more than either has free.
-    let room = guard::connection_room(&target)
+    fit_jobs(&mut settings, &source, &target, quiet).await?;
+    let snapshot = source::open_snapshot(&source).await?;
+    let mut planned = plan_copy(&source, &target, &mut settings, quiet).await?;
+    if !quiet {
+        for warning in &planned.plan.warnings {
+            eprintln!("warning: {}", sql::printable(warning));
+        }
+    }
+    if dry_run {
+        print!("{}", planned.plan);
+        return Ok(Outcome::Success);
+    }
+    set_up(&mut target, &mut planned, &settings, quiet).await?;
+    let plan = planned.plan;
+    let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
+    let progress = progress::Progress::new(settings.verbosity, table_count);
+    let run = exec::Run {
+        target: &settings.target,
+        snapshot: &snapshot,
+        verbosity: settings.verbosity,
+        source_role: settings.link.get("user").unwrap_or_default(),
+        lock: lock.as_ref(),
+    };
+    let outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
+    progress.done();
+    // The snapshot is needed no longer; end the read-only transaction cleanly.
+    let _ = source.batch_execute("COMMIT").await;
+    Ok(summarize(outcomes, &plan.refused, settings.json, quiet))
+}
+
+/// Each loading session holds a connection to the target and, through dblink, one to the
+/// source: `--jobs` cannot be more than either has free.
+async fn fit_jobs(
+    settings: &mut Settings,
+    source: &Client,
+    target: &Client,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let room = guard::connection_room(target)
         .await?
-        .min(guard::connection_room(&source).await?);
+        .min(guard::connection_room(source).await?);
     if settings.jobs as i64 > room {
         if !quiet {
             eprintln!(
@@ -44,14 +81,34 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         }
         settings.jobs = room as usize;
     }
-    let snapshot = source::open_snapshot(&source).await?;
-    let candidates = source::candidates(&source).await?;
-    let managed = crate::target::registry::managed(&target, &settings.staging_schema).await?;
-    let mut refused = select::tables_to_use(&mut settings, &managed, &candidates)?;
-    let chosen = select::choose(&settings, &candidates)?;
-    let chosen = select::leave_extension_tables(&settings, chosen, &mut refused);
+    Ok(())
+}
+
+/// A run's plan, and what it was made from.
+struct Planned {
+    catalog: source::Catalog,
+    state: TargetState,
+    options: PlanOptions,
+    plan: plan::Plan,
+    /// Tables refused before the catalog was read (named but gone, extension-owned).
+    refused: Vec<(crate::sql::QualifiedName, String)>,
+}
+
+/// Chooses the tables, reads their catalog in the run's snapshot and the target's state, and
+/// plans the run.
+async fn plan_copy(
+    source: &Client,
+    target: &Client,
+    settings: &mut Settings,
+    quiet: bool,
+) -> anyhow::Result<Planned> {
+    let candidates = source::candidates(source).await?;
+    let managed = crate::target::registry::managed(target, &settings.staging_schema).await?;
+    let mut refused = select::tables_to_use(settings, &managed, &candidates)?;
+    let chosen = select::choose(settings, &candidates)?;
+    let chosen = select::leave_extension_tables(settings, chosen, &mut refused);
     guard::check_source_role(
-        &source,
+        source,
         settings.link.get("user").unwrap_or_default(),
         &chosen,
         settings.require_read_only,
@@ -60,114 +117,93 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     .await?;
     let mut along = BTreeMap::new();
     let mut chosen = if settings.mode == cli::Mode::Full {
-        select::bring_along(
-            &target,
-            &settings,
-            &candidates,
-            &managed,
-            chosen,
-            &mut along,
-        )
-        .await?
+        select::bring_along(target, settings, &candidates, &managed, chosen, &mut along).await?
     } else {
         chosen
     };
-    select::note_lone_children(&settings, &chosen, &managed);
-    let options = PlanOptions {
-        mode: settings.mode,
-        staging: settings.staging,
-        staging_schema: settings.staging_schema.clone(),
-        link: settings.link.clone(),
-        source_label: settings.source.label(),
-        cursors: settings.cursors.clone(),
-        replace_unmanaged: settings.replace_unmanaged,
-        rebuild: settings.rebuild,
-        batch_bytes: settings.batch_bytes,
-        split_bytes: settings.split_bytes,
-        split_ranges: settings.jobs,
-    };
+    select::note_lone_children(settings, &chosen, &managed);
+    let options = settings.plan_options();
     // A rebuilt inheritance parent takes its children with it: the managed ones come along and
     // are made anew with it, which takes another look at the source.
-    let (catalog, mut state, mut plan) = loop {
-        let mut catalog = source::introspect(&source, &chosen, settings.triggers).await?;
+    loop {
+        let mut catalog = source::introspect(source, &chosen, settings.triggers).await?;
         if settings.jobs >= 2 && settings.split_bytes > 0 {
-            source::read_extents(&source, &mut catalog, settings.split_bytes).await?;
+            source::read_extents(source, &mut catalog, settings.split_bytes).await?;
         }
-        let mut state = crate::target::state::read(
-            &target,
-            &settings.staging_schema,
-            managed.clone(),
-            &catalog,
-        )
-        .await?;
+        let mut state =
+            crate::target::state::read(target, &settings.staging_schema, managed.clone(), &catalog)
+                .await?;
         state.along = along.clone();
-        let plan = plan::plan(&catalog, &state, &options);
+        let mut plan = plan::plan(&catalog, &state, &options);
         let more = select::children_to_rebuild(&plan, &state, &chosen, &candidates, &mut along);
         if more.is_empty() {
-            break (catalog, state, plan);
+            plan.refused.extend(refused.iter().cloned());
+            return Ok(Planned {
+                catalog,
+                state,
+                options,
+                plan,
+                refused,
+            });
         }
         chosen.extend(source::with_partitions(&candidates, more).0);
-    };
-    plan.refused.extend(refused.iter().cloned());
-
-    if !quiet {
-        for warning in &plan.warnings {
-            eprintln!("warning: {}", sql::printable(warning));
-        }
     }
-    if dry_run {
-        print!("{plan}");
-        return Ok(Outcome::Success);
-    }
+}
 
+/// Runs the setup. What it could not make refuses the tables that need it; the others are
+/// planned again without them (the setup's work stands).
+async fn set_up(
+    target: &mut Client,
+    planned: &mut Planned,
+    settings: &Settings,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let unmade = exec::run_setup(
-        &mut target,
-        &plan.setup,
+        target,
+        &planned.plan.setup,
         settings.verbosity == Verbosity::Verbose,
     )
     .await?;
-    if !unmade.is_empty() {
-        // What the setup could not make refuses the tables that need it; the others are
-        // planned again without them (the setup's work stands).
-        state.cannot_make = select::tables_without(&catalog, &unmade);
-        let again = plan::plan(&catalog, &state, &options);
-        if !quiet {
-            for warning in again.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
-                eprintln!("warning: {}", sql::printable(warning));
-            }
-        }
-        // A refused table's load table, if the setup made it, goes at once.
-        for unit in &plan.units {
-            for split in &unit.splits {
-                if state
-                    .cannot_make
-                    .contains_key(&unit.tables[split.table].name)
-                {
-                    target
-                        .batch_execute(&split.discard)
-                        .await
-                        .context("could not drop the load table of a refused table")?;
-                }
-            }
-        }
-        plan.units = again.units;
-        plan.refused = again.refused;
-        plan.refused.extend(refused);
+    if unmade.is_empty() {
+        return Ok(());
     }
-    let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
-    let progress = progress::Progress::new(settings.verbosity, table_count);
-    let run = exec::Run {
-        target: &settings.target,
-        snapshot: &snapshot,
-        verbosity: settings.verbosity,
-        source_role: settings.link.get("user").unwrap_or_default(),
-        lock: lock.as_ref(),
-    };
-    let mut outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
-    progress.done();
-    // The snapshot is needed no longer; end the read-only transaction cleanly.
-    let _ = source.batch_execute("COMMIT").await;
-    for (name, reason) in &plan.refused {
+    let state = &mut planned.state;
+    state.cannot_make = select::tables_without(&planned.catalog, &unmade);
+    let again = plan::plan(&planned.catalog, state, &planned.options);
+    let plan = &mut planned.plan;
+    if !quiet {
+        for warning in again.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
+            eprintln!("warning: {}", sql::printable(warning));
+        }
+    }
+    // A refused table's load table, if the setup made it, goes at once.
+    for unit in &plan.units {
+        for split in &unit.splits {
+            if state
+                .cannot_make
+                .contains_key(&unit.tables[split.table].name)
+            {
+                target
+                    .batch_execute(&split.discard)
+                    .await
+                    .context("could not drop the load table of a refused table")?;
+            }
+        }
+    }
+    plan.units = again.units;
+    plan.refused = again.refused;
+    plan.refused.extend(planned.refused.iter().cloned());
+    Ok(())
+}
+
+/// Prints the summary, the refused tables among the outcomes, and says how the run ends.
+fn summarize(
+    mut outcomes: Vec<report::TableOutcome>,
+    refused: &[(crate::sql::QualifiedName, String)],
+    json: bool,
+    quiet: bool,
+) -> Outcome {
+    for (name, reason) in refused {
         if !quiet {
             eprintln!("error: {}", sql::printable(reason));
         }
@@ -184,13 +220,13 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         });
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
-    report::print(&outcomes, settings.json);
+    report::print(&outcomes, json);
     let failed = outcomes
         .iter()
         .any(|o| matches!(o.status, TableStatus::Failed(_)));
-    Ok(if failed {
+    if failed {
         Outcome::SomeFailed
     } else {
         Outcome::Success
-    })
+    }
 }

@@ -28,11 +28,9 @@ pub(super) fn decide(
     mode: &dyn Refresh,
 ) -> Decided {
     let mut refused = Vec::new();
-    let mut warnings = Vec::new();
     // What the target server cannot have refuses the tables that need it, before anything
     // changes; the other tables go on.
     let unavailable = unavailable(catalog, target);
-    let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
     let mut accepted: Vec<(Table, TableInfo)> = Vec::new();
     for table in &catalog.tables {
         let missing = table
@@ -53,47 +51,7 @@ pub(super) fn decide(
             refused.push((table.name.clone(), why.clone()));
             continue;
         }
-        let exists = target.existing_tables.contains(&table.name);
-        let decision = match (exists, target.managed.get(&table.name)) {
-            _ if table.user_rows.is_some() => Ok(Decision {
-                reason: Some("the extension makes the table; its user rows are added".into()),
-                ..Decision::new(Action::UserRows)
-            }),
-            (false, _) => Ok(Decision::new(Action::Create)),
-            (true, None) if options.replace_unmanaged => Ok(Decision {
-                reason: Some("took over a table snapcopy did not create".into()),
-                ..Decision::new(Action::Rebuild)
-            }),
-            (true, None) if target.replaced.contains(&table.name) => Err(format!(
-                "{} on the target is not the table snapcopy made: it was dropped and made \
-                 again there since the last copy, so snapcopy leaves it and its rows alone; \
-                 drop or rename it there, leave it out with --exclude, or take it over with \
-                 --replace-unmanaged",
-                table.name.human()
-            )),
-            (true, None) => Err(format!(
-                "{} already exists on the target and snapcopy did not create it; drop or \
-                 rename it there, leave it out with --exclude, or take it over with \
-                 --replace-unmanaged",
-                table.name.human()
-            )),
-            (true, Some(stored)) => {
-                let changes = stored
-                    .as_ref()
-                    .map(|old| table.shape().changes_since(old))
-                    .unwrap_or_default();
-                if options.rebuild {
-                    Ok(Decision {
-                        changes,
-                        reason: Some("dropped and created anew (--rebuild)".into()),
-                        ..Decision::new(Action::Rebuild)
-                    })
-                } else {
-                    mode.existing(table, changes, options.cursors.get(&table.name))
-                }
-            }
-        };
-        let decision = decision.map(|mut d| {
+        let decision = verdict(table, target, options, mode).map(|mut d| {
             if d.reason.is_none() {
                 d.reason = target.along.get(&table.name).cloned();
             }
@@ -116,10 +74,73 @@ pub(super) fn decide(
             Err(reason) => refused.push((table.name.clone(), reason)),
         }
     }
-    // A table made in this run inherits from its parents when each is part of the run or is on
-    // the target already; otherwise it is one of its own.
+    tie_inheritance(&mut accepted, target);
+    let mut warnings = detached_children(&accepted, target);
+    let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
+    warnings.extend(skipped_foreign_keys(&accepted, &chosen, target));
+    Decided {
+        accepted,
+        refused,
+        warnings,
+    }
+}
+
+/// What happens to one table the target can have: made, taken over, refused, or what the
+/// mode says for a table snapcopy manages.
+fn verdict(
+    table: &Table,
+    target: &TargetState,
+    options: &PlanOptions,
+    mode: &dyn Refresh,
+) -> Result<Decision, String> {
+    let exists = target.existing_tables.contains(&table.name);
+    match (exists, target.managed.get(&table.name)) {
+        _ if table.user_rows.is_some() => Ok(Decision {
+            reason: Some("the extension makes the table; its user rows are added".into()),
+            ..Decision::new(Action::UserRows)
+        }),
+        (false, _) => Ok(Decision::new(Action::Create)),
+        (true, None) if options.replace_unmanaged => Ok(Decision {
+            reason: Some("took over a table snapcopy did not create".into()),
+            ..Decision::new(Action::Rebuild)
+        }),
+        (true, None) if target.replaced.contains(&table.name) => Err(format!(
+            "{} on the target is not the table snapcopy made: it was dropped and made \
+                 again there since the last copy, so snapcopy leaves it and its rows alone; \
+                 drop or rename it there, leave it out with --exclude, or take it over with \
+                 --replace-unmanaged",
+            table.name.human()
+        )),
+        (true, None) => Err(format!(
+            "{} already exists on the target and snapcopy did not create it; drop or \
+                 rename it there, leave it out with --exclude, or take it over with \
+                 --replace-unmanaged",
+            table.name.human()
+        )),
+        (true, Some(stored)) => {
+            let changes = stored
+                .as_ref()
+                .map(|old| table.shape().changes_since(old))
+                .unwrap_or_default();
+            if options.rebuild {
+                Ok(Decision {
+                    changes,
+                    reason: Some("dropped and created anew (--rebuild)".into()),
+                    ..Decision::new(Action::Rebuild)
+                })
+            } else {
+                mode.existing(table, changes, options.cursors.get(&table.name))
+            }
+        }
+    }
+}
+
+/// A table made in this run inherits from its parents when each is part of the run or is on
+/// the target already; otherwise it is one of its own. Dropping an inheritance parent drops
+/// its children: those in the run are made anew with it.
+fn tie_inheritance(accepted: &mut [(Table, TableInfo)], target: &TargetState) {
     let in_run: BTreeSet<QualifiedName> = accepted.iter().map(|(t, _)| t.name.clone()).collect();
-    for (table, _) in &mut accepted {
+    for (table, _) in accepted.iter_mut() {
         if table
             .parents
             .iter()
@@ -128,8 +149,6 @@ pub(super) fn decide(
             table.inherits = table.parents.clone();
         }
     }
-    // Dropping an inheritance parent drops its children: those in the run are made anew with
-    // it; those only the target has are detached first and keep their rows.
     loop {
         let rebuilt: BTreeSet<QualifiedName> = accepted
             .iter()
@@ -137,7 +156,7 @@ pub(super) fn decide(
             .map(|(t, _)| t.name.clone())
             .collect();
         let mut changed = false;
-        for (table, info) in &mut accepted {
+        for (table, info) in accepted.iter_mut() {
             if info.action != Action::Reload {
                 continue;
             }
@@ -154,7 +173,14 @@ pub(super) fn decide(
             break;
         }
     }
-    for (table, info) in &accepted {
+}
+
+/// The warnings for the children only the target has of tables the run rebuilds: they are
+/// detached first and keep their rows.
+fn detached_children(accepted: &[(Table, TableInfo)], target: &TargetState) -> Vec<String> {
+    let in_run: BTreeSet<&QualifiedName> = accepted.iter().map(|(t, _)| &t.name).collect();
+    let mut warnings = Vec::new();
+    for (table, info) in accepted {
         if info.action != Action::Rebuild {
             continue;
         }
@@ -170,11 +196,20 @@ pub(super) fn decide(
             }
         }
     }
-    // A foreign key to a table outside the run, or to one refused, is skipped where the run
-    // makes the table; one the target has already stays (a reload keeps it), with nothing to
-    // say.
+    warnings
+}
+
+/// The warnings for the foreign keys the run cannot keep: to a table outside the run, or to
+/// one refused, a foreign key is skipped where the run makes the table; one the target has
+/// already stays (a reload keeps it), with nothing to say.
+fn skipped_foreign_keys(
+    accepted: &[(Table, TableInfo)],
+    chosen: &BTreeSet<&QualifiedName>,
+    target: &TargetState,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
     let copied: BTreeSet<&QualifiedName> = accepted.iter().map(|(t, _)| &t.name).collect();
-    for (table, info) in &accepted {
+    for (table, info) in accepted {
         let stays = |c: &Constraint| {
             !info.action.creates()
                 && target
@@ -205,11 +240,7 @@ pub(super) fn decide(
             }
         }
     }
-    Decided {
-        accepted,
-        refused,
-        warnings,
-    }
+    warnings
 }
 
 /// A refresh mode's verdict on one table.

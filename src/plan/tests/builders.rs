@@ -1,0 +1,187 @@
+//! The SQL of each builder on its own: a table's DDL, the rows of each action, one split's
+//! ranges. Long statements are broken on several lines (see `pretty`).
+
+use super::*;
+
+/// The statements of `table`'s unit that are about it and of one of `phases`, in order.
+fn steps_of(plan: &Plan, table: &str, phases: &[Phase]) -> Vec<Step> {
+    let unit = unit_of(plan, table);
+    unit.steps
+        .iter()
+        .filter(|s| {
+            s.table
+                .is_some_and(|i| unit.tables[i].name.human() == table)
+        })
+        .filter(|s| phases.contains(&s.phase))
+        .cloned()
+        .collect()
+}
+
+fn first_copy(staging: StagingKind) -> Plan {
+    plan(&fixture(), &TargetState::default(), &options(staging))
+}
+
+fn second_run(catalog: &Catalog, opts: &PlanOptions) -> Plan {
+    plan(catalog, &copied(catalog), opts)
+}
+
+#[test]
+fn ddl_of_a_table_with_a_serial_key_a_collation_and_comments() {
+    let plan = first_copy(StagingKind::View);
+    let ddl = steps_of(
+        &plan,
+        "public.customers",
+        &[Phase::PreData, Phase::PostData, Phase::ForeignKeys],
+    );
+    insta::assert_snapshot!(pretty(&ddl));
+}
+
+#[test]
+fn ddl_of_a_table_with_identity_generated_columns_checks_and_indexes() {
+    let plan = first_copy(StagingKind::View);
+    let ddl = steps_of(
+        &plan,
+        "public.orders",
+        &[Phase::PreData, Phase::PostData, Phase::ForeignKeys],
+    );
+    insta::assert_snapshot!(pretty(&ddl));
+}
+
+#[test]
+fn rows_of_a_new_table_read_through_a_view() {
+    let plan = first_copy(StagingKind::View);
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn rows_of_a_new_table_read_through_a_matview() {
+    let plan = first_copy(StagingKind::Matview);
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn rows_of_a_reload_from_a_refreshed_matview() {
+    let plan = second_run(&fixture(), &options(StagingKind::Matview));
+    let rows = steps_of(
+        &plan,
+        "public.orders",
+        &[Phase::Truncate, Phase::Staging, Phase::Data],
+    );
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn rows_of_a_large_table_in_batches_from_a_cursor() {
+    let mut catalog = fixture();
+    catalog.tables[2].total_bytes = 1 << 30;
+    catalog.tables[2].estimated_rows = 10_000_000;
+    let mut opts = options(StagingKind::View);
+    // One session: not split.
+    opts.split_ranges = 1;
+    let plan = plan(&catalog, &TargetState::default(), &opts);
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    assert!(matches!(rows[2].kind, StepKind::Batch { size } if size > 0));
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn missing_rows_above_the_last_copys_max() {
+    let mut opts = options(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    let plan = second_run(&fixture(), &opts);
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn missing_rows_of_a_key_that_does_not_grow_compared_by_key() {
+    let mut catalog = fixture();
+    let customers = &mut catalog.tables[1];
+    customers
+        .constraints
+        .retain(|c| c.kind != ConstraintKind::PrimaryKey);
+    assert_eq!(customers.name.human(), "public.customers");
+    let mut opts = options(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    let plan = second_run(&catalog, &opts);
+    assert_eq!(
+        unit_of(&plan, "public.customers").tables[0].pushdown,
+        Some(Pushdown::AllKeys)
+    );
+    let rows = steps_of(&plan, "public.customers", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn user_rows_of_a_table_an_extension_made() {
+    let mut catalog = fixture();
+    catalog.tables[0].user_rows = Some("WHERE id > 100".into());
+    let plan = plan(
+        &catalog,
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    let rows = steps_of(&plan, "public.audit", &[Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn one_split_tables_load_table_ranges_and_index_builds() {
+    let extent = Extent::Key {
+        column: Ident::new("id"),
+        min: 1,
+        max: 1_000_000,
+    };
+    let plan = plan(
+        &large_fixture(extent),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    let unit = unit_of(&plan, "public.orders");
+    let split = unit
+        .splits
+        .iter()
+        .find(|s| unit.tables[s.table].name.human() == "public.orders")
+        .unwrap();
+    let load: Vec<Step> = plan
+        .setup
+        .iter()
+        .filter(|s| s.purpose == Purpose::ForTable(QualifiedName::new("public", "orders")))
+        .cloned()
+        .collect();
+    let mut text = format!("-- the load table, made by the setup\n{}", pretty(&load));
+    for (k, range) in split.ranges.iter().enumerate() {
+        writeln!(text, "-- range {}: {}", k + 1, range.bounds.predicate()).unwrap();
+        text.push_str(&pretty(&range.steps));
+    }
+    text.push_str("-- index builds\n");
+    text.push_str(&pretty(&split.indexes));
+    text.push_str("-- in the unit\n");
+    text.push_str(&pretty(&steps_of(
+        &plan,
+        "public.orders",
+        &[Phase::PreData, Phase::Staging, Phase::PostData],
+    )));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn setup_of_a_first_copy() {
+    let plan = first_copy(StagingKind::View);
+    insta::assert_snapshot!(pretty(&plan.setup));
+}
+
+#[test]
+fn sequences_after_a_reload_move_past_the_source_and_the_rows() {
+    let plan = second_run(&fixture(), &options(StagingKind::View));
+    let unit = unit_of(&plan, "public.orders");
+    let sequences: Vec<Step> = unit
+        .steps
+        .iter()
+        .filter(|s| s.phase == Phase::Sequences)
+        .cloned()
+        .collect();
+    insta::assert_snapshot!(pretty(&sequences));
+}
