@@ -1,0 +1,95 @@
+//! The source and target servers a test copies between, and the snapcopy binary pointed at
+//! them.
+
+use std::path::Path;
+
+use super::PgServer;
+
+/// A source and a target server with a database `app` on the source and `dev` on the target.
+pub struct Pair {
+    /// The production side.
+    pub source: PgServer,
+    /// The developer's side.
+    pub target: PgServer,
+    /// A home directory without a .pgpass, so the machine's own never leaks in.
+    pub home: tempfile::TempDir,
+}
+
+impl Pair {
+    /// Starts both servers and creates the databases.
+    pub fn start() -> Pair {
+        Pair::start_with(&[], &[])
+    }
+
+    /// Starts both servers with extra `postgresql.conf` lines each.
+    pub fn start_with(source_settings: &[&str], target_settings: &[&str]) -> Pair {
+        let (source, target) = std::thread::scope(|s| {
+            let a = s.spawn(|| PgServer::start_with(source_settings));
+            let b = s.spawn(|| PgServer::start_with(target_settings));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        source.create_db("app");
+        target.create_db("dev");
+        Pair {
+            source,
+            target,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The snapcopy binary with SNAPCOPY_SOURCE and SNAPCOPY_TARGET set (flags override them)
+    /// and no other connection settings from the environment.
+    pub fn snapcopy(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("snapcopy").unwrap();
+        for var in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGPASSFILE",
+            "PGSSLMODE",
+            "PGOPTIONS",
+            "SNAPCOPY_SOURCE",
+            "SNAPCOPY_TARGET",
+            "SNAPCOPY_SOURCE_VIA",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", self.home.path())
+            .current_dir(self.home.path())
+            .env("SNAPCOPY_SOURCE", self.source.conninfo("app"))
+            .env("SNAPCOPY_TARGET", self.target.conninfo("dev"));
+        cmd
+    }
+
+    /// Loads a fixture from `tests/fixtures` into the source database.
+    pub fn load_fixture(&self, name: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        self.source.psql_file("app", &path);
+    }
+}
+
+/// Every ordinary and partitioned table of the given schemas on the source, as `schema.table`
+/// SQL names, in order.
+pub fn source_tables(pair: &Pair, schemas: &[&str]) -> Vec<String> {
+    let list: Vec<String> = schemas
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect();
+    pair.source
+        .psql(
+            "app",
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname IN ({}) ORDER BY 1",
+                list.join(", ")
+            ),
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
