@@ -1,8 +1,10 @@
 //! snapcopy: clone PostgreSQL tables server to server through dblink.
 //!
 //! Data flow, one direction: flags and config become [`settings::Settings`]; the source catalog
-//! becomes a [`source::Catalog`]; catalog, target state and settings become a [`plan::Plan`]
-//! (pure, printable); [`exec`] runs the plan on the target; [`report`] prints the summary.
+//! becomes a [`source::Catalog`] and the target's state a [`target::TargetState`]; with the
+//! settings they become a [`plan::Plan`] (pure, printable); [`exec`] runs the plan on the
+//! target; [`report`] prints the summary. Each command is a module of [`commands`]; this file
+//! only dispatches. `ARCHITECTURE.md` maps the modules and where to make a change.
 
 pub mod cli;
 pub mod commands;

@@ -3,6 +3,7 @@
 
 use comfy_table::{
     presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table,
+    Width,
 };
 use serde::Serialize;
 
@@ -56,18 +57,20 @@ fn right(value: impl ToString) -> Cell {
 }
 
 /// A table with `header` that fits the terminal's width by wrapping the cells of the columns
-/// numbered in `wrap` (names and numbers stay whole): on a terminal its width, elsewhere
-/// `COLUMNS` when set (as shells export it), else unbounded so that a pipe gets whole lines.
-fn new_table(header: &[&str], wrap: &[usize]) -> Table {
+/// numbered in `wrap`, each kept at least as wide as given (names and numbers stay whole): on a
+/// terminal its width, elsewhere `COLUMNS` when set (as shells export it), else unbounded so
+/// that a pipe gets whole lines.
+fn new_table(header: &[&str], wrap: &[(usize, u16)]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
     for (k, column) in table.column_iter_mut().enumerate() {
-        if !wrap.contains(&k) {
-            column.set_constraint(ColumnConstraint::ContentWidth);
-        }
+        column.set_constraint(match wrap.iter().find(|(w, _)| *w == k) {
+            Some((_, least)) => ColumnConstraint::LowerBoundary(Width::Fixed(*least)),
+            None => ColumnConstraint::ContentWidth,
+        });
     }
     if !table.is_tty() {
         if let Some(width) = std::env::var("COLUMNS")
@@ -81,13 +84,28 @@ fn new_table(header: &[&str], wrap: &[usize]) -> Table {
     table
 }
 
+/// Writes `text` to stdout. A reader that went away (`snapcopy plan | head`) is not an error:
+/// the rest is dropped quietly, as psql and the shell's tools do.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: could not write to stdout: {e}");
+        }
+    }
+}
+
 /// Prints `{"tables": [...]}` on stdout, the shape of every `--json` output.
 pub fn print_json(tables: &impl serde::Serialize) {
-    println!(
-        "{}",
+    out(&format!(
+        "{}\n",
         serde_json::to_string_pretty(&serde_json::json!({ "tables": tables }))
             .expect("report rows serialize")
-    );
+    ));
 }
 
 /// Prints the summary of a run on stdout.
@@ -99,7 +117,7 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
         &[
             "table", "action", "rows", "skipped", "size", "seconds", "status", "note",
         ],
-        &[6, 7],
+        &[(6, 24), (7, 16)],
     );
     for o in outcomes {
         table.add_row(vec![
@@ -116,7 +134,7 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
             Cell::new(crate::sql::printable(&o.note)),
         ]);
     }
-    println!("{table}");
+    out(&format!("{table}\n"));
 }
 
 /// One managed table as `snapcopy status` shows it.
@@ -154,7 +172,7 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
         return;
     }
     if rows.is_empty() {
-        println!("snapcopy manages no tables in this database yet");
+        out("snapcopy manages no tables in this database yet\n");
         return;
     }
     let mut table = new_table(
@@ -168,7 +186,8 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
             "source snapshot",
             "source",
         ],
-        &[3, 6, 7],
+        // A timestamp wraps at its spaces: `2026-11-22`, `02:41:47`, `UTC` (12 with padding).
+        &[(3, 12), (6, 12), (7, 16)],
     );
     for r in rows {
         table.add_row(vec![
@@ -187,5 +206,5 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
             }),
         ]);
     }
-    println!("{table}");
+    out(&format!("{table}\n"));
 }

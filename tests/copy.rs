@@ -189,6 +189,27 @@ fn plan_prints_the_sql_and_changes_nothing() {
         ),
         "0"
     );
+    // A reader that goes away (`snapcopy plan | head`) ends the output quietly: no panic.
+    // The pipe is closed before snapcopy has connected, so its first write meets it closed.
+    let cmd = pair.snapcopy().get_program().to_owned();
+    let mut child = std::process::Command::new(cmd)
+        .args(["plan", "public.parents", "public.children"])
+        .envs(
+            pair.snapcopy()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        )
+        .env_remove("PGHOST")
+        .current_dir(pair.home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
 #[test]

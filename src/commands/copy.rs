@@ -39,7 +39,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         }
     }
     if dry_run {
-        print!("{}", planned.plan);
+        report::out(&planned.plan.to_string());
         return Ok(Outcome::Success);
     }
     set_up(&mut target, &mut planned, &settings, quiet).await?;

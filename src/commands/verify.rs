@@ -13,6 +13,7 @@ use super::select;
 use crate::cli::VerifyArgs;
 use crate::conninfo::Env;
 use crate::exec::{connect, Side};
+use crate::report::out;
 use crate::settings::Settings;
 use crate::source::{self, Candidate, Shape, Table};
 use crate::sql::QualifiedName;
@@ -164,10 +165,14 @@ pub fn print(verdicts: &[Verdict], json: bool, quiet: bool) {
         if v.same() {
             if !quiet {
                 let rows = crate::human::count(v.source_rows);
-                println!("{:width$}  same     {rows} rows", v.table);
+                out(&format!("{:width$}  same     {rows} rows\n", v.table));
             }
         } else {
-            println!("{:width$}  DIFFERS  {}", v.table, v.differences.join("; "));
+            out(&format!(
+                "{:width$}  DIFFERS  {}\n",
+                v.table,
+                v.differences.join("; ")
+            ));
         }
     }
 }

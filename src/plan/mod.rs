@@ -9,6 +9,12 @@
 //! transaction, reading the source through one dblink connection in one source transaction, so
 //! its tables change together or not at all. What happens to the rows of a table that already
 //! exists is the refresh mode's business ([`refresh`]).
+//!
+//! One module per part of the decision: `decide` gives each table its action and the reason;
+//! `graph` groups tables by foreign keys and orders them; `unit` orders a unit's statements,
+//! which `ddl` (definitions), `rows` (staging objects and row SQL, a `match` on the action),
+//! `split` (ranges of a large new table) and `sequences` write; `setup` writes what runs once
+//! before the units; `step` is what a plan is made of; `render` prints it as the dry run.
 
 mod ddl;
 mod decide;
