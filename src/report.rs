@@ -187,7 +187,7 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
             "source",
         ],
         // A timestamp wraps at its spaces: `2026-11-22`, `02:41:47`, `UTC` (12 with padding).
-        &[(3, 12), (6, 12), (7, 16)],
+        &[(3, 12), (6, 12), (7, 10)],
     );
     for r in rows {
         table.add_row(vec![
