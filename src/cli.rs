@@ -125,10 +125,16 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
 
-    /// Staging object per table: a view over dblink (rows written once) or a materialized view
-    /// (a local copy of the source rows, written twice).
+    /// Staging object per table: a view over the link (rows written once) or a materialized
+    /// view (a local copy of the source rows, written twice).
     #[arg(long, value_enum)]
     pub staging: Option<StagingKind>,
+
+    /// How the target server reads the source: dblink (every table in the run's one snapshot)
+    /// or postgres_fdw (foreign tables; each group of tables in a snapshot of its own), for
+    /// targets that offer only that [default: dblink]. Config: link.
+    #[arg(long, value_enum, env = "SNAPCOPY_LINK")]
+    pub link: Option<LinkKind>,
 
     /// Target sessions working at once: each loads a group of tables that foreign keys join
     /// (largest first), or one range of a large table split across sessions
@@ -264,6 +270,30 @@ pub enum Mode {
     Full,
     /// Insert the rows that are missing.
     Incremental,
+}
+
+/// How the target server reads the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+pub enum LinkKind {
+    /// dblink: one connection per unit, in the run's one snapshot.
+    #[value(name = "dblink")]
+    #[serde(rename = "dblink")]
+    Dblink,
+    /// postgres_fdw: foreign tables imported per table; each unit reads in a snapshot of its
+    /// own.
+    #[value(name = "postgres_fdw")]
+    #[serde(rename = "postgres_fdw")]
+    PostgresFdw,
+}
+
+impl LinkKind {
+    /// The word the registry, summaries and the plan use: the extension's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Dblink => "dblink",
+            LinkKind::PostgresFdw => "postgres_fdw",
+        }
+    }
 }
 
 /// The staging object's kind.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cli::{Mode, StagingKind};
+use crate::cli::{LinkKind, Mode, StagingKind};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +22,8 @@ pub struct Config {
     pub mode: Option<Mode>,
     /// `view` or `matview`.
     pub staging: Option<StagingKind>,
+    /// `dblink` or `postgres_fdw`.
+    pub link: Option<LinkKind>,
     /// Schema for snapcopy's objects on the target.
     pub staging_schema: Option<String>,
     /// Target sessions at once.
@@ -174,8 +176,13 @@ tables = ["public.*"]
 # full: truncate and reload each table atomically. incremental: insert missing rows.
 # mode = "full"
 
-# view: a view over dblink per table. matview: a materialized view (rows kept locally too).
+# view: a view over the link per table. matview: a materialized view (rows kept locally too).
 # staging = "view"
+
+# How the target server reads the source. dblink: every table of a run in one source snapshot.
+# postgres_fdw: foreign tables, for targets that offer only postgres_fdw; each group of tables
+# tied by foreign keys reads in a snapshot of its own.
+# link = "dblink"
 
 # Schema on the target for snapcopy's own objects (staging objects, its table registry).
 # staging_schema = "snapcopy"

@@ -7,6 +7,7 @@ use comfy_table::{
 };
 use serde::Serialize;
 
+use crate::cli::LinkKind;
 use crate::human::{bytes, count};
 use crate::plan::Action;
 use crate::sql::QualifiedName;
@@ -36,6 +37,9 @@ pub struct TableOutcome {
     /// The highest cursor value read (incremental).
     #[serde(skip)]
     pub high_water: Option<String>,
+    /// How the target server read its rows; none for a table refused before anything was
+    /// done to it.
+    pub link: Option<LinkKind>,
 }
 
 /// The end state of a table.
@@ -134,7 +138,18 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
             Cell::new(crate::sql::printable(&o.note)),
         ]);
     }
-    out(&format!("{table}\n"));
+    let mut links: Vec<LinkKind> = outcomes.iter().filter_map(|o| o.link).collect();
+    links.sort_by_key(|l| l.as_str());
+    links.dedup();
+    let read = match links.as_slice() {
+        [] => String::new(),
+        [LinkKind::Dblink] => "read through dblink, every table as of one moment\n".into(),
+        [LinkKind::PostgresFdw] => "read through postgres_fdw, each group of tables tied by \
+                                    foreign keys as of a moment of its own\n"
+            .into(),
+        _ => "read through dblink and postgres_fdw\n".into(),
+    };
+    out(&format!("{table}\n{read}"));
 }
 
 /// One managed table as `snapcopy status` shows it.
@@ -161,6 +176,8 @@ pub struct StatusRow {
     pub rows_total: Option<i64>,
     /// Whether the last refresh read only new rows from the source.
     pub pushed_down: Option<bool>,
+    /// The link its staging object reads through.
+    pub link: String,
 }
 
 /// Prints `snapcopy status`; `quiet` says nothing of an empty registry.
@@ -180,6 +197,7 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
             "table",
             "mode",
             "staging",
+            "link",
             "last refresh",
             "rows",
             "loaded",
@@ -187,13 +205,14 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
             "source",
         ],
         // A timestamp wraps at its spaces: `2026-11-22`, `02:41:47`, `UTC` (12 with padding).
-        &[(3, 12), (6, 12), (7, 10)],
+        &[(4, 12), (7, 12), (8, 10)],
     );
     for r in rows {
         table.add_row(vec![
             Cell::new(&r.table),
             Cell::new(&r.mode),
             Cell::new(&r.staging),
+            Cell::new(&r.link),
             Cell::new(&r.refreshed_at),
             right(r.rows_total.map(count).unwrap_or_default()),
             right(r.rows_loaded.map(count).unwrap_or_default()),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{CopyArgs, Mode, StagingKind, TargetOpts};
+use crate::cli::{CopyArgs, LinkKind, Mode, StagingKind, TargetOpts};
 use crate::config::Config;
 use crate::conninfo::{ConnInfo, Env};
 use crate::pattern::TablePattern;
@@ -42,6 +42,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Staging object kind.
     pub staging: StagingKind,
+    /// How the target server reads the source.
+    pub link_kind: LinkKind,
     /// Schema for snapcopy's objects on the target.
     pub staging_schema: Ident,
     /// Target sessions at once.
@@ -74,6 +76,7 @@ impl Settings {
         crate::plan::PlanOptions {
             mode: self.mode,
             staging: self.staging,
+            link_kind: self.link_kind,
             staging_schema: self.staging_schema.clone(),
             link: self.link.clone(),
             source_label: self.source.label(),
@@ -147,6 +150,7 @@ impl Settings {
             exclude,
             mode,
             staging: args.staging.or(config.staging).unwrap_or(StagingKind::View),
+            link_kind: args.link.or(config.link).unwrap_or(LinkKind::Dblink),
             staging_schema: target.staging_schema,
             jobs,
             cursors,

@@ -217,6 +217,7 @@ fn summarize(
             seconds: 0.0,
             note: String::new(),
             high_water: None,
+            link: None,
         });
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));

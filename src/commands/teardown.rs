@@ -99,6 +99,32 @@ pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
             .context("could not drop snapcopy's foreign server; nothing was dropped")?;
         dropped.push(format!("the foreign server {server} and its user mappings"));
     }
+    // postgres_fdw's proxy schemas, marked as snapcopy's; their foreign tables went with the
+    // server.
+    let prefix = format!("{}.", staging.raw());
+    let proxies: Vec<String> = tx
+        .query(
+            "SELECT nspname FROM pg_catalog.pg_namespace \
+             WHERE pg_catalog.obj_description(oid, 'pg_namespace') = $1 ORDER BY 1",
+            &[&plan::PROXY_MARKER],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    for proxy in proxies {
+        tx.batch_execute(&format!("DROP SCHEMA {}", Ident::new(&proxy)))
+            .await
+            .with_context(|| {
+                format!(
+                    "could not drop snapcopy's proxy schema {proxy}: it holds objects snapcopy \
+                     did not make; move them to another schema and run snapcopy teardown \
+                     again; nothing was dropped"
+                )
+            })?;
+        dropped.push(format!("the proxy schema {proxy}"));
+    }
     let schema_existed = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",

@@ -5,6 +5,7 @@
 use tokio_postgres::error::SqlState;
 
 use super::session::describe;
+use crate::cli::LinkKind;
 use crate::plan::{Phase, Step, TableIx};
 
 /// A session's failure: the table it was about, what the session was doing, and the message.
@@ -72,7 +73,7 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
             "could not truncate for the reload: {message}; name the referencing table in the \
              same run, or drop its foreign key on the target"
         ),
-        Phase::Connect => crate::exec::link_failure(code, &message),
+        Phase::Connect => link_failure(LinkKind::Dblink, code, &message),
         // What reads rows reads the source through dblink from objects snapcopy made itself:
         // a privilege it lacks is the source role's (dblink passes the source's SQLSTATE on).
         Phase::Staging | Phase::Data if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
@@ -131,12 +132,13 @@ pub fn first_line(sql: &str) -> String {
 }
 
 /// What to say when the target server cannot open its dblink connection to the source.
-pub fn link_failure(code: Option<&SqlState>, message: &str) -> String {
-    // dblink's own refusal of a connection without a password, for a role that is not a
-    // superuser.
+pub fn link_failure(link: LinkKind, code: Option<&SqlState>, message: &str) -> String {
+    let link = link.as_str();
+    // dblink's and postgres_fdw's own refusal of a connection without a password, for a role
+    // that is not a superuser.
     if code == Some(&SqlState::S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED) {
         format!(
-            "the target server's dblink refused to connect to the source: {message}. dblink lets \
+            "the target server's {link} refused to connect to the source: {message}. {link} lets \
              a role that is not a superuser connect only with a password that the source \
              actually asks for: give the source role a password in the connection string (or \
              ~/.pgpass) and have the source's pg_hba.conf use scram-sha-256 or md5 for \
@@ -144,7 +146,7 @@ pub fn link_failure(code: Option<&SqlState>, message: &str) -> String {
         )
     } else {
         format!(
-            "the target server could not open its dblink connection to the source: {message}. \
+            "the target server could not open its {link} connection to the source: {message}. \
              Check that the target server can reach the source (see --source-via) and that the \
              source accepts the credentials in the user mapping"
         )
@@ -157,10 +159,9 @@ pub fn package_for(extension: &str) -> String {
         "postgis" | "postgis_raster" | "postgis_topology" | "postgis_sfcgal" => {
             "Debian: postgresql-15-postgis-3".into()
         }
-        "dblink" | "citext" | "hstore" | "ltree" | "pg_trgm" | "cube" | "isn" | "btree_gist"
-        | "btree_gin" | "uuid-ossp" | "pgcrypto" | "tablefunc" | "intarray" | "seg" => {
-            "Debian: postgresql-contrib".into()
-        }
+        "dblink" | "postgres_fdw" | "citext" | "hstore" | "ltree" | "pg_trgm" | "cube" | "isn"
+        | "btree_gist" | "btree_gin" | "uuid-ossp" | "pgcrypto" | "tablefunc" | "intarray"
+        | "seg" => "Debian: postgresql-contrib".into(),
         other => format!("the package that provides {other}"),
     }
 }

@@ -40,8 +40,9 @@ use unit::{execute, run_unit, Isolated, Session};
 pub struct Run<'a> {
     /// The target's conninfo; each session opens its own connection.
     pub target: &'a ConnInfo,
-    /// The id of the source snapshot every session reads in.
-    pub snapshot: &'a str,
+    /// The source snapshot every session reads in (dblink), or was started after
+    /// (postgres_fdw).
+    pub snapshot: &'a crate::source::Snapshot,
     /// How much to say on stderr.
     pub verbosity: Verbosity,
     /// The role of the target server's connections to the source.

@@ -100,7 +100,7 @@ pub(super) fn setup_error(e: &tokio_postgres::Error, step: &Step) -> anyhow::Err
 pub(super) fn setup_message(code: Option<&SqlState>, message: &str, step: &Step) -> anyhow::Error {
     let shown = step.text();
     let extension = match &step.purpose {
-        Purpose::LinkCheck => return anyhow!("{}", link_failure(code, message)),
+        Purpose::LinkCheck(link) => return anyhow!("{}", link_failure(*link, code, message)),
         Purpose::Extension(name)
         | Purpose::Prerequisite(crate::source::Requirement::Extension(name)) => Some(name),
         Purpose::Prerequisite(_) | Purpose::ForTable(_) | Purpose::Other => None,

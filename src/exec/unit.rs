@@ -130,6 +130,7 @@ fn planned_outcome(t: &TableInfo) -> TableOutcome {
         seconds: 0.0,
         note: t.note(),
         high_water: None,
+        link: Some(t.link),
     }
 }
 
@@ -320,7 +321,7 @@ pub(super) async fn execute(
     let steps = session.steps;
     for step in steps.iter().filter(|s| s.phase == Phase::Connect) {
         log_step(verbosity, step.text());
-        execute_with(&client, &step.sql, &[&snapshot])
+        execute_with(&client, &step.sql, &[&snapshot.id])
             .await
             .map_err(|e| fail(step, e))?;
     }
@@ -355,7 +356,7 @@ pub(super) async fn execute(
         if let Some(i) = step.table {
             tally.touch(i);
         }
-        if let Err(e) = run_step(&tx, step, tally).await {
+        if let Err(e) = run_step(&tx, step, tally, &ctx.snapshot.at).await {
             let failed = fail(step, e);
             match (block, step.table, session.undo_table) {
                 (Some(b), Some(t), Some(undo)) if b == t => {
@@ -418,6 +419,7 @@ pub(super) async fn run_step(
     tx: &tokio_postgres::Transaction<'_>,
     step: &Step,
     tally: &mut dyn Tally,
+    snapshot_at: &str,
 ) -> Result<(), tokio_postgres::Error> {
     let Some(i) = step.table else {
         return tx.batch_execute(&step.sql).await;
@@ -445,7 +447,9 @@ pub(super) async fn run_step(
         }
         StepKind::Record => {
             let (rows, skipped, pushed_down, high_water) = tally.record(i);
-            execute_with(tx, &step.sql, &[&rows, &skipped, &pushed_down, &high_water]).await?;
+            let values: [&(dyn ToSql + Sync); 5] =
+                [&rows, &skipped, &pushed_down, &snapshot_at, &high_water];
+            execute_with(tx, &step.sql, &values).await?;
         }
         StepKind::Statement | StepKind::Secret { .. } => tx.batch_execute(&step.sql).await?,
     }
@@ -453,7 +457,7 @@ pub(super) async fn run_step(
 }
 
 /// Runs a statement with as many of `values` as it has parameters: each statement the plan
-/// writes uses the leading ones it needs (the registry row of a full reload has no `$4`).
+/// writes uses the leading ones it needs (the registry row of a full reload has no `$5`).
 pub(super) async fn execute_with(
     client: &impl GenericClient,
     sql: &str,

@@ -51,6 +51,10 @@ pub(super) fn decide(
             refused.push((table.name.clone(), why.clone()));
             continue;
         }
+        if let Some(why) = super::link::cannot_read(options.link_kind, table) {
+            refused.push((table.name.clone(), why));
+            continue;
+        }
         let decision = verdict(table, target, options, mode).map(|mut d| {
             if d.reason.is_none() {
                 d.reason = target.along.get(&table.name).cloned();
@@ -69,6 +73,7 @@ pub(super) fn decide(
                     estimated_rows: table.rows_with_partitions(),
                     estimated_bytes: table.data_bytes_with_partitions(),
                     split: None,
+                    link: options.link_kind,
                 },
             )),
             Err(reason) => refused.push((table.name.clone(), reason)),

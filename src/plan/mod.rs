@@ -19,6 +19,7 @@
 mod ddl;
 mod decide;
 mod graph;
+mod link;
 mod refresh;
 mod render;
 mod rows;
@@ -31,13 +32,14 @@ mod unit;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::target::{ExtensionState, StagingObject, TargetState};
+pub use link::PROXY_MARKER;
 pub use refresh::{Full, Incremental, Refresh};
 pub use step::{
     Action, Bounds, Phase, Plan, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
     TableIx, Unit,
 };
 
-use crate::cli::{Mode, StagingKind};
+use crate::cli::{LinkKind, Mode, StagingKind};
 use crate::conninfo::ConnInfo;
 use crate::source::{Catalog, Requirement, Table};
 use crate::sql::{truncate_bytes, Ident, QualifiedName};
@@ -52,6 +54,8 @@ pub struct PlanOptions {
     pub mode: Mode,
     /// Staging object kind.
     pub staging: StagingKind,
+    /// How the target server reads the source.
+    pub link_kind: LinkKind,
     /// Schema for snapcopy's objects.
     pub staging_schema: Ident,
     /// How the target server reaches the source (foreign server and user mapping).
@@ -119,10 +123,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> Plan {
     let staging_schema = &options.staging_schema;
     let server = server_name(staging_schema);
-    let dblink_schema = target
-        .dblink_schema
-        .clone()
-        .unwrap_or_else(|| staging_schema.clone());
+    let link = link::link_for(options, &server, target.dblink_schema.as_ref());
     let registry = registry::table(staging_schema);
     let mode: &dyn Refresh = match options.mode {
         Mode::Full => &Full,
@@ -139,6 +140,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         units: Vec::new(),
         refused,
         warnings,
+        link: options.link_kind,
     };
 
     // What only refused tables need is not made.
@@ -151,15 +153,15 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         .filter(|r| !needed.contains(r))
         .cloned()
         .collect();
-    plan.setup = setup::setup_steps(catalog, target, options, &server, &skip);
-
     let tables: Vec<Table> = accepted.iter().map(|(t, _)| t.clone()).collect();
+    let reached: Vec<&Table> = tables.iter().collect();
+    plan.setup = setup::setup_steps(catalog, target, options, link.as_ref(), &skip, &reached);
+
     let ctx = UnitContext {
         options,
         target,
         mode,
-        server: &server,
-        dblink_schema: &dblink_schema,
+        link: link.as_ref(),
         registry: &registry,
         shared: &catalog.sequences,
         tables: &tables,

@@ -3,10 +3,21 @@
 use std::fmt;
 
 use super::{Phase, Plan, Step, StepKind};
+use crate::cli::LinkKind;
 
 impl fmt::Display for Plan {
     /// The dry run: SQL a person can read, and run by hand, in execution order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "-- the target server reads the source through {}: {}",
+            self.link.as_str(),
+            match self.link {
+                LinkKind::Dblink => "every session in the run's one snapshot",
+                LinkKind::PostgresFdw =>
+                    "each session in a snapshot of its own, taken at its first read",
+            }
+        )?;
         writeln!(f, "-- setup, in one transaction")?;
         writeln!(f, "BEGIN;")?;
         for step in &self.setup {
@@ -99,7 +110,8 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
         }
         StepKind::Record => writeln!(
             f,
-            "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 highest key read"
+            "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 the source's time of the \
+             run's snapshot, $5 highest key read"
         )?,
         _ => {}
     }

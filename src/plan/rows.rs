@@ -1,6 +1,7 @@
 //! The row SQL of each action: the staging object and the load of a table the run creates or
 //! reloads, the missing rows of an incremental refresh, an extension's user rows. The action
-//! (decided in [`super::decide`]) chooses; this module only writes the SQL.
+//! (decided in [`super::decide`]) chooses; this module only writes the SQL, around what the
+//! link reads (see [`super::link`]).
 
 use super::unit::UnitContext;
 use super::{staging_name, Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
@@ -19,21 +20,14 @@ impl UnitContext<'_> {
     }
 
     /// The staging object, then `INSERT ... SELECT` from it. A large table read through a view
-    /// comes in batches instead, from a cursor in the unit's source transaction: dblink would
-    /// otherwise stage the whole result in the target's temp files before the first insert,
-    /// and batches let progress move.
+    /// comes in batches instead, from a cursor in the unit's source transaction, when the link
+    /// would otherwise stage the whole result in the target's temp files before the first
+    /// insert (dblink); batches also let progress move.
     pub(super) fn full_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
-        let ctx = self;
-        let mut steps = ctx.staging_steps(table, info, i);
-        if ctx.options.staging == crate::cli::StagingKind::View {
-            if let Some(batch) = batch_rows(table, ctx.options.batch_bytes) {
-                steps.extend(ctx.batched_load(
-                    table,
-                    i,
-                    batch,
-                    &ctx.remote_select(table),
-                    &table.name,
-                ));
+        let mut steps = self.staging_steps(table, info, i);
+        if self.options.staging == StagingKind::View {
+            if let Some(batched) = self.batched_load(table, i, None, &table.name) {
+                steps.extend(batched);
                 return steps;
             }
         }
@@ -43,9 +37,9 @@ impl UnitContext<'_> {
                 Some(i),
                 format!(
                     "{} SELECT {} FROM {}",
-                    ctx.insert_head(table, &table.name),
+                    self.insert_head(table, &table.name),
                     loaded_columns(table),
-                    ctx.staging_ident(&table.name)
+                    self.staging_ident(&table.name)
                 ),
             )
             .of_kind(StepKind::Rows),
@@ -54,38 +48,30 @@ impl UnitContext<'_> {
     }
 
     /// A new table loads like a full copy. An existing one gets the rows the source has and it
-    /// lacks: when the key grows, the predicate goes into the remote query text (dblink's query
-    /// is opaque, a local WHERE would filter after the whole transfer), built on the target from
-    /// the high-water mark in the registry; `ON CONFLICT DO NOTHING` leaves local rows as they
-    /// are. The statement returns rows read, rows inserted and the new high-water mark.
+    /// lacks: when the key grows, the condition above the last copy's high-water mark (which
+    /// the registry holds) is evaluated on the source, so that only new rows travel; `ON
+    /// CONFLICT DO NOTHING` leaves local rows as they are. The statement returns rows read,
+    /// rows inserted and the new high-water mark.
     pub(super) fn missing_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
-        let ctx = self;
-        let select = literal(&ctx.remote_select(table));
-        let (remote, high) = match &info.pushdown {
-            Some(Pushdown::Above(c)) => {
-                let registry = ctx.registry;
-                let predicate = literal(&format!(" WHERE {} {} ", c.column, c.operator));
-                (
-                    format!(
-                        "{select} || coalesce({predicate} || pg_catalog.quote_literal({}), '')",
-                        crate::target::registry::high_water_sql(registry, &table.name),
-                    ),
-                    format!("(SELECT max({})::text FROM src)", c.column),
-                )
-            }
-            _ => (select, "NULL::text".to_string()),
+        let (condition, high) = match &info.pushdown {
+            Some(Pushdown::Above(c)) => (
+                self.target
+                    .high_water
+                    .get(&table.name)
+                    .map(|hw| format!("{} {} {}", c.column, c.operator, literal(hw))),
+                format!("(SELECT max({})::text FROM src)", c.column),
+            ),
+            _ => (None, "NULL::text".to_string()),
         };
         vec![Step::new(
             Phase::Data,
             Some(i),
             format!(
-                "WITH src AS MATERIALIZED (SELECT * FROM {dblink}.dblink({conn}, {remote}) AS t({defs})), \
+                "WITH src AS MATERIALIZED (SELECT * FROM {from}), \
                  ins AS ({head} SELECT {columns} FROM src ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins), {high}",
-                dblink = ctx.dblink_schema,
-                conn = literal(ctx.server),
-                defs = ctx.column_definitions(table),
-                head = ctx.insert_head(table, &table.name),
+                from = self.link.read(table, condition.as_deref()),
+                head = self.insert_head(table, &table.name),
                 columns = loaded_columns(table),
             ),
         )
@@ -99,42 +85,26 @@ impl UnitContext<'_> {
         }
     }
 
-    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`. A table
-    /// with no column to load (none at all, or only generated ones) still has rows to count:
-    /// the source selects a constant per row, since a dblink column list cannot be empty.
-    pub(super) fn remote_select(&self, table: &Table) -> String {
-        let only = if table.is_partitioned() { "" } else { "ONLY " };
-        let columns = loaded_columns(table);
-        let columns = if columns.is_empty() { "1" } else { &columns };
-        format!("SELECT {columns} FROM {only}{}", table.name)
-    }
-
-    /// `AS t(<column> <exact source type>, ...)`: dblink parses each value with the declared
-    /// type's input function, so the type must be the source's own. A table with no column to
-    /// load reads the constant of [`UnitContext::remote_select`].
-    pub(super) fn column_definitions(&self, table: &Table) -> String {
-        let definitions: Vec<String> = table
-            .columns
-            .iter()
-            .filter(|c| c.is_loaded())
-            .map(|c| format!("{} {}", c.name, c.type_sql))
-            .collect();
-        if definitions.is_empty() {
-            return "snapcopy_row integer".to_string();
-        }
-        definitions.join(", ")
-    }
-
     /// Brings the staging object up to date. An existing materialized view of an unchanged
-    /// table is refreshed (CONCURRENTLY when it has a unique index); anything else is dropped
-    /// and created. Either way a materialized view reads the source here, once, through the
-    /// unit's dblink connection.
+    /// table, made through the same link, is refreshed (CONCURRENTLY when it has a unique
+    /// index); anything else is dropped and created. Either way a materialized view reads the
+    /// source here, once, in the unit's source transaction. A staging object the setup may
+    /// have dropped (one made through postgres_fdw goes with its foreign table) is dropped
+    /// only if it still exists.
     pub(super) fn staging_steps(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let name = self.staging_ident(&table.name);
         let existing = self.target.staging_objects.get(name.name.raw());
+        let link = self.link.kind().as_str();
+        let kept = self.link.keeps_staging_objects()
+            && self
+                .target
+                .links
+                .get(&table.name)
+                .is_none_or(|recorded| recorded == link);
         let mut steps = Vec::new();
         if let Some(obj) = existing {
-            if obj.kind == StagingKind::Matview
+            if kept
+                && obj.kind == StagingKind::Matview
                 && self.options.staging == StagingKind::Matview
                 && info.action == Action::Reload
             {
@@ -150,12 +120,13 @@ impl UnitContext<'_> {
                 ));
                 return steps;
             }
+            let if_exists = if kept { "" } else { "IF EXISTS " };
             steps.push(Step::new(
                 Phase::Staging,
                 Some(i),
                 match obj.kind {
-                    StagingKind::View => format!("DROP VIEW {name}"),
-                    StagingKind::Matview => format!("DROP MATERIALIZED VIEW {name}"),
+                    StagingKind::View => format!("DROP VIEW {if_exists}{name}"),
+                    StagingKind::Matview => format!("DROP MATERIALIZED VIEW {if_exists}{name}"),
                 },
             ));
         }
@@ -167,11 +138,8 @@ impl UnitContext<'_> {
             Phase::Staging,
             Some(i),
             format!(
-                "CREATE {kind} {name} AS SELECT * FROM {}.dblink({}, {}) AS t({})",
-                self.dblink_schema,
-                literal(self.server),
-                literal(&self.remote_select(table)),
-                self.column_definitions(table)
+                "CREATE {kind} {name} AS SELECT * FROM {}",
+                self.link.read(table, None)
             ),
         ));
         if self.options.staging == StagingKind::Matview {
@@ -197,61 +165,53 @@ impl UnitContext<'_> {
         steps
     }
 
-    /// Declares a cursor for `select` (the table's rows, or a range of them) in the source
-    /// transaction, inserts from it into `into` `batch` rows at a time (the executor repeats
-    /// the batch until a short one), and closes it.
+    /// For a table worth loading in batches, when the link reads through a cursor: declares
+    /// one for the table's rows (those where `condition` holds) in the source transaction,
+    /// inserts from it into `into` a batch at a time (the executor repeats the batch until a
+    /// short one), and closes it.
     pub(super) fn batched_load(
         &self,
         table: &Table,
         i: TableIx,
-        batch: i64,
-        select: &str,
+        condition: Option<&str>,
         into: &QualifiedName,
-    ) -> Vec<Step> {
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        let declare = format!("DECLARE snapcopy_rows NO SCROLL CURSOR FOR {select}");
+    ) -> Option<Vec<Step>> {
+        let batch = batch_rows(table, self.options.batch_bytes)?;
+        let cursor = self.link.cursor(table, condition, batch)?;
         let fetch = Step::new(
             Phase::Data,
             Some(i),
             format!(
-                "{} SELECT {} FROM {dblink}.dblink({conn}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
+                "{} SELECT {} FROM {}",
                 self.insert_head(table, into),
                 loaded_columns(table),
-                self.column_definitions(table)
+                cursor.fetch
             ),
         )
-        .of_kind(StepKind::Batch {
-            size: batch as u64,
-        });
-        vec![
-            Step::new(
-                Phase::Staging,
-                Some(i),
-                format!("SELECT {dblink}.dblink_exec({conn}, {})", literal(&declare)),
-            ),
+        .of_kind(StepKind::Batch { size: batch as u64 });
+        Some(vec![
+            Step::new(Phase::Staging, Some(i), cursor.declare),
             fetch,
-            Step::new(
-                Phase::Staging,
-                Some(i),
-                format!("SELECT {dblink}.dblink_exec({conn}, 'CLOSE snapcopy_rows')"),
-            ),
-        ]
+            Step::new(Phase::Staging, Some(i), cursor.close),
+        ])
     }
 
-    /// Adds the rows the extension marks as user data (its condition, in the remote query) to
-    /// the table the extension made on the target, leaving the rows it has: those with a key
-    /// the target has already are skipped (or, without a unique key, rows equal to one there).
+    /// Adds the rows the extension marks as user data (its condition, evaluated on the source)
+    /// to the table the extension made on the target, leaving the rows it has: those with a
+    /// key the target has already are skipped (or, without a unique key, rows equal to one
+    /// there).
     pub(super) fn user_rows_step(&self, table: &Table, i: TableIx) -> Step {
-        let condition = table.user_rows.as_deref().unwrap_or_default();
-        let remote = format!("{} {condition}", self.remote_select(table));
+        let condition = table.user_rows.as_deref().unwrap_or_default().trim();
+        // pg_extension_config_dump keeps the condition with its WHERE.
+        let condition = match condition.get(..6) {
+            Some(w) if w.eq_ignore_ascii_case("WHERE ") => condition[6..].trim(),
+            _ => condition,
+        };
         let rows = format!(
-            "SELECT {} FROM {}.dblink({}, {}) AS t({})",
+            "SELECT {} FROM {}",
             loaded_columns(table),
-            self.dblink_schema,
-            literal(self.server),
-            literal(remote.trim_end()),
-            self.column_definitions(table)
+            self.link
+                .read(table, (!condition.is_empty()).then_some(condition))
         );
         let unique = table
             .constraints

@@ -70,7 +70,6 @@ impl UnitContext<'_> {
         bounds: &[(&QualifiedName, &Ident)],
         keep_local: bool,
     ) -> String {
-        let remote = format!("SELECT last_value, is_called FROM {}", seq.name);
         let inc = seq.increment;
         let (pick, agg) = if inc >= 0 {
             ("greatest", "max")
@@ -106,14 +105,12 @@ impl UnitContext<'_> {
             "SELECT CASE WHEN n.want = x.src \
              THEN pg_catalog.setval({seq_name}::regclass, s.last_value, s.is_called) \
              ELSE pg_catalog.setval({seq_name}::regclass, n.want - {inc}, true) END \
-             FROM {dblink}.dblink({conn}, {remote}) AS s(last_value bigint, is_called boolean) \
+             FROM {remote} \
              CROSS JOIN LATERAL (SELECT CASE WHEN s.is_called THEN s.last_value + {inc} \
              ELSE s.last_value END AS src) AS x \
              CROSS JOIN LATERAL (SELECT {pick}(x.src{candidates}) AS want) AS n",
             seq_name = literal(&seq.name.to_string()),
-            dblink = self.dblink_schema,
-            conn = literal(self.server),
-            remote = literal(&remote),
+            remote = self.link.read_sequence(&seq.name),
         )
     }
 

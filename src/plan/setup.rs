@@ -1,12 +1,13 @@
-//! The setup's statements: snapcopy's own objects (the staging schema, dblink, the registry,
-//! the foreign server and user mapping, the link check), then what the tables need that the
-//! target lacks, each after what it needs.
+//! The setup's statements: snapcopy's own objects (the staging schema, the registry), the
+//! link's (its extension, the foreign server and user mapping), then what the tables need that
+//! the target lacks, each after what it needs, and last what the link needs to read them.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{Phase, PlanOptions, Purpose, Step, StepKind, LOAD_MARKER};
-use crate::source::{Catalog, Requirement, TypeKind};
+use super::link::Link;
+use super::{Phase, PlanOptions, Purpose, Step, LOAD_MARKER};
+use crate::source::{Catalog, Requirement, Table, TypeKind};
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::target::{registry, ExtensionState, TargetState};
 
@@ -17,11 +18,12 @@ pub(super) fn setup_steps(
     catalog: &Catalog,
     target: &TargetState,
     options: &PlanOptions,
-    server: &str,
+    link: &dyn Link,
     skip: &BTreeSet<Requirement>,
+    reached: &[&Table],
 ) -> Vec<Step> {
-    let mut steps = own_objects(target, options);
-    steps.extend(link_steps(options, server));
+    let mut steps = own_objects(options);
+    steps.extend(link.setup_steps());
     let needs = Needs {
         catalog,
         target,
@@ -31,13 +33,26 @@ pub(super) fn setup_steps(
     steps.extend(needs.collations());
     steps.extend(needs.types_and_functions());
     steps.extend(needs.shared_sequences());
-    steps.push(link_check(target, options, server));
+    let mut sequences: Vec<&QualifiedName> = reached
+        .iter()
+        .flat_map(|t| t.sequences.iter().map(|s| &s.name))
+        .chain(
+            catalog
+                .sequences
+                .iter()
+                .map(|s| &s.sequence.name)
+                .filter(|name| !skip.contains(&Requirement::Sequence((*name).clone()))),
+        )
+        .collect();
+    sequences.sort();
+    sequences.dedup();
+    steps.extend(link.reach_steps(reached, &sequences));
     steps
 }
 
-/// The staging schema, marked as snapcopy's, dblink in it, the registry, and the sweep of load
-/// tables an interrupted run left.
-fn own_objects(target: &TargetState, options: &PlanOptions) -> Vec<Step> {
+/// The staging schema, marked as snapcopy's, the registry, and the sweep of load tables an
+/// interrupted run left.
+fn own_objects(options: &PlanOptions) -> Vec<Step> {
     let staging = &options.staging_schema;
     // Marked as snapcopy's, so that teardown never drops a schema snapcopy did not make.
     let mut steps = vec![
@@ -55,16 +70,6 @@ fn own_objects(target: &TargetState, options: &PlanOptions) -> Vec<Step> {
             ),
         ),
     ];
-    if target.dblink_schema.is_none() {
-        steps.push(
-            Step::new(
-                Phase::Setup,
-                None,
-                format!("CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA {staging}"),
-            )
-            .with_purpose(Purpose::Extension("dblink".into())),
-        );
-    }
     steps.extend(
         registry::setup_sql(staging)
             .into_iter()
@@ -90,103 +95,6 @@ fn own_objects(target: &TargetState, options: &PlanOptions) -> Vec<Step> {
             .with_note("load tables left by an interrupted split load".into()),
     );
     steps
-}
-
-/// The foreign server for the source, and the user mapping that holds its credentials.
-fn link_steps(options: &PlanOptions, server: &str) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let server_ident = Ident::new(server);
-    steps.push(Step::new(
-        Phase::Setup,
-        None,
-        format!("DROP SERVER IF EXISTS {server_ident} CASCADE"),
-    ));
-    let mut server_options = options.link.server_options();
-    // Read-only, and floats printed exactly: dblink matches DateStyle and IntervalStyle to the
-    // source's when parsing, but a source set to extra_float_digits = 0 would round floats.
-    let read_only = "-c default_transaction_read_only=on -c extra_float_digits=3";
-    match server_options.iter_mut().find(|(k, _)| k == "options") {
-        Some((_, v)) => *v = format!("{v} {read_only}"),
-        None => server_options.push(("options".into(), read_only.into())),
-    }
-    if !server_options.iter().any(|(k, _)| k == "application_name") {
-        server_options.push(("application_name".into(), "snapcopy".into()));
-    }
-    steps.push(Step::new(
-        Phase::Setup,
-        None,
-        format!(
-            "CREATE SERVER {server_ident} FOREIGN DATA WRAPPER dblink_fdw OPTIONS ({})",
-            options_list(&server_options, false)
-        ),
-    ));
-    let mapping = options.link.user_mapping_options();
-    if mapping.is_empty() {
-        steps.push(Step::new(
-            Phase::Setup,
-            None,
-            format!("CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident}"),
-        ));
-    } else {
-        // The options (the password among them) reach the server as a bound parameter in a
-        // transaction-local setting, and a DO block builds the statement from it: neither
-        // pg_stat_activity.query nor a log of DDL statements ever holds the password. Should
-        // the statement fail (an event trigger, a duplicate), its error is raised again without
-        // the statement, which the server would otherwise log in the error's context.
-        let secret = StepKind::Secret {
-            shown: format!(
-                "CREATE USER MAPPING FOR CURRENT_USER SERVER {server_ident} OPTIONS ({})",
-                options_list(&mapping, true)
-            ),
-            settings: vec![
-                ("snapcopy.server".into(), server.to_string()),
-                (
-                    "snapcopy.user_mapping".into(),
-                    options_list(&mapping, false),
-                ),
-            ],
-        };
-        steps.push(
-            Step::new(
-                Phase::Setup,
-                None,
-                "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format(\
-                 'CREATE USER MAPPING FOR CURRENT_USER SERVER %I OPTIONS (%s)', \
-                 pg_catalog.current_setting('snapcopy.server'), \
-                 pg_catalog.current_setting('snapcopy.user_mapping')); \
-                 EXCEPTION WHEN OTHERS THEN \
-                 RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM; END $snapcopy$"
-                    .to_string(),
-            )
-            .of_kind(secret)
-            .with_note(
-                "run as a DO block, its options bound as a parameter: the password stays out of \
-                 pg_stat_activity and statement logs"
-                    .into(),
-            ),
-        );
-    }
-
-    steps
-}
-
-/// Tries the link before any table: if the target server cannot reach the source, or dblink
-/// refuses the credentials, the setup rolls back and nothing has changed.
-fn link_check(target: &TargetState, options: &PlanOptions, server: &str) -> Step {
-    let dblink = target
-        .dblink_schema
-        .as_ref()
-        .unwrap_or(&options.staging_schema);
-    Step::new(
-        Phase::Setup,
-        None,
-        format!(
-            "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
-             SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
-            server = literal(server)
-        ),
-    )
-    .with_purpose(Purpose::LinkCheck)
 }
 
 /// What the tables need that the target may lack, from the catalog, and what not to make
@@ -456,22 +364,6 @@ fn creation_order(catalog: &Catalog) -> Vec<Requirement> {
         visit(&r, catalog, &mut visiting, &mut out);
     }
     out
-}
-
-/// `key 'value', ...` for OPTIONS clauses, secrets replaced when `redact`.
-fn options_list(options: &[(String, String)], redact: bool) -> String {
-    options
-        .iter()
-        .map(|(k, v)| {
-            let value = if redact && (k == "password" || k == "sslpassword") {
-                literal("********")
-            } else {
-                literal(v)
-            };
-            format!("{} {value}", Ident::new(k.as_str()))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn create_type_sql(ty: &crate::source::UserType) -> String {

@@ -2,12 +2,12 @@
 //! loads under in the staging schema, each range's statements, and the index builds done on the
 //! load table before its unit moves it into place.
 
-use super::rows::{batch_rows, loaded_columns};
+use super::rows::loaded_columns;
 use super::unit::UnitContext;
 use super::{fnv1a, Bounds, Phase, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
 use crate::source::{Constraint, ConstraintKind, Extent, Table};
-use crate::sql::{literal, Ident, QualifiedName};
+use crate::sql::{Ident, QualifiedName};
 
 impl UnitContext<'_> {
     /// The ranges a table created in this run is split into, as conditions for the source's
@@ -27,6 +27,10 @@ impl UnitContext<'_> {
             // An inheritance child is made INHERITS its parents, a parent before them.
             && table.inherits.is_empty()
             && !self.tables.iter().any(|t| t.inherits.contains(&table.name))
+            // Each range reads in a snapshot of its own when the link cannot share the run's:
+            // then only a table no foreign key of the run ties to others, whose rows no other
+            // table's must match.
+            && (self.link.one_snapshot() || !self.tied_by_foreign_keys(table))
             // Owned sequences move with the table into its schema; one that other tables'
             // defaults call must keep its name throughout.
             && table
@@ -70,6 +74,19 @@ impl UnitContext<'_> {
         Some((ranges, by))
     }
 
+    /// Whether a foreign key ties `table` to another table of the run, either way.
+    fn tied_by_foreign_keys(&self, table: &Table) -> bool {
+        let references = |from: &Table, to: &QualifiedName| {
+            from.constraints.iter().any(|c| {
+                matches!(&c.kind, ConstraintKind::ForeignKey { references } if references == to)
+            })
+        };
+        self.tables.iter().any(|other| {
+            other.name != table.name
+                && (references(table, &other.name) || references(other, &table.name))
+        })
+    }
+
     /// Where a split table is made and loaded: the staging schema, under a name that no
     /// staging object has (theirs hold a dot), its sequences likewise.
     pub(super) fn load_names(&self, table: &Table) -> LoadNames {
@@ -99,25 +116,23 @@ impl UnitContext<'_> {
         load_table: &QualifiedName,
         bounds: &Bounds,
     ) -> Vec<Step> {
-        let select = format!("{} WHERE {}", self.remote_select(table), bounds.predicate());
+        let predicate = bounds.predicate();
         let per_range = table.total_bytes / self.options.split_ranges as i64;
         let mut steps = self.connect_steps();
-        match batch_rows(table, self.options.batch_bytes) {
-            Some(batch) if per_range >= 2 * self.options.batch_bytes => {
-                steps.extend(self.batched_load(table, i, batch, &select, load_table))
-            }
-            _ => steps.push(
+        let batched = (per_range >= 2 * self.options.batch_bytes)
+            .then(|| self.batched_load(table, i, Some(&predicate), load_table))
+            .flatten();
+        match batched {
+            Some(batched) => steps.extend(batched),
+            None => steps.push(
                 Step::new(
                     Phase::Data,
                     Some(i),
                     format!(
-                        "{} SELECT {} FROM {}.dblink({}, {}) AS t({})",
+                        "{} SELECT {} FROM {}",
                         self.insert_head(table, load_table),
                         loaded_columns(table),
-                        self.dblink_schema,
-                        literal(self.server),
-                        literal(&select),
-                        self.column_definitions(table)
+                        self.link.read(table, Some(&predicate))
                     ),
                 )
                 .of_kind(StepKind::Rows),

@@ -15,6 +15,8 @@ pub struct Plan {
     pub refused: Vec<(QualifiedName, String)>,
     /// Things the user should know (skipped foreign keys, ...).
     pub warnings: Vec<String>,
+    /// How the target server reads the source.
+    pub link: crate::cli::LinkKind,
 }
 
 /// Tables that load together.
@@ -106,6 +108,8 @@ pub struct TableInfo {
     pub estimated_bytes: i64,
     /// For a split table: how many ranges of what (`2 ranges of id`).
     pub split: Option<String>,
+    /// How the target server reads its rows.
+    pub link: crate::cli::LinkKind,
 }
 
 /// What happens to a table.
@@ -320,7 +324,7 @@ pub enum StepKind {
     /// mark.
     InsertMissing,
     /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
-    /// high-water mark read.
+    /// source's time of the run's snapshot, `$5` the high-water mark read.
     Record,
     /// A statement that reaches a secret: `settings` are bound (as parameters, into
     /// transaction-local settings) before it runs, so that the secret is part of no
@@ -367,7 +371,7 @@ pub enum Purpose {
     /// Making something one table needs (a split table's load table): only it is refused.
     ForTable(QualifiedName),
     /// The target server's first dblink connection to the source.
-    LinkCheck,
+    LinkCheck(crate::cli::LinkKind),
 }
 
 impl Step {

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
 use super::graph::load_order;
+use super::link::Link;
 use super::refresh::Refresh;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
@@ -28,8 +29,8 @@ pub(super) struct UnitContext<'a> {
     pub(super) options: &'a PlanOptions,
     pub(super) target: &'a TargetState,
     pub(super) mode: &'a dyn Refresh,
-    pub(super) server: &'a str,
-    pub(super) dblink_schema: &'a Ident,
+    /// How the target server reads the source.
+    pub(super) link: &'a dyn Link,
     pub(super) registry: &'a QualifiedName,
     /// Sequences that defaults call without their table owning them.
     pub(super) shared: &'a [SharedSequence],
@@ -90,7 +91,7 @@ impl UnitContext<'_> {
             tables: infos,
             steps,
             splits,
-            undo_table: self.undo_table(),
+            undo_table: self.link.undo_sql(),
         };
         (unit, prepare)
     }
@@ -340,8 +341,7 @@ impl UnitContext<'_> {
                 mode: self.mode.name(),
                 incremental: info.action == Action::Insert,
                 cursor: cursor.as_ref(),
-                dblink: self.dblink_schema,
-                server: self.server,
+                link: self.link.kind().as_str(),
             };
             steps.push(
                 Step::new(Phase::Record, Some(i), record.record_sql(table))
@@ -349,17 +349,6 @@ impl UnitContext<'_> {
             );
         }
         steps
-    }
-
-    /// Undoes a table's block on both sides (see [`Phase::TableStart`]).
-    fn undo_table(&self) -> String {
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        format!(
-            "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; \
-             SELECT {dblink}.dblink_exec({conn}, 'ROLLBACK TO SAVEPOINT snapcopy_table'); \
-             SELECT {dblink}.dblink_exec({conn}, 'RELEASE SAVEPOINT snapcopy_table')"
-        )
     }
 
     /// The foreign keys between the unit's tables that the target lacks after the rows: those
@@ -446,62 +435,17 @@ impl UnitContext<'_> {
     /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
     /// in the source transaction, where a failure may have left an error or an open cursor.
     pub(super) fn block_step(&self, phase: Phase, i: TableIx, command: &str) -> Step {
-        Step::new(
-            phase,
-            Some(i),
-            format!(
-                "{command} snapcopy_table; SELECT {}.dblink_exec({}, '{command} snapcopy_table')",
-                self.dblink_schema,
-                literal(self.server)
-            ),
-        )
+        Step::new(phase, Some(i), self.link.block_sql(command))
     }
 
-    /// Opens the dblink connection and its read-only source transaction in the run's snapshot.
+    /// Opens the unit's source transaction, in the run's snapshot when the link can.
     pub(super) fn connect_steps(&self) -> Vec<Step> {
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        vec![
-            Step::new(
-                Phase::Connect,
-                None,
-                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, \
-                     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')"
-                ),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
-                     pg_catalog.quote_literal($1::text))"
-                ),
-            ),
-        ]
+        self.link.connect_steps()
     }
 
-    /// Ends the source transaction and closes the dblink connection.
+    /// Ends the source transaction.
     pub(super) fn disconnect_steps(&self) -> Vec<Step> {
-        let dblink = self.dblink_schema;
-        let conn = literal(self.server);
-        vec![
-            Step::new(
-                Phase::Disconnect,
-                None,
-                format!("SELECT {dblink}.dblink_exec({conn}, 'COMMIT')"),
-            ),
-            Step::new(
-                Phase::Disconnect,
-                None,
-                format!("SELECT {dblink}.dblink_disconnect({conn})"),
-            ),
-        ]
+        self.link.disconnect_steps()
     }
 
     /// The table and its partitions that have user triggers on the target that fire, each

@@ -115,6 +115,9 @@ pub struct Table {
     /// [`Table::parents`] when each is in the run or on the target already, none otherwise
     /// (the table is then one of its own, with all its columns).
     pub inherits: Vec<QualifiedName>,
+    /// Whether other tables inherit from it on the source (a link that cannot read a table
+    /// without its children, postgres_fdw, cannot copy it).
+    pub has_children: bool,
 }
 
 /// A user trigger: an ordinary or constraint trigger, not one PostgreSQL makes itself.
@@ -473,6 +476,8 @@ pub struct Candidate {
     pub user_rows: Option<String>,
     /// Inheritance parents (not a partition's parent), in `INHERITS` order.
     pub parents: Vec<QualifiedName>,
+    /// Whether other tables inherit from it (inheritance, not partitioning).
+    pub has_children: bool,
     pub(super) comment: Option<String>,
     pub(super) estimated_rows: i64,
     pub(super) partkey: Option<String>,

@@ -56,6 +56,7 @@ impl<'a> Parts<'a> {
                 triggers: Vec::new(),
                 inherits: Vec::new(),
                 parents: c.parents.clone(),
+                has_children: c.has_children,
             })
             .collect();
         let position = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();

@@ -39,6 +39,7 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
                 .zip(r.get::<_, Vec<String>>("parent_names"))
                 .map(|(schema, name)| QualifiedName::new(schema, name))
                 .collect(),
+            has_children: r.get("has_children"),
             comment: r.get("comment"),
             estimated_rows: r.get("estimated_rows"),
             partkey: r.get("partkey"),

@@ -6,12 +6,20 @@
 use anyhow::Context;
 use tokio_postgres::Client;
 
-/// Opens the run's snapshot on the source session and returns its id. The session must stay
+/// The run's snapshot on the source.
+pub struct Snapshot {
+    /// Its id, for `SET TRANSACTION SNAPSHOT`.
+    pub id: String,
+    /// The source's time when it was taken, as text with its UTC offset.
+    pub at: String,
+}
+
+/// Opens the run's snapshot on the source session and returns it. The session must stay
 /// open, in its transaction, while the loads run: it must not be ended for idling in it.
 /// Expressions the catalog prints (defaults, bounds, checks) must parse on any target: as
 /// pg_dump does, constants print in ISO dates, postgres-style intervals and exact floats, and
 /// every name is qualified (`search_path = ''`).
-pub async fn open_snapshot(source: &Client) -> anyhow::Result<String> {
+pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -20,9 +28,15 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<String> {
         )
         .await
         .context("could not prepare the source session")?;
-    Ok(source
-        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+    let row = source
+        .query_one(
+            "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.now()::text",
+            &[],
+        )
         .await
-        .context("could not export a snapshot on the source")?
-        .get(0))
+        .context("could not export a snapshot on the source")?;
+    Ok(Snapshot {
+        id: row.get(0),
+        at: row.get(1),
+    })
 }

@@ -49,6 +49,7 @@ pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
              PRIMARY KEY (table_schema, table_name)\n)"
         ),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS table_oid oid"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS link text"),
     ]
 }
 
@@ -62,6 +63,11 @@ pub struct Managed {
     /// A table of that name exists on the target, but not the one snapcopy made (it was
     /// dropped and made again since): snapcopy treats it as a table it did not create.
     pub replaced: bool,
+    /// The link its staging object reads through (`dblink` for a registry older than the
+    /// column).
+    pub link: String,
+    /// The highest value of its growing column that the last copy read, as text.
+    pub high_water: Option<String>,
 }
 
 /// The tables snapcopy manages on the target, with the source shape recorded at their last
@@ -71,11 +77,12 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
     if !exists(client, staging_schema).await? {
         return Ok(Vec::new());
     }
-    // The oid through to_jsonb: a registry made before it was recorded lacks the column until
-    // the next setup adds it.
+    // The oid and the link through to_jsonb: a registry made before they were recorded lacks
+    // the columns until the next setup adds them.
     let sql = format!(
         "SELECT r.table_schema, r.table_name, r.source_shape::text, \
-         coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false) \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false), \
+         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water \
          FROM {} r \
          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
@@ -94,6 +101,8 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
                 .get::<_, Option<String>>(2)
                 .and_then(|json| serde_json::from_str(&json).ok()),
             replaced: r.get(3),
+            link: r.get(4),
+            high_water: r.get(5),
         })
         .collect())
 }
@@ -110,8 +119,9 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
          staging_kind, mode, \
          pg_catalog.to_char(refreshed_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
          pg_catalog.to_char(source_snapshot_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-         rows_loaded, rows_total, pushed_down \
-         FROM {} ORDER BY table_schema, table_name",
+         rows_loaded, rows_total, pushed_down, \
+         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink') \
+         FROM {} r ORDER BY table_schema, table_name",
         table(staging_schema)
     );
     Ok(client
@@ -130,6 +140,7 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
             rows_loaded: r.get(7),
             rows_total: r.get(8),
             pushed_down: r.get(9),
+            link: r.get(10),
         })
         .collect())
 }
@@ -171,15 +182,14 @@ pub struct Record<'a> {
     pub incremental: bool,
     /// The column whose values only grow, whose maximum is the next refresh's high-water mark.
     pub cursor: Option<&'a Cursor>,
-    /// The schema of dblink's functions.
-    pub dblink: &'a Ident,
-    /// The dblink connection's name (the foreign server's).
-    pub server: &'a str,
+    /// The link its staging object reads through.
+    pub link: &'a str,
 }
 
 impl Record<'_> {
     /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
-    /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the highest cursor value read.
+    /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the source's time of the run's
+    /// snapshot (as text), `$5` the highest cursor value read (incremental only).
     pub fn record_sql(&self, table: &Table) -> String {
         let registry = &self.registry;
         let (cursor, incremental) = (self.cursor, self.incremental);
@@ -193,7 +203,7 @@ impl Record<'_> {
                     literal(table.name.schema.raw()),
                     literal(table.name.name.raw())
                 ),
-                "$4::text".to_string(),
+                "$5::text".to_string(),
             ),
             (Some(c), false) => (
                 "$1::bigint".to_string(),
@@ -217,13 +227,12 @@ impl Record<'_> {
         format!(
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
-             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid) \
+             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid, link) \
              VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
-             (SELECT s.t FROM {dblink}.dblink({conn}, 'SELECT pg_catalog.now()') AS s(t timestamptz)), \
-             $1::bigint, $2::bigint, {rows_total}, $3::boolean, {high_water}, {shape}::jsonb, \
-             {oid}::regclass::oid) \
+             $4::text::timestamptz, $1::bigint, $2::bigint, {rows_total}, $3::boolean, \
+             {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}) \
              ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
-             mode = EXCLUDED.mode, refreshed_at = now(), \
+             mode = EXCLUDED.mode, link = EXCLUDED.link, refreshed_at = now(), \
              source_snapshot_at = EXCLUDED.source_snapshot_at, \
              rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
              rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
@@ -235,8 +244,7 @@ impl Record<'_> {
             staging = literal(&staging_name(&table.name)),
             kind = literal(self.staging_kind),
             mode = literal(self.mode),
-            dblink = self.dblink,
-            conn = literal(self.server),
+            link = literal(self.link),
             shape = literal(&shape),
             oid = literal(&table.name.to_string()),
         )

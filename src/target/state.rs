@@ -45,6 +45,10 @@ pub struct TargetState {
     /// The inheritance children each chosen table has on the target (dropping a parent with
     /// CASCADE would drop them).
     pub children: BTreeMap<QualifiedName, Vec<QualifiedName>>,
+    /// The link each managed table's staging object was made through.
+    pub links: BTreeMap<QualifiedName, String>,
+    /// The high-water mark each managed table's last copy read, as text.
+    pub high_water: BTreeMap<QualifiedName, String>,
     /// Tables the registry lists whose name the target now gives to another table (dropped and
     /// made again): not snapcopy's any more.
     pub replaced: BTreeSet<QualifiedName>,
@@ -92,9 +96,13 @@ pub async fn read(
     for m in managed {
         if m.replaced {
             state.replaced.insert(m.name);
-        } else {
-            state.managed.insert(m.name, m.shape);
+            continue;
         }
+        if let Some(hw) = m.high_water {
+            state.high_water.insert(m.name.clone(), hw);
+        }
+        state.links.insert(m.name.clone(), m.link);
+        state.managed.insert(m.name, m.shape);
     }
     state.staging_objects = staging_objects(client, staging_schema, catalog).await?;
 

@@ -91,6 +91,7 @@ fn table(name: &str) -> Table {
         triggers: Vec::new(),
         parents: Vec::new(),
         inherits: Vec::new(),
+        has_children: false,
     }
 }
 
@@ -262,6 +263,7 @@ fn options(staging: StagingKind) -> PlanOptions {
     PlanOptions {
         mode: Mode::Full,
         staging,
+        link_kind: LinkKind::Dblink,
         staging_schema: Ident::new("snapcopy"),
         link: ConnInfo::parse("host=/tmp port=5432 dbname=prod user=reader password=s3cret")
             .unwrap(),
@@ -284,6 +286,9 @@ fn copied(catalog: &Catalog) -> TargetState {
     };
     for t in &catalog.tables {
         state.managed.insert(t.name.clone(), Some(t.shape()));
+        state.links.insert(t.name.clone(), "dblink".into());
+        // The last copy read keys up to 1000.
+        state.high_water.insert(t.name.clone(), "1000".into());
         state.existing_tables.insert(t.name.clone());
         state.staging_objects.insert(
             staging_name(&t.name),

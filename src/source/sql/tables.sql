@@ -1,6 +1,6 @@
 -- Every table a pattern may name: ordinary and partitioned tables outside the system schemas,
 -- with what partitioning needs (the partition key, a partition's bound and parent), its
--- inheritance parents, and for a
+-- inheritance parents and whether it has inheritance children, and for a
 -- table that belongs to an extension (pg_depend deptype 'e'), the extension, its schema, and
 -- the condition that picks the rows the extension marks as user data
 -- (pg_extension_config_dump: '' for all of them; NULL when it marks none).
@@ -25,6 +25,8 @@ SELECT c.oid,
                JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
               WHERE i.inhrelid = c.oid AND NOT c.relispartition
               ORDER BY i.inhseqno) AS parent_names,
+       c.relkind = 'r' AND EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                                    WHERE i.inhparent = c.oid) AS has_children,
        e.extname AS extension,
        en.nspname AS extension_schema,
        (SELECT u.condition

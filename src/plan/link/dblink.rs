@@ -1,0 +1,210 @@
+//! dblink: each session opens a dblink connection to the source, begins a read-only
+//! transaction there and imports the run's snapshot, so every table of a run is read as of one
+//! moment. Queries travel as text; results come back whole (a large read goes in batches from
+//! a cursor).
+
+use super::{extension_step, server_options, server_steps, Cursor, Link};
+use crate::cli::LinkKind;
+use crate::plan::{Phase, PlanOptions, Purpose, Step};
+use crate::source::Table;
+use crate::sql::{literal, Ident, QualifiedName};
+
+/// The dblink link.
+pub(in crate::plan) struct Dblink<'a> {
+    options: &'a PlanOptions,
+    /// The foreign server's name, which is also the connection's.
+    server: String,
+    /// The schema of dblink's functions: the target's, or the staging schema where the setup
+    /// creates the extension.
+    schema: Ident,
+    /// Whether the setup creates the extension.
+    create_extension: bool,
+}
+
+impl<'a> Dblink<'a> {
+    pub(in crate::plan) fn new(
+        options: &'a PlanOptions,
+        server: &str,
+        installed: Option<&Ident>,
+    ) -> Dblink<'a> {
+        Dblink {
+            options,
+            server: server.to_string(),
+            schema: installed
+                .cloned()
+                .unwrap_or_else(|| options.staging_schema.clone()),
+            create_extension: installed.is_none(),
+        }
+    }
+
+    fn conn(&self) -> String {
+        literal(&self.server)
+    }
+
+    /// `SELECT dblink_exec(<conn>, <command>)`.
+    fn exec(&self, command: &str) -> String {
+        format!(
+            "SELECT {}.dblink_exec({}, {})",
+            self.schema,
+            self.conn(),
+            literal(command)
+        )
+    }
+
+    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`. A table
+    /// with no column to load (none at all, or only generated ones) still has rows to count:
+    /// the source selects a constant per row, since a dblink column list cannot be empty.
+    fn remote_select(table: &Table, condition: Option<&str>) -> String {
+        let only = if table.is_partitioned() { "" } else { "ONLY " };
+        let columns = crate::plan::rows::loaded_columns(table);
+        let columns = if columns.is_empty() { "1" } else { &columns };
+        let select = format!("SELECT {columns} FROM {only}{}", table.name);
+        match condition {
+            Some(c) => format!("{select} WHERE {c}"),
+            None => select,
+        }
+    }
+
+    /// `AS t(<column> <exact source type>, ...)`: dblink parses each value with the declared
+    /// type's input function, so the type must be the source's own. A table with no column to
+    /// load reads the constant of [`Dblink::remote_select`].
+    fn column_definitions(table: &Table) -> String {
+        let definitions: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| c.is_loaded())
+            .map(|c| format!("{} {}", c.name, c.type_sql))
+            .collect();
+        if definitions.is_empty() {
+            return "snapcopy_row integer".to_string();
+        }
+        definitions.join(", ")
+    }
+}
+
+impl Link for Dblink<'_> {
+    fn kind(&self) -> LinkKind {
+        LinkKind::Dblink
+    }
+
+    fn setup_steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if self.create_extension {
+            steps.push(extension_step("dblink", &self.options.staging_schema));
+        }
+        steps.extend(server_steps(
+            self.options,
+            &self.server,
+            "dblink_fdw",
+            &server_options(self.options, &[]),
+        ));
+        steps
+    }
+
+    fn reach_steps(&self, _tables: &[&Table], _sequences: &[&QualifiedName]) -> Vec<Step> {
+        vec![Step::new(
+            Phase::Setup,
+            None,
+            format!(
+                "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
+                 SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
+                dblink = self.schema,
+                server = self.conn()
+            ),
+        )
+        .with_purpose(Purpose::LinkCheck(LinkKind::Dblink))]
+    }
+
+    fn connect_steps(&self) -> Vec<Step> {
+        let (dblink, conn) = (&self.schema, self.conn());
+        vec![
+            Step::new(
+                Phase::Connect,
+                None,
+                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                self.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            ),
+            Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
+                     pg_catalog.quote_literal($1::text))"
+                ),
+            ),
+        ]
+    }
+
+    fn disconnect_steps(&self) -> Vec<Step> {
+        vec![
+            Step::new(Phase::Disconnect, None, self.exec("COMMIT")),
+            Step::new(
+                Phase::Disconnect,
+                None,
+                format!("SELECT {}.dblink_disconnect({})", self.schema, self.conn()),
+            ),
+        ]
+    }
+
+    fn block_sql(&self, command: &str) -> String {
+        format!(
+            "{command} snapcopy_table; {}",
+            self.exec(&format!("{command} snapcopy_table"))
+        )
+    }
+
+    fn undo_sql(&self) -> String {
+        format!(
+            "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table; {}; {}",
+            self.exec("ROLLBACK TO SAVEPOINT snapcopy_table"),
+            self.exec("RELEASE SAVEPOINT snapcopy_table")
+        )
+    }
+
+    fn read(&self, table: &Table, condition: Option<&str>) -> String {
+        format!(
+            "{}.dblink({}, {}) AS t({})",
+            self.schema,
+            self.conn(),
+            literal(&Self::remote_select(table, condition)),
+            Self::column_definitions(table)
+        )
+    }
+
+    fn read_sequence(&self, sequence: &QualifiedName) -> String {
+        format!(
+            "{}.dblink({}, {}) AS s(last_value bigint, is_called boolean)",
+            self.schema,
+            self.conn(),
+            literal(&format!("SELECT last_value, is_called FROM {sequence}"))
+        )
+    }
+
+    fn cursor(&self, table: &Table, condition: Option<&str>, batch: i64) -> Option<Cursor> {
+        Some(Cursor {
+            declare: self.exec(&format!(
+                "DECLARE snapcopy_rows NO SCROLL CURSOR FOR {}",
+                Self::remote_select(table, condition)
+            )),
+            fetch: format!(
+                "{}.dblink({}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
+                self.schema,
+                self.conn(),
+                Self::column_definitions(table)
+            ),
+            close: self.exec("CLOSE snapcopy_rows"),
+        })
+    }
+
+    fn one_snapshot(&self) -> bool {
+        true
+    }
+
+    fn keeps_staging_objects(&self) -> bool {
+        true
+    }
+}
