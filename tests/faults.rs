@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{checksum, Pair};
+use common::{checksum, Link, Pair};
 
 /// Starts a reload of `big` and `small` in the background and returns once the target is
 /// busy inserting rows.
@@ -18,6 +18,7 @@ fn start_reload(pair: &Pair) -> Child {
         .current_dir(pair.home.path())
         .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
         .env("SNAPCOPY_TARGET", pair.target.conninfo("dev"))
+        .env("SNAPCOPY_LINK", pair.link.as_str())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -36,7 +37,7 @@ fn start_reload(pair: &Pair) -> Child {
     child
 }
 
-/// Sessions snapcopy (or its dblink link) has open on a server, other than idle checks.
+/// Sessions snapcopy (or its link) has open on a server, other than idle checks.
 fn leftovers(server: &common::PgServer, db: &str) -> String {
     server.psql(
         db,
@@ -82,9 +83,8 @@ fn grow_source(pair: &Pair, n: i32) {
     );
 }
 
-#[test]
-fn a_fault_in_the_middle_of_a_load_leaves_every_table_whole() {
-    let pair = Pair::start();
+fn a_fault_in_the_middle_of_a_load_leaves_every_table_whole(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql(
         "app",
         "CREATE TABLE public.small (id int PRIMARY KEY); INSERT INTO public.small SELECT generate_series(1, 10); \
@@ -213,3 +213,5 @@ fn a_signal_ends_a_run_stalled_while_connecting() {
     }
     drop(silent);
 }
+
+per_link!(a_fault_in_the_middle_of_a_load_leaves_every_table_whole,);

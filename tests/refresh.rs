@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{checksum, definition, Pair};
+use common::{checksum, definition, Link, Pair};
 use predicates::prelude::*;
 
 /// A parent/child pair and a keyless table, 1,000 orders.
@@ -22,8 +22,8 @@ const SHOP: &str = "
     ANALYZE;
 ";
 
-fn start() -> Pair {
-    let pair = Pair::start();
+fn start(link: Link) -> Pair {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair
 }
@@ -56,9 +56,8 @@ fn tuples_read(pair: &Pair, table: &str) -> i64 {
     last.parse().unwrap()
 }
 
-#[test]
-fn a_full_refresh_makes_the_target_equal_to_the_source() {
-    let pair = start();
+fn a_full_refresh_makes_the_target_equal_to_the_source(link: Link) {
+    let pair = start(link);
     pair.snapcopy()
         .args(["customers", "orders"])
         .assert()
@@ -88,9 +87,8 @@ fn a_full_refresh_makes_the_target_equal_to_the_source() {
     );
 }
 
-#[test]
-fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_rows() {
-    let pair = start();
+fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_rows(link: Link) {
+    let pair = start(link);
     pair.snapcopy()
         .args(["customers", "orders"])
         .assert()
@@ -174,7 +172,7 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
     let status = pair
         .snapcopy()
         .arg("status")
-        .env("COLUMNS", "100")
+        .env("COLUMNS", "120")
         .assert()
         .success();
     let text = String::from_utf8_lossy(&status.get_output().stdout).to_string();
@@ -183,8 +181,8 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
     assert!(text.contains("1,010"), "{text}");
     assert!(!text.contains("/app public.orders"), "{text}");
     assert!(
-        text.lines().all(|l| l.chars().count() <= 100),
-        "wider than 100 columns:\n{text}"
+        text.lines().all(|l| l.chars().count() <= 120),
+        "wider than 120 columns:\n{text}"
     );
     pair.target.psql("dev", "DROP SCHEMA snapcopy CASCADE");
     pair.snapcopy()
@@ -194,9 +192,8 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
         .stdout("");
 }
 
-#[test]
-fn a_local_row_that_collides_with_a_new_source_row_is_kept_and_reported() {
-    let pair = start();
+fn a_local_row_that_collides_with_a_new_source_row_is_kept_and_reported(link: Link) {
+    let pair = start(link);
     pair.snapcopy().arg("customers").assert().success();
     // The developer inserts locally; the sequence hands out 101. The source later does too.
     pair.target
@@ -221,9 +218,8 @@ fn a_local_row_that_collides_with_a_new_source_row_is_kept_and_reported() {
     );
 }
 
-#[test]
-fn incremental_without_a_key_or_after_drift_says_to_use_full() {
-    let pair = start();
+fn incremental_without_a_key_or_after_drift_says_to_use_full(link: Link) {
+    let pair = start(link);
     pair.snapcopy()
         .args(["customers", "orders", "events"])
         .assert()
@@ -266,9 +262,8 @@ fn incremental_without_a_key_or_after_drift_says_to_use_full() {
     }
 }
 
-#[test]
-fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key() {
-    let pair = start();
+fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key(link: Link) {
+    let pair = start(link);
     pair.source.psql(
         "app",
         "CREATE TABLE public.visits (id uuid PRIMARY KEY, at timestamptz NOT NULL); \
@@ -294,9 +289,8 @@ fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key() {
     same(&pair, "public.visits");
 }
 
-#[test]
-fn a_matview_refresh_reads_the_source_once() {
-    let pair = start();
+fn a_matview_refresh_reads_the_source_once(link: Link) {
+    let pair = start(link);
     pair.snapcopy()
         .args(["--staging", "matview", "customers", "orders"])
         .assert()
@@ -321,9 +315,8 @@ fn a_matview_refresh_reads_the_source_once() {
     );
 }
 
-#[test]
-fn enum_labels_added_on_the_source_reach_the_target_in_order() {
-    let pair = start();
+fn enum_labels_added_on_the_source_reach_the_target_in_order(link: Link) {
+    let pair = start(link);
     pair.source.psql(
         "app",
         "CREATE TYPE public.state AS ENUM ('new', 'paid'); \
@@ -348,3 +341,13 @@ fn enum_labels_added_on_the_source_reach_the_target_in_order() {
     assert_eq!(pair.target.psql("dev", range), "{draft,new,paid,refunded}");
     same(&pair, "public.bills");
 }
+
+per_link!(
+    a_full_refresh_makes_the_target_equal_to_the_source,
+    incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_rows,
+    a_local_row_that_collides_with_a_new_source_row_is_kept_and_reported,
+    incremental_without_a_key_or_after_drift_says_to_use_full,
+    a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key,
+    a_matview_refresh_reads_the_source_once,
+    enum_labels_added_on_the_source_reach_the_target_in_order,
+);

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{checksum, pg_bin, Pair};
+use common::{checksum, pg_bin, Link, Pair};
 use predicates::prelude::*;
 
 const SHOP: &str = "CREATE TABLE public.items (id serial PRIMARY KEY, name text NOT NULL); \
@@ -69,9 +69,8 @@ fn the_source_database_is_never_the_target() {
         .success();
 }
 
-#[test]
-fn a_role_with_only_select_on_the_source_is_enough() {
-    let pair = Pair::start();
+fn a_role_with_only_select_on_the_source_is_enough(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql(
         "app",
         &format!(
@@ -138,9 +137,8 @@ fn a_second_run_on_the_same_target_says_who_holds_it() {
     pair.snapcopy().arg("items").assert().success();
 }
 
-#[test]
-fn teardown_drops_what_snapcopy_set_up_and_only_its_own_tables() {
-    let pair = Pair::start();
+fn teardown_drops_what_snapcopy_set_up_and_only_its_own_tables(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.target.psql(
         "dev",
@@ -160,7 +158,7 @@ fn teardown_drops_what_snapcopy_set_up_and_only_its_own_tables() {
     assert_eq!(
         pair.target.psql(
             "dev",
-            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'snapcopy') || ' ' || \
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'snapcopy%') || ' ' || \
              (SELECT count(*) FROM pg_foreign_server) || ' ' || (SELECT count(*) FROM pg_user_mappings) || ' ' || \
              (SELECT count(*) FROM public.items)"
         ),
@@ -184,9 +182,8 @@ fn teardown_drops_what_snapcopy_set_up_and_only_its_own_tables() {
     );
 }
 
-#[test]
-fn replace_unmanaged_takes_over_a_table_in_the_way() {
-    let pair = Pair::start();
+fn replace_unmanaged_takes_over_a_table_in_the_way(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.target.psql("dev", "CREATE TABLE public.items (id int, other text); INSERT INTO public.items VALUES (1, 'old')");
     pair.snapcopy()
@@ -217,13 +214,13 @@ fn replace_unmanaged_takes_over_a_table_in_the_way() {
         .stdout(predicate::str::contains("reloaded"));
 }
 
-#[test]
-fn the_password_appears_nowhere() {
+fn the_password_appears_nowhere(link: Link) {
     let password = "Pa55-w0rd-never-shown";
     let pair = Pair::start_with(
         &[],
         &["log_statement = 'ddl'", "log_min_error_statement = 'error'"],
-    );
+    )
+    .with_link(link);
     pair.source.psql("app", SHOP);
     let source = format!("{} password={password}", pair.source.conninfo("app"));
     let mut seen = String::new();
@@ -254,6 +251,7 @@ fn the_password_appears_nowhere() {
         "SELECT coalesce(string_agg(definition, ' '), '') FROM pg_matviews",
         "SELECT coalesce(string_agg(query, ' '), '') FROM pg_stat_activity",
         "SELECT coalesce(string_agg(array_to_string(srvoptions, ','), ' '), '') FROM pg_foreign_server",
+        "SELECT coalesce(string_agg(array_to_string(ftoptions, ','), ' '), '') FROM pg_foreign_table",
     ] {
         assert!(!pair.target.psql("dev", sql).contains(password), "{sql}");
     }
@@ -263,7 +261,7 @@ fn the_password_appears_nowhere() {
         !log.contains(password),
         "password in the target's statement log"
     );
-    // It is in the user mapping, where dblink reads it, and nowhere else.
+    // It is in the user mapping, where the link reads it, and nowhere else.
     assert!(pair
         .target
         .psql(
@@ -273,19 +271,23 @@ fn the_password_appears_nowhere() {
         .contains(password));
 }
 
-/// A developer's role that owns its database and may use dblink, but is no superuser.
+/// A developer's role that owns its database and may use the pair's link (a superuser made
+/// its extension), but is no superuser.
 fn non_superuser_target(pair: &Pair) -> String {
     pair.target.psql(
         "dev",
-        "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev; CREATE EXTENSION dblink; \
-         GRANT USAGE ON FOREIGN DATA WRAPPER dblink_fdw TO dev",
+        &format!(
+            "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev; CREATE EXTENSION {}; \
+             GRANT USAGE ON FOREIGN DATA WRAPPER {} TO dev",
+            pair.link.as_str(),
+            pair.link.wrapper()
+        ),
     );
     pair.target.conninfo_as("dev", "dev")
 }
 
-#[test]
-fn a_target_role_that_is_no_superuser_works_when_the_source_asks_for_a_password() {
-    let pair = Pair::start();
+fn a_target_role_that_is_no_superuser_works_when_the_source_asks_for_a_password(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql(
         "app",
         &format!("{SHOP}; CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader"),
@@ -314,18 +316,18 @@ fn a_target_role_that_is_no_superuser_works_when_the_source_asks_for_a_password(
     );
 }
 
-#[test]
-fn against_a_source_that_trusts_dblinks_rule_is_explained_and_nothing_changes() {
-    let pair = Pair::start();
+fn against_a_source_that_trusts_dblinks_rule_is_explained_and_nothing_changes(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     let target = non_superuser_target(&pair);
     pair.snapcopy()
         .args(["--target", &target, "items"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "dblink lets a role that is not a superuser connect only with a password that the source actually asks for",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "{} lets a role that is not a superuser connect only with a password that the source actually asks for",
+            link.as_str()
+        )));
     assert_eq!(
         pair.target.psql(
             "dev",
@@ -348,9 +350,8 @@ fn user_objects(pair: &Pair) -> String {
 
 // Regression: `snapcopy teardown --staging-schema X` dropped any schema X with CASCADE (public,
 // a user schema with tables and views, information_schema) and exited 0.
-#[test]
-fn teardown_and_setup_refuse_a_schema_snapcopy_did_not_make() {
-    let pair = Pair::start();
+fn teardown_and_setup_refuse_a_schema_snapcopy_did_not_make(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.target.psql(
         "dev",
@@ -440,9 +441,8 @@ fn teardown_and_setup_refuse_a_schema_snapcopy_did_not_make() {
 
 // Regression: the registry knew tables by name only, so a table the user dropped and made
 // again, with rows of their own, was reloaded and their rows were gone.
-#[test]
-fn a_table_the_user_made_again_is_not_reloaded_or_dropped() {
-    let pair = Pair::start();
+fn a_table_the_user_made_again_is_not_reloaded_or_dropped(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.snapcopy().args(["items", "notes"]).assert().success();
     pair.target.psql(
@@ -479,9 +479,8 @@ fn a_table_the_user_made_again_is_not_reloaded_or_dropped() {
 
 // Regression: `teardown --drop-tables` dropped the user's views and foreign keys that depended
 // on managed tables, without a word.
-#[test]
-fn teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told() {
-    let pair = Pair::start();
+fn teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.snapcopy().args(["items", "notes"]).assert().success();
     pair.target.psql(
@@ -521,9 +520,8 @@ fn teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told() {
 
 // Regression: the lock message suggested pg_terminate_backend(pid) on the run's session, after
 // which that run's loading sessions went on while a second run could start loading too.
-#[test]
-fn a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another() {
-    let pair = Pair::start();
+fn a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.snapcopy().arg("items").assert().success();
     let before = checksum(&pair.target, "dev", "public.items");
@@ -570,9 +568,8 @@ fn a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another() {
 
 // Regression: when CREATE USER MAPPING failed on the target (an event trigger, here), the
 // server logged the statement, password and all, in the error's context.
-#[test]
-fn a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log() {
-    let pair = Pair::start();
+fn a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     pair.target.psql(
         "dev",
@@ -597,9 +594,8 @@ fn a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log() {
 
 // Regression: the README said a statement sent through the link by hand could not write to the
 // source; it can, when the source role may write. snapcopy now says so, and can refuse.
-#[test]
-fn a_source_role_that_may_write_is_warned_about_or_refused() {
-    let pair = Pair::start();
+fn a_source_role_that_may_write_is_warned_about_or_refused(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql(
         "app",
         &format!(
@@ -683,9 +679,8 @@ fn jobs_are_capped_at_the_connections_the_servers_have_free() {
 }
 
 // Regression: a staging schema name containing `$snapcopy$` broke the setup's DO block.
-#[test]
-fn a_staging_schema_whose_name_holds_the_dollar_tag_works() {
-    let pair = Pair::start();
+fn a_staging_schema_whose_name_holds_the_dollar_tag_works(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", SHOP);
     for _ in 0..2 {
         pair.snapcopy()
@@ -736,3 +731,19 @@ fn teardown_reports_only_what_it_dropped() {
         ))
         .stderr(predicate::str::contains("dropped").not());
 }
+
+per_link!(
+    a_role_with_only_select_on_the_source_is_enough,
+    teardown_drops_what_snapcopy_set_up_and_only_its_own_tables,
+    replace_unmanaged_takes_over_a_table_in_the_way,
+    the_password_appears_nowhere,
+    a_target_role_that_is_no_superuser_works_when_the_source_asks_for_a_password,
+    against_a_source_that_trusts_dblinks_rule_is_explained_and_nothing_changes,
+    teardown_and_setup_refuse_a_schema_snapcopy_did_not_make,
+    a_table_the_user_made_again_is_not_reloaded_or_dropped,
+    teardown_drop_tables_refuses_to_drop_what_depends_on_them_unless_told,
+    a_run_that_loses_its_lock_rolls_back_instead_of_loading_alongside_another,
+    a_user_mapping_that_fails_keeps_the_password_out_of_the_server_log,
+    a_source_role_that_may_write_is_warned_about_or_refused,
+    a_staging_schema_whose_name_holds_the_dollar_tag_works,
+);

@@ -10,5 +10,5 @@ mod pair;
 mod server;
 
 pub use oracles::{assert_copied_exactly, checksum, definition};
-pub use pair::{source_tables, Pair};
+pub use pair::{source_tables, Link, Pair};
 pub use server::{chown_postgres, pg_bin, PgServer};

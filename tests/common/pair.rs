@@ -5,6 +5,55 @@ use std::path::Path;
 
 use super::PgServer;
 
+/// How the target server reads the source: the tests that hold for both run once per link
+/// (see [`per_link!`](crate::per_link)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// dblink, the default.
+    Dblink,
+    /// postgres_fdw.
+    PostgresFdw,
+}
+
+impl Link {
+    /// The `--link` value, which is also the extension's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Dblink => "dblink",
+            Link::PostgresFdw => "postgres_fdw",
+        }
+    }
+
+    /// The foreign-data wrapper its foreign server uses.
+    pub fn wrapper(self) -> &'static str {
+        match self {
+            Link::Dblink => "dblink_fdw",
+            Link::PostgresFdw => "postgres_fdw",
+        }
+    }
+}
+
+/// Defines, for each `fn name(link: Link)` given, a module `name` with one test per link, so
+/// that a test is written once and runs on both (`name::dblink`, `name::postgres_fdw`).
+#[macro_export]
+macro_rules! per_link {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn dblink() {
+                    super::$name(super::common::Link::Dblink)
+                }
+
+                #[test]
+                fn postgres_fdw() {
+                    super::$name(super::common::Link::PostgresFdw)
+                }
+            }
+        )*
+    };
+}
+
 /// A source and a target server with a database `app` on the source and `dev` on the target.
 pub struct Pair {
     /// The production side.
@@ -13,6 +62,8 @@ pub struct Pair {
     pub target: PgServer,
     /// A home directory without a .pgpass, so the machine's own never leaks in.
     pub home: tempfile::TempDir,
+    /// The link the binary is told to use (SNAPCOPY_LINK).
+    pub link: Link,
 }
 
 impl Pair {
@@ -34,7 +85,13 @@ impl Pair {
             source,
             target,
             home: tempfile::tempdir().unwrap(),
+            link: Link::Dblink,
         }
+    }
+
+    /// The same pair, its binary told to read through `link`.
+    pub fn with_link(self, link: Link) -> Pair {
+        Pair { link, ..self }
     }
 
     /// The snapcopy binary with SNAPCOPY_SOURCE and SNAPCOPY_TARGET set (flags override them)
@@ -53,13 +110,15 @@ impl Pair {
             "SNAPCOPY_SOURCE",
             "SNAPCOPY_TARGET",
             "SNAPCOPY_SOURCE_VIA",
+            "SNAPCOPY_LINK",
         ] {
             cmd.env_remove(var);
         }
         cmd.env("HOME", self.home.path())
             .current_dir(self.home.path())
             .env("SNAPCOPY_SOURCE", self.source.conninfo("app"))
-            .env("SNAPCOPY_TARGET", self.target.conninfo("dev"));
+            .env("SNAPCOPY_TARGET", self.target.conninfo("dev"))
+            .env("SNAPCOPY_LINK", self.link.as_str());
         cmd
     }
 
