@@ -4,8 +4,8 @@
 #   1. binary COPY TO STDOUT | COPY FROM STDIN through psql, then keys and indexes (baseline)
 #   2. pg_dump -Fc, then pg_restore -j 2
 #   3. pgcopydb clone (Debian package pgcopydb; installed when we are root)
-#   4. snapcopy full, --jobs 1 and the default
-#   5. snapcopy --mode incremental after 1% new rows on the source
+#   4. snapcopy full, --jobs 1 and the default, through dblink and through postgres_fdw
+#   5. snapcopy --mode incremental after 1% new rows on the source, through each link
 #   6. snapcopy verify of the large table
 # Prints seconds per run, the median, MB/s and each method's ratio to method 1.
 # Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3), ONLY (a
@@ -102,14 +102,18 @@ m3_pgcopydb() {
 m4_snapcopy_1() { "$snapcopy" -q --source "$S" --target "$T" --jobs 1 'public.*' >/dev/null; }
 m4_snapcopy_default() { "$snapcopy" -q --source "$S" --target "$T" 'public.*' >"$PG_WORK/summary"; }
 m4_snapcopy_one_statement() { SNAPCOPY_BATCH_MB=0 m4_snapcopy_default; }
+m4_snapcopy_fdw() { "$snapcopy" -q --source "$S" --target "$T" --link postgres_fdw 'public.*' >/dev/null; }
+
+# Whether ONLY lets a method run (the baseline always does).
+wanted() {
+    [ -z "${ONLY:-}" ] || [[ "$1" == 1* ]] || echo "$1" | grep -Eq "$ONLY"
+}
 
 declare -A times
 run() {
     local name="$1" fn="$2" prepare="${3:-reset_target}"
     local i
-    if [ -n "${ONLY:-}" ] && [[ "$name" != 1* ]] && ! echo "$name" | grep -Eq "$ONLY"; then
-        return
-    fi
+    wanted "$name" || return 0
     for i in $(seq 1 "$RUNS"); do
         $prepare
         local t0 t1
@@ -133,15 +137,24 @@ fi
 run "4 snapcopy full --jobs 1" m4_snapcopy_1
 run "4 snapcopy full (default jobs)" m4_snapcopy_default
 run "4 snapcopy full, no batches" m4_snapcopy_one_statement
+run "4 snapcopy full, postgres_fdw" m4_snapcopy_fdw
 
 # Incremental: a full copy first (not timed), then 1% new rows on the source each run.
-reset_target
-m4_snapcopy_default
-m5_incremental() { "$snapcopy" -q --source "$S" --target "$T" --mode incremental >/dev/null; }
 add_rows() {
     pg_psql source bench -q -c "INSERT INTO events SELECT id + $rows * 10, customer_id, kind_id, note, amount, payload, at, tags FROM events WHERE id > (SELECT max(id) FROM events) - $((rows / 100))" >/dev/null
 }
-run "5 snapcopy incremental (+1% rows)" m5_incremental add_rows
+m5_incremental() { "$snapcopy" -q --source "$S" --target "$T" --mode incremental >/dev/null; }
+if wanted "5 snapcopy incremental (+1% rows)"; then
+    reset_target
+    m4_snapcopy_default
+    run "5 snapcopy incremental (+1% rows)" m5_incremental add_rows
+fi
+m5_incremental_fdw() { "$snapcopy" -q --source "$S" --target "$T" --link postgres_fdw --mode incremental >/dev/null; }
+if wanted "5 snapcopy incremental, postgres_fdw"; then
+    reset_target
+    m4_snapcopy_fdw
+    run "5 snapcopy incremental, postgres_fdw" m5_incremental_fdw add_rows
+fi
 m6_verify() { "$snapcopy" verify --source "$S" --target "$T" public.events >/dev/null; }
 run "6 snapcopy verify (events)" m6_verify true
 
@@ -156,7 +169,8 @@ echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $(nproc) co
 printf "%-36s %10s %8s %7s   %s\n" method median MB/s ratio runs
 for name in "1 binary COPY pipe + keys" "2 pg_dump -Fc + pg_restore -j 2" "3 pgcopydb clone" \
             "4 snapcopy full --jobs 1" "4 snapcopy full (default jobs)" "4 snapcopy full, no batches" \
-            "5 snapcopy incremental (+1% rows)" "6 snapcopy verify (events)"; do
+            "4 snapcopy full, postgres_fdw" "5 snapcopy incremental (+1% rows)" \
+            "5 snapcopy incremental, postgres_fdw" "6 snapcopy verify (events)"; do
     [ -n "${times[$name]:-}" ] || continue
     m=$(echo "${times[$name]}" | median)
     if [ "$m" = failed ]; then

@@ -185,3 +185,64 @@ fn sequences_after_a_reload_move_past_the_source_and_the_rows() {
         .collect();
     insta::assert_snapshot!(pretty(&sequences));
 }
+
+fn through_fdw(staging: StagingKind) -> PlanOptions {
+    PlanOptions {
+        link_kind: LinkKind::PostgresFdw,
+        ..options(staging)
+    }
+}
+
+#[test]
+fn setup_through_postgres_fdw_imports_each_table_and_reads_sequences_through_foreign_tables() {
+    let mut catalog = fixture();
+    // Rows of about 80 kB: fewer of them per fetch.
+    catalog.tables[1].data_bytes = 8 << 20;
+    catalog.tables[1].estimated_rows = 100;
+    let plan = plan(
+        &catalog,
+        &TargetState::default(),
+        &through_fdw(StagingKind::View),
+    );
+    insta::assert_snapshot!(pretty(&plan.setup));
+}
+
+#[test]
+fn rows_and_sequences_through_postgres_fdw() {
+    let plan = plan(
+        &fixture(),
+        &TargetState::default(),
+        &through_fdw(StagingKind::View),
+    );
+    let steps = steps_of(
+        &plan,
+        "public.customers",
+        &[
+            Phase::TableStart,
+            Phase::Staging,
+            Phase::Data,
+            Phase::Sequences,
+            Phase::TableEnd,
+        ],
+    );
+    let unit = unit_of(&plan, "public.customers");
+    let mut text = pretty(&steps);
+    writeln!(text, "-- undo\n{};", unit.undo_table).unwrap();
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn missing_rows_through_postgres_fdw_above_the_last_copys_max() {
+    let mut opts = through_fdw(StagingKind::View);
+    opts.mode = Mode::Incremental;
+    let plan = second_run(&fixture(), &opts);
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
+
+#[test]
+fn a_reload_through_postgres_fdw_remakes_its_matview() {
+    let plan = second_run(&fixture(), &through_fdw(StagingKind::Matview));
+    let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
+    insta::assert_snapshot!(pretty(&rows));
+}
