@@ -1,4 +1,4 @@
-//! snapcopy: clone PostgreSQL tables server to server through dblink.
+//! snapcopy: clone PostgreSQL tables server to server through dblink or postgres_fdw.
 //!
 //! Data flow, one direction: flags and config become [`settings::Settings`]; the source catalog
 //! becomes a [`source::Catalog`] and the target's state a [`target::TargetState`]; with the

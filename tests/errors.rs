@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Pair, PgServer};
+use common::{Link, Pair, PgServer};
 use predicates::prelude::*;
 
 fn snapcopy_offline() -> assert_cmd::Command {
@@ -171,9 +171,8 @@ fn a_target_role_without_privileges_gets_told_what_it_needs() {
     target_untouched(&pair.target);
 }
 
-#[test]
-fn the_link_to_the_source_is_read_only() {
-    let pair = Pair::start();
+fn the_link_to_the_source_is_read_only(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql(
         "app",
         "CREATE TABLE public.t (id int); INSERT INTO public.t VALUES (1)",
@@ -187,12 +186,27 @@ fn the_link_to_the_source_is_read_only() {
         options.contains("options=-c default_transaction_read_only=on"),
         "{options}"
     );
-    // Even a statement sent through the link by hand cannot write to the source.
+    // Even a statement sent through the link by hand cannot write to the source: through
+    // dblink, any statement; through postgres_fdw, an insert into the foreign table.
+    let write = match link {
+        Link::Dblink => {
+            "SELECT snapcopy.dblink_exec('snapcopy_source', 'CREATE TABLE public.written (id int)')"
+        }
+        Link::PostgresFdw => "INSERT INTO \"snapcopy.public\".t VALUES (2)",
+    };
     let out = std::process::Command::new(common::pg_bin().join("psql"))
         .args(["-X", "-h"])
         .arg(pair.target.socket_dir())
-        .args(["-p", &pair.target.port.to_string(), "-U", "postgres", "-d", "dev", "-c"])
-        .arg("SELECT snapcopy.dblink_exec('snapcopy_source', 'CREATE TABLE public.written (id int)')")
+        .args([
+            "-p",
+            &pair.target.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "dev",
+            "-c",
+        ])
+        .arg(write)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -202,9 +216,11 @@ fn the_link_to_the_source_is_read_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        pair.source
-            .psql("app", "SELECT to_regclass('public.written') IS NULL"),
-        "t"
+        pair.source.psql(
+            "app",
+            "SELECT (to_regclass('public.written') IS NULL) || ' ' || (SELECT count(*) FROM public.t)"
+        ),
+        "true 1"
     );
 }
 
@@ -380,27 +396,33 @@ fn a_permission_error_during_the_load_names_the_privilege() {
     );
 }
 
-#[test]
-fn dblink_that_the_target_role_may_not_install_is_named() {
-    let pair = Pair::start();
+fn the_link_that_the_target_role_may_not_install_is_named(link: Link) {
+    let pair = Pair::start().with_link(link);
     pair.source.psql("app", "CREATE TABLE public.t (id int)");
-    // The developer owns the database, but dblink is not a trusted extension.
+    // The developer owns the database, but neither dblink nor postgres_fdw is a trusted
+    // extension.
     pair.target.psql(
         "dev",
         "CREATE ROLE dev LOGIN; ALTER DATABASE dev OWNER TO dev",
     );
+    let name = link.as_str();
     pair.snapcopy()
         .args(["--target", &pair.target.conninfo_as("dev", "dev"), "t"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "the target role may not create the extension dblink",
-        ))
-        .stderr(predicate::str::contains(
-            "ask a superuser to run CREATE EXTENSION dblink",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "the target role may not create the extension {name}"
+        )))
+        .stderr(predicate::str::contains(format!(
+            "ask a superuser to run CREATE EXTENSION {name}"
+        )));
     target_untouched(&pair.target);
 }
+
+per_link!(
+    the_link_to_the_source_is_read_only,
+    the_link_that_the_target_role_may_not_install_is_named,
+);
 
 // Regression: malformed connection strings echoed the password (`invalid percent-encoded token
 // in "<password>"`, `invalid port number "<part of password>"` for an unencoded / or ?).

@@ -2,7 +2,7 @@
 //! environment variables and the password file the way libpq does it.
 //!
 //! snapcopy needs one resolved description of each server for two consumers: its own
-//! tokio-postgres sessions, and the `dblink_fdw` foreign server through which the *target server*
+//! tokio-postgres sessions, and the foreign server through which the *target server*
 //! reaches the source. No crate parses libpq's formats and applies its defaults, so this module
 //! does, following `fe-connect.c`. Passwords are kept apart so that nothing can print them.
 
@@ -173,7 +173,7 @@ impl ConnInfo {
         )
     }
 
-    /// The options of the `dblink_fdw` foreign server: everything but the role's credentials.
+    /// The options of the link's foreign server: everything but the role's credentials.
     pub fn server_options(&self) -> Vec<(String, String)> {
         self.params
             .iter()

@@ -74,8 +74,8 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              same run, or drop its foreign key on the target"
         ),
         Phase::Connect => link_failure(LinkKind::Dblink, code, &message),
-        // What reads rows reads the source through dblink from objects snapcopy made itself:
-        // a privilege it lacks is the source role's (dblink passes the source's SQLSTATE on).
+        // What reads rows reads the source through the link from objects snapcopy made itself:
+        // a privilege it lacks is the source role's (both links pass the source's SQLSTATE on).
         Phase::Staging | Phase::Data if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             format!(
                 "{message} on the source: the source role {source_role} may not read it; grant \
@@ -87,7 +87,7 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              snapcopy as a role that has it",
             first_line(step.text())
         ),
-        // dblink passes the source's SQLSTATE on: the table the catalog listed is gone.
+        // The link passes the source's SQLSTATE on: the table the catalog listed is gone.
         Phase::Staging | Phase::Data if code == Some(&SqlState::UNDEFINED_TABLE) => {
             format!(
                 "{message}: the table was dropped or renamed on the source during the run; run \
@@ -131,7 +131,7 @@ pub fn first_line(sql: &str) -> String {
     }
 }
 
-/// What to say when the target server cannot open its dblink connection to the source.
+/// What to say when the target server cannot open its link's connection to the source.
 pub fn link_failure(link: LinkKind, code: Option<&SqlState>, message: &str) -> String {
     let link = link.as_str();
     // dblink's and postgres_fdw's own refusal of a connection without a password, for a role

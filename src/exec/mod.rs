@@ -2,10 +2,11 @@
 //! transaction ([`setup`]); each unit in a session and transaction of its own ([`unit`]), the
 //! ranges of a split table before it in sessions of their own ([`split`]), `--jobs` at a time.
 //!
-//! A unit's rows flow from the source to the target server through dblink; this process only
-//! sends SQL and reads command tags. The dblink connection is named after the foreign server,
-//! and dblink looks a name up among open connections before treating it as a server, so the
-//! staging objects (`dblink('<server>', ...)`) read through the unit's connection and its
+//! A unit's rows flow from the source to the target server through the link (dblink or
+//! postgres_fdw); this process only sends SQL and reads command tags. dblink's connection is
+//! named after the foreign server, and dblink looks a name up among open connections before
+//! treating it as a server, so the staging objects (`dblink('<server>', ...)`) read through the
+//! unit's connection and its
 //! read-only source transaction. A failure rolls the unit back: its tables keep their previous
 //! contents, and the other units go on.
 

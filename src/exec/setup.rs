@@ -15,7 +15,7 @@ use crate::source::Requirement;
 /// need ([`Purpose::Prerequisite`], [`Purpose::ForTable`]) runs in a savepoint: when it fails,
 /// it is undone, the setup goes on, and it comes back with why, so that only the tables that
 /// need it are refused. Any other failure changes nothing and comes back as an error that says
-/// what to do: dblink or an extension missing, or a privilege lacking.
+/// what to do: the link's extension or another one missing, or a privilege lacking.
 pub async fn run_setup(
     client: &mut Client,
     steps: &[Step],

@@ -4,9 +4,9 @@
 //! it does no I/O, so it is snapshot-tested and printed as the dry run (`snapcopy plan`).
 //! Execution ([`crate::exec`]) runs what the plan says and decides nothing.
 //!
-//! A plan has a setup (one transaction: dblink, the staging schema, the foreign server, the
+//! A plan has a setup (one transaction: the link, the staging schema, the foreign server, the
 //! types) and units. A unit is a group of tables joined by foreign keys; it runs in one target
-//! transaction, reading the source through one dblink connection in one source transaction, so
+//! transaction, reading the source through one link connection in one source transaction, so
 //! its tables change together or not at all. What happens to the rows of a table that already
 //! exists is the refresh mode's business ([`refresh`]).
 //!
@@ -14,7 +14,8 @@
 //! `graph` groups tables by foreign keys and orders them; `unit` orders a unit's statements,
 //! which `ddl` (definitions), `rows` (staging objects and row SQL, a `match` on the action),
 //! `split` (ranges of a large new table) and `sequences` write; `setup` writes what runs once
-//! before the units; `step` is what a plan is made of; `render` prints it as the dry run.
+//! before the units; `link` says how the target server reads the source (dblink,
+//! postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
 
 mod ddl;
 mod decide;

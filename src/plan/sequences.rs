@@ -58,7 +58,7 @@ impl UnitContext<'_> {
         steps
     }
 
-    /// Sets a sequence from the source's state, read through the unit's dblink connection (so
+    /// Sets a sequence from the source's state, read through the unit's link (so
     /// in the same source transaction as the rows), but never behind the extreme value of the
     /// columns in `bounds` (tables and columns that draw from it), so that the next local
     /// insert cannot collide; with `keep_local`, never behind the target sequence's own

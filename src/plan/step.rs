@@ -254,7 +254,8 @@ impl<T> std::ops::IndexMut<TableIx> for Vec<T> {
 pub enum Phase {
     /// Schemas, extensions, the foreign server, types (setup only).
     Setup,
-    /// Open the dblink connection and its read-only source transaction, in the run's snapshot
+    /// Open the link's connection and its read-only source transaction (dblink: in the run's
+    /// snapshot
     /// (`$1`, exported by the tool's own source session, which holds it open for the run).
     Connect,
     /// Empty, or drop, the tables being reloaded or rebuilt.
@@ -282,7 +283,7 @@ pub enum Phase {
     Sequences,
     /// The registry row.
     Record,
-    /// End the source transaction and close the dblink connection.
+    /// End the source transaction and close the link's connection.
     Disconnect,
 }
 
@@ -364,13 +365,13 @@ pub enum Purpose {
     /// Nothing special.
     #[default]
     Other,
-    /// `CREATE EXTENSION` of an extension snapcopy itself needs (dblink).
+    /// `CREATE EXTENSION` of an extension snapcopy itself needs (the link's).
     Extension(String),
     /// Making something tables need: only those tables are refused when it fails.
     Prerequisite(Requirement),
     /// Making something one table needs (a split table's load table): only it is refused.
     ForTable(QualifiedName),
-    /// The target server's first dblink connection to the source.
+    /// The target server's first connection to the source through the link.
     LinkCheck(crate::cli::LinkKind),
 }
 

@@ -1,4 +1,5 @@
-//! What the target has, read before planning: dblink, the staging objects, which chosen tables
+//! What the target has, read before planning: dblink, the staging objects and which link made
+//! them, which chosen tables
 //! exist (with their constraints, triggers and inheritance children), and which of the types,
 //! extensions, collations and functions the tables need are there. Only reads (`snapcopy plan`
 //! calls it too); each query lives in `sql/`, one a file.
