@@ -13,6 +13,7 @@ pub mod conninfo;
 pub mod exec;
 pub mod guard;
 pub mod human;
+pub mod mask;
 pub mod pattern;
 pub mod plan;
 pub mod progress;

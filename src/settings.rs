@@ -77,6 +77,7 @@ impl Settings {
             mode: self.mode,
             staging: self.staging,
             link_kind: self.link_kind,
+            masks: crate::mask::Masks::default(),
             staging_schema: self.staging_schema.clone(),
             link: self.link.clone(),
             source_label: self.source.label(),

@@ -57,6 +57,8 @@ pub struct PlanOptions {
     pub staging: StagingKind,
     /// How the target server reads the source.
     pub link_kind: LinkKind,
+    /// What columns become before they leave the source.
+    pub masks: crate::mask::Masks,
     /// Schema for snapcopy's objects.
     pub staging_schema: Ident,
     /// How the target server reaches the source (foreign server and user mapping).

@@ -3,6 +3,7 @@
 //! (decided in [`super::decide`]) chooses; this module only writes the SQL, around what the
 //! link reads (see [`super::link`]).
 
+use super::link::Read;
 use super::unit::UnitContext;
 use super::{staging_name, Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
@@ -70,12 +71,43 @@ impl UnitContext<'_> {
                 "WITH src AS MATERIALIZED (SELECT * FROM {from}), \
                  ins AS ({head} SELECT {columns} FROM src ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins), {high}",
-                from = self.link.read(table, condition.as_deref()),
+                from = self.link.read(&self.read_of(table, condition)),
                 head = self.insert_head(table, &table.name),
                 columns = loaded_columns(table),
             ),
         )
         .of_kind(StepKind::InsertMissing)]
+    }
+
+    /// What a statement reads of `table`: its loaded columns, each masked as the run's rules
+    /// say (the source computes the mask), of the rows where `condition` holds.
+    pub(super) fn read_of<'t>(&self, table: &'t Table, condition: Option<String>) -> Read<'t> {
+        let mut masked = false;
+        let columns = table
+            .columns
+            .iter()
+            .filter(|c| c.is_loaded())
+            .map(|c| {
+                let expression = self
+                    .options
+                    .masks
+                    .rule(&table.name, &c.name)
+                    .and_then(|rule| crate::mask::sql::expression(table, c, rule));
+                match expression {
+                    Some(e) => {
+                        masked = true;
+                        format!("{e} AS {}", c.name)
+                    }
+                    None => c.name.to_string(),
+                }
+            })
+            .collect();
+        Read {
+            table,
+            columns,
+            masked,
+            condition,
+        }
     }
 
     pub(super) fn staging_ident(&self, table: &QualifiedName) -> QualifiedName {
@@ -139,7 +171,7 @@ impl UnitContext<'_> {
             Some(i),
             format!(
                 "CREATE {kind} {name} AS SELECT * FROM {}",
-                self.link.read(table, None)
+                self.link.read(&self.read_of(table, None))
             ),
         ));
         if self.options.staging == StagingKind::Matview {
@@ -177,7 +209,9 @@ impl UnitContext<'_> {
         into: &QualifiedName,
     ) -> Option<Vec<Step>> {
         let batch = batch_rows(table, self.options.batch_bytes)?;
-        let cursor = self.link.cursor(table, condition, batch)?;
+        let cursor = self
+            .link
+            .cursor(&self.read_of(table, condition.map(str::to_string)), batch)?;
         let fetch = Step::new(
             Phase::Data,
             Some(i),
@@ -210,8 +244,10 @@ impl UnitContext<'_> {
         let rows = format!(
             "SELECT {} FROM {}",
             loaded_columns(table),
-            self.link
-                .read(table, (!condition.is_empty()).then_some(condition))
+            self.link.read(&self.read_of(
+                table,
+                (!condition.is_empty()).then(|| condition.to_string())
+            ))
         );
         let unique = table
             .constraints

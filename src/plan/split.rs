@@ -132,7 +132,8 @@ impl UnitContext<'_> {
                         "{} SELECT {} FROM {}",
                         self.insert_head(table, load_table),
                         loaded_columns(table),
-                        self.link.read(table, Some(&predicate))
+                        self.link
+                            .read(&self.read_of(table, Some(predicate.clone())))
                     ),
                 )
                 .of_kind(StepKind::Rows),

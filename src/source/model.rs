@@ -68,7 +68,7 @@ pub struct Extension {
 }
 
 /// One source table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Table {
     /// The source oid, used only to join catalog rows.
     pub oid: Oid,
@@ -194,7 +194,7 @@ pub enum Extent {
 }
 
 /// One column.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Column {
     /// The column name.
     pub name: Ident,
@@ -330,6 +330,8 @@ pub struct Constraint {
     pub validated: bool,
     /// The constrained columns, in key order (empty for expression-only constraints).
     pub columns: Vec<Ident>,
+    /// For a foreign key: the referenced columns, in the order of [`Constraint::columns`].
+    pub ref_columns: Vec<Ident>,
     /// False for a constraint only inherited from a parent table.
     pub local: bool,
     /// DEFERRABLE (initially deferred or not).

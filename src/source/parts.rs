@@ -158,6 +158,11 @@ impl<'a> Parts<'a> {
                     .into_iter()
                     .map(Ident::new)
                     .collect(),
+                ref_columns: r
+                    .get::<_, Vec<String>>("ref_columns")
+                    .into_iter()
+                    .map(Ident::new)
+                    .collect(),
                 local: r.get("conislocal"),
                 deferrable: r.get("condeferrable"),
                 // Filled in from the indexes, below.

@@ -3,7 +3,7 @@
 //! moment. Queries travel as text; results come back whole (a large read goes in batches from
 //! a cursor).
 
-use super::{extension_step, server_options, server_steps, Cursor, Link};
+use super::{extension_step, server_options, server_steps, Cursor, Link, Read};
 use crate::cli::LinkKind;
 use crate::plan::{Phase, PlanOptions, Purpose, Step};
 use crate::source::Table;
@@ -54,12 +54,16 @@ impl<'a> Dblink<'a> {
     /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`. A table
     /// with no column to load (none at all, or only generated ones) still has rows to count:
     /// the source selects a constant per row, since a dblink column list cannot be empty.
-    fn remote_select(table: &Table, condition: Option<&str>) -> String {
+    fn remote_select(read: &Read) -> String {
+        let table = read.table;
         let only = if table.is_partitioned() { "" } else { "ONLY " };
-        let columns = crate::plan::rows::loaded_columns(table);
-        let columns = if columns.is_empty() { "1" } else { &columns };
+        let columns = if read.columns.is_empty() {
+            "1".to_string()
+        } else {
+            read.columns.join(", ")
+        };
         let select = format!("SELECT {columns} FROM {only}{}", table.name);
-        match condition {
+        match &read.condition {
             Some(c) => format!("{select} WHERE {c}"),
             None => select,
         }
@@ -165,13 +169,13 @@ impl Link for Dblink<'_> {
         )
     }
 
-    fn read(&self, table: &Table, condition: Option<&str>) -> String {
+    fn read(&self, read: &Read) -> String {
         format!(
             "{}.dblink({}, {}) AS t({})",
             self.schema,
             self.conn(),
-            literal(&Self::remote_select(table, condition)),
-            Self::column_definitions(table)
+            literal(&Self::remote_select(read)),
+            Self::column_definitions(read.table)
         )
     }
 
@@ -184,17 +188,17 @@ impl Link for Dblink<'_> {
         )
     }
 
-    fn cursor(&self, table: &Table, condition: Option<&str>, batch: i64) -> Option<Cursor> {
+    fn cursor(&self, read: &Read, batch: i64) -> Option<Cursor> {
         Some(Cursor {
             declare: self.exec(&format!(
                 "DECLARE snapcopy_rows NO SCROLL CURSOR FOR {}",
-                Self::remote_select(table, condition)
+                Self::remote_select(read)
             )),
             fetch: format!(
                 "{}.dblink({}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
                 self.schema,
                 self.conn(),
-                Self::column_definitions(table)
+                Self::column_definitions(read.table)
             ),
             close: self.exec("CLOSE snapcopy_rows"),
         })

@@ -5,7 +5,7 @@
 //! `REPEATABLE READ` transaction there at the session's first read, with no way to import a
 //! snapshot: each session reads as of its own moment, the tables of one unit together.
 
-use super::{extension_step, server_options, server_steps, Cursor, Link};
+use super::{extension_step, server_options, server_steps, Cursor, Link, Read};
 use crate::cli::LinkKind;
 use crate::plan::{fnv1a, Phase, PlanOptions, Purpose, Step};
 use crate::source::Table;
@@ -210,9 +210,13 @@ impl Link for PostgresFdw<'_> {
         "ROLLBACK TO SAVEPOINT snapcopy_table; RELEASE SAVEPOINT snapcopy_table".to_string()
     }
 
-    fn read(&self, table: &Table, condition: Option<&str>) -> String {
-        let proxy = self.proxy(&table.name);
-        match condition {
+    // Masks are refused before planning with this link: postgres_fdw ships conditions to the
+    // source, not the expressions of a select list, so a mask would be computed here, after
+    // the raw values crossed.
+    fn read(&self, read: &Read) -> String {
+        assert!(!read.masked, "masks are refused with postgres_fdw");
+        let proxy = self.proxy(&read.table.name);
+        match &read.condition {
             Some(c) => format!("(SELECT * FROM {proxy} WHERE {c}) AS t"),
             None => format!("{proxy} AS t"),
         }
@@ -222,7 +226,7 @@ impl Link for PostgresFdw<'_> {
         format!("{} AS s", self.proxy(sequence))
     }
 
-    fn cursor(&self, _table: &Table, _condition: Option<&str>, _batch: i64) -> Option<Cursor> {
+    fn cursor(&self, _read: &Read, _batch: i64) -> Option<Cursor> {
         None
     }
 

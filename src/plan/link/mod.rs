@@ -41,9 +41,8 @@ pub(super) trait Link {
     /// Undoes a table's block on both sides.
     fn undo_sql(&self) -> String;
 
-    /// A FROM item, aliased `t`, with the table's columns as the source has them, of the rows
-    /// for which `condition` (SQL over the table's columns) holds, evaluated on the source.
-    fn read(&self, table: &Table, condition: Option<&str>) -> String;
+    /// A FROM item, aliased `t`, with what `read` takes of its table, evaluated on the source.
+    fn read(&self, read: &Read) -> String;
 
     /// A FROM item `s(last_value, is_called)` with a source sequence's state.
     fn read_sequence(&self, sequence: &QualifiedName) -> String;
@@ -51,7 +50,7 @@ pub(super) trait Link {
     /// For a link that holds a whole result on the target before the first row is inserted
     /// (dblink), the statements that read the rows in batches from a cursor instead; `None`
     /// for a link that streams.
-    fn cursor(&self, table: &Table, condition: Option<&str>, batch: i64) -> Option<Cursor>;
+    fn cursor(&self, read: &Read, batch: i64) -> Option<Cursor>;
 
     /// Whether every session of a run reads in the run's snapshot. When not, each session
     /// reads in one of its own, taken at its first read.
@@ -72,6 +71,19 @@ pub(super) fn cannot_read(link: LinkKind, table: &Table) -> Option<String> {
             table.name.human()
         )
     })
+}
+
+/// What a statement reads of a table from the source.
+pub(super) struct Read<'a> {
+    /// The table.
+    pub(super) table: &'a Table,
+    /// Its loaded columns in order, each `"column"` or, masked, `<expression> AS "column"`.
+    pub(super) columns: Vec<String>,
+    /// Whether any column is masked (a link that cannot evaluate expressions on the source
+    /// must not be given one).
+    pub(super) masked: bool,
+    /// The rows: those where this holds (SQL over the table's columns).
+    pub(super) condition: Option<String>,
 }
 
 /// A cursor over a table's rows in the source transaction, read in batches.

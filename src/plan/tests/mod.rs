@@ -35,11 +35,23 @@ fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint 
             .map(|at| format!("btree {}", &definition[at..])),
         _ => None,
     };
-    let columns = match kind {
-        ConstraintKind::PrimaryKey | ConstraintKind::Unique => definition
-            .split_once('(')
+    let list = |text: &str| -> Vec<Ident> {
+        text.split_once('(')
             .and_then(|(_, rest)| rest.split_once(')'))
             .map(|(cols, _)| cols.split(", ").map(Ident::new).collect())
+            .unwrap_or_default()
+    };
+    let columns = match kind {
+        ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::ForeignKey { .. } => {
+            list(definition)
+        }
+        _ => Vec::new(),
+    };
+    // `FOREIGN KEY (a) REFERENCES s.t(b)`: the referenced columns follow REFERENCES.
+    let ref_columns = match kind {
+        ConstraintKind::ForeignKey { .. } => definition
+            .split_once(" REFERENCES ")
+            .map(|(_, rest)| list(rest))
             .unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -49,6 +61,7 @@ fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint 
         definition: definition.into(),
         validated: !definition.ends_with("NOT VALID"),
         columns,
+        ref_columns,
         local: true,
         deferrable: definition.contains(" DEFERRABLE"),
         index_body,
@@ -264,6 +277,7 @@ fn options(staging: StagingKind) -> PlanOptions {
         mode: Mode::Full,
         staging,
         link_kind: LinkKind::Dblink,
+        masks: crate::mask::Masks::default(),
         staging_schema: Ident::new("snapcopy"),
         link: ConnInfo::parse("host=/tmp port=5432 dbname=prod user=reader password=s3cret")
             .unwrap(),

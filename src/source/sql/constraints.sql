@@ -13,6 +13,11 @@ SELECT con.conrelid,
                JOIN pg_catalog.pg_attribute a
                  ON a.attrelid = con.conrelid AND a.attnum = k.attnum
               ORDER BY k.ord) AS columns,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+              ORDER BY k.ord) AS ref_columns,
        rn.nspname AS ref_schema,
        rc.relname AS ref_table
 FROM pg_catalog.pg_constraint con
