@@ -34,6 +34,10 @@ pub enum Command {
     /// Compare target tables with the source: rows, checksums and definitions, computed on
     /// each server. Exits 1 when any table differs.
     Verify(VerifyArgs),
+    /// List the columns of the chosen tables that look sensitive (emails, phones, names,
+    /// addresses, secrets, ...) and have no mask rule; reads only the source. Exits 1 when
+    /// any.
+    Audit(CopyArgs),
     /// Write a commented snapcopy.toml to start from.
     Init(InitArgs),
     /// Drop snapcopy's staging schema, foreign server and user mapping; keep the copied tables
@@ -130,6 +134,12 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub staging: Option<StagingKind>,
 
+    /// Mask a column before it leaves the source: 'TABLE.COLUMN=RULE' (repeatable), RULE one
+    /// of null, email, name, phone, hash, digits, value:<literal>, sql:<expression>, keep. The
+    /// key comes from SNAPCOPY_MASK_KEY or mask.key_file. Config: [table."s.t".mask].
+    #[arg(long = "mask", value_name = "TABLE.COLUMN=RULE")]
+    pub masks: Vec<String>,
+
     /// How the target server reads the source: dblink (every table in the run's one snapshot)
     /// or postgres_fdw (foreign tables; each group of tables in a snapshot of its own), for
     /// targets that offer only that [default: dblink]. Config: link.
@@ -194,6 +204,11 @@ pub struct VerifyArgs {
     /// Print only the tables that differ (the exit status says whether any does).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// The copy's mask rules ('TABLE.COLUMN=RULE', repeatable): masked tables are compared as
+    /// the copy masked them. Config: [table."s.t".mask].
+    #[arg(long = "mask", value_name = "TABLE.COLUMN=RULE")]
+    pub masks: Vec<String>,
 }
 
 impl VerifyArgs {
@@ -204,6 +219,7 @@ impl VerifyArgs {
             to: self.to.clone(),
             json: self.json,
             no_triggers: self.no_triggers,
+            masks: self.masks.clone(),
             quiet: true,
             ..CopyArgs::default()
         }

@@ -2,7 +2,7 @@
 //! errors that name the key, so a typo never silently changes what runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -39,6 +39,23 @@ pub struct Config {
     /// Per-table settings, keyed by `schema.table` (a bare name means `public`).
     #[serde(default)]
     pub table: BTreeMap<String, TableSection>,
+    /// Where the mask key comes from.
+    #[serde(default)]
+    pub mask: MaskSection,
+    /// Run `snapcopy audit` before a copy and refuse to copy while sensitive-looking columns
+    /// have no mask rule.
+    pub strict_masks: Option<bool>,
+    /// The directory of the file, which relative paths in it start from.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `[mask]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSection {
+    /// A file holding the mask key (SNAPCOPY_MASK_KEY wins): readable by its owner only.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[table."schema.name"]`.
@@ -48,6 +65,9 @@ pub struct TableSection {
     /// A column whose values only grow (a timestamp, a bigint sequence): incremental mode
     /// reads only rows at or above the last copy's maximum of it.
     pub key: Option<String>,
+    /// Mask rules by column name (`email = "email"`).
+    #[serde(default)]
+    pub mask: BTreeMap<String, String>,
 }
 
 /// `[source]`.
@@ -104,7 +124,9 @@ impl Config {
             &mut text,
         )
         .map_err(|e| fail(format!("could not read it: {e}")))?;
-        Config::parse(&text).map_err(|e| fail(e.trim_end().to_string()))
+        let mut config = Config::parse(&text).map_err(|e| fail(e.trim_end().to_string()))?;
+        config.dir = path.parent().map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Parses config text; the error is toml's, which names the line and the unknown key, and

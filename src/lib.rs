@@ -25,7 +25,7 @@ pub mod target;
 pub mod tls;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{copy, init, status, teardown, verify};
+use crate::commands::{audit, copy, init, status, teardown, verify};
 
 /// How a run ended, for the exit code: 0 all done, 1 some table failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Plan(args)) => copy::copy(&args, true).await,
         Some(Command::Status(args)) => status::status(&args).await,
         Some(Command::Verify(args)) => verify::verify_tables(&args).await,
+        Some(Command::Audit(args)) => audit::audit(&args).await,
         Some(Command::Teardown(args)) => teardown::teardown(&args).await,
         None => copy::copy(&cli.copy, false).await,
     }

@@ -58,6 +58,12 @@ pub struct Settings {
     pub triggers: bool,
     /// Refuse to run when the source role may write to a chosen table.
     pub require_read_only: bool,
+    /// Mask rules as given (resolved against the catalog when planning).
+    pub masks: Vec<crate::mask::MaskSpec>,
+    /// The mask key, when one is set.
+    pub mask_key: Option<crate::mask::MaskKey>,
+    /// Audit before copying and refuse while sensitive-looking columns have no rule.
+    pub strict_masks: bool,
     /// Batch size in bytes for large tables (`SNAPCOPY_BATCH_MB`; 0: one statement a table).
     pub batch_bytes: i64,
     /// Tables at least this large are split into `jobs` ranges loaded at once
@@ -131,6 +137,14 @@ impl Settings {
                 cursors.insert(name, Ident::new(key.as_str()));
             }
         }
+        let (masks, mask_key) = masks(args, &config, env)?;
+        let link_kind = args.link.or(config.link).unwrap_or(LinkKind::Dblink);
+        if link_kind == LinkKind::PostgresFdw && masks.iter().any(|m| m.rule.masks()) {
+            bail!(
+                "masks are computed on the source, which postgres_fdw cannot do (it ships \
+                 conditions to the source, not expressions): use --link dblink"
+            );
+        }
         let mode = args.mode.or(config.mode).unwrap_or(Mode::Full);
         if args.rebuild && mode != Mode::Full {
             bail!(
@@ -151,7 +165,10 @@ impl Settings {
             exclude,
             mode,
             staging: args.staging.or(config.staging).unwrap_or(StagingKind::View),
-            link_kind: args.link.or(config.link).unwrap_or(LinkKind::Dblink),
+            link_kind,
+            masks,
+            mask_key,
+            strict_masks: config.strict_masks.unwrap_or(false),
             staging_schema: target.staging_schema,
             jobs,
             cursors,
@@ -171,6 +188,46 @@ impl Settings {
             },
         })
     }
+}
+
+/// The mask rules (`--mask` first, then the config's table sections) and the key. Rules that
+/// mask without a key are an error: nothing may run that would mask differently next time.
+fn masks(
+    args: &CopyArgs,
+    config: &Config,
+    env: &Env,
+) -> anyhow::Result<(Vec<crate::mask::MaskSpec>, Option<crate::mask::MaskKey>)> {
+    use crate::mask::{MaskKey, MaskSpec};
+    let mut specs = Vec::new();
+    for text in &args.masks {
+        specs.push(MaskSpec::parse(text).map_err(anyhow::Error::msg)?);
+    }
+    for (table, section) in &config.table {
+        for (column, rule) in &section.mask {
+            let text = format!("[table.\"{table}\".mask] {column} = {rule:?}");
+            // Column names in the config are names, not SQL: kept as written.
+            let quoted = format!("\"{}\"", column.replace('"', "\"\""));
+            specs.push(MaskSpec::new(table, &quoted, rule, &text).map_err(anyhow::Error::msg)?);
+        }
+    }
+    let key_file = config.mask.key_file.as_ref().map(|f| match &config.dir {
+        Some(dir) if f.is_relative() => dir.join(f),
+        _ => f.clone(),
+    });
+    let key = MaskKey::load(
+        env.vars.get("SNAPCOPY_MASK_KEY").map(String::as_str),
+        key_file.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if key.is_none() && specs.iter().any(|s| s.rule.masks()) {
+        bail!(
+            "masks are configured, but no key: set SNAPCOPY_MASK_KEY, or mask.key_file in \
+             snapcopy.toml, to a secret of at least {} characters (the same key masks the same \
+             way on every run)",
+            crate::mask::MIN_KEY_LEN
+        );
+    }
+    Ok((specs, key))
 }
 
 /// The `side` ("source" or "target") database's conninfo, from its flag or variable or else

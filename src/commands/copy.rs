@@ -43,7 +43,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     set_up(&mut target, &mut planned, &settings, quiet).await?;
-    let plan = planned.plan;
+    let plan = &planned.plan;
     let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
     let progress = progress::Progress::new(settings.verbosity, table_count);
     let run = exec::Run {
@@ -52,6 +52,11 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         verbosity: settings.verbosity,
         source_role: settings.link.get("user").unwrap_or_default(),
         lock: lock.as_ref(),
+        // Only a run that masks needs the key on its sessions.
+        mask_key: settings
+            .mask_key
+            .as_ref()
+            .filter(|_| planned.options.masks.any()),
     };
     let outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();
@@ -122,7 +127,7 @@ async fn plan_copy(
         chosen
     };
     select::note_lone_children(settings, &chosen, &managed);
-    let options = settings.plan_options();
+    let mut options = settings.plan_options();
     // A rebuilt inheritance parent takes its children with it: the managed ones come along and
     // are made anew with it, which takes another look at the source.
     loop {
@@ -134,6 +139,23 @@ async fn plan_copy(
             crate::target::state::read(target, &settings.staging_schema, managed.clone(), &catalog)
                 .await?;
         state.along = along.clone();
+        options.masks =
+            crate::mask::resolve(&catalog, &settings.masks).map_err(anyhow::Error::msg)?;
+        if settings.strict_masks {
+            let found = super::audit::findings(source, &catalog, &options.masks).await?;
+            if !found.is_empty() {
+                let names: Vec<String> = found
+                    .iter()
+                    .map(|f| format!("{}.{} ({})", f.table, f.column, f.looks_like))
+                    .collect();
+                anyhow::bail!(
+                    "strict_masks is set and these columns look sensitive without a mask rule: \
+                     {}; give each a rule, or keep for one that is not sensitive (snapcopy audit \
+                     lists them); nothing was copied",
+                    names.join(", ")
+                );
+            }
+        }
         let mut plan = plan::plan(&catalog, &state, &options);
         let more = select::children_to_rebuild(&plan, &state, &chosen, &candidates, &mut along);
         if more.is_empty() {

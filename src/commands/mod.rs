@@ -3,6 +3,7 @@
 //!
 //! [`Outcome`]: crate::Outcome
 
+pub mod audit;
 pub mod copy;
 pub mod init;
 pub mod select;

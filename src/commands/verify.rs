@@ -46,16 +46,22 @@ impl Verdict {
 }
 
 /// Count and checksum of a table's rows, computed by the server that holds them. A
-/// partitioned table is read with its partitions; any other table `ONLY` itself.
+/// partitioned table is read with its partitions; any other table `ONLY` itself. With
+/// `columns` (a select list), the checksum is of those instead of the whole row.
 async fn fingerprint(
     client: &Client,
     name: &QualifiedName,
     partitioned: bool,
+    columns: Option<&str>,
 ) -> anyhow::Result<(i64, String)> {
     let only = if partitioned { "" } else { "ONLY " };
+    let rows = match columns {
+        Some(list) => format!("(SELECT {list} FROM {only}{name}) AS t"),
+        None => format!("{only}{name} AS t"),
+    };
     let sql = format!(
         "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
-         FROM {only}{name} AS t"
+         FROM {rows}"
     );
     let row = client.query_one(&sql, &[]).await.with_context(|| {
         format!(
@@ -68,11 +74,14 @@ async fn fingerprint(
 
 /// Compares each table of the source catalog with the target's table of the same name
 /// (triggers too, when `triggers`).
+/// A masked table's rows are compared by their loaded columns, masked on the source as the
+/// copy masks them (the source session holds the key); `masks` are the run's rules.
 pub async fn verify(
     source: &Client,
     target: &Client,
     source_catalog: &source::Catalog,
     triggers: bool,
+    masks: &crate::mask::Masks,
 ) -> anyhow::Result<Vec<Verdict>> {
     let target_candidates = source::candidates(target).await?;
     let mut verdicts = Vec::new();
@@ -83,7 +92,7 @@ pub async fn verify(
             .cloned()
             .collect();
         let Some(target_candidate) = found.first().cloned() else {
-            let (rows, _) = fingerprint(source, &table.name, table.is_partitioned()).await?;
+            let (rows, _) = fingerprint(source, &table.name, table.is_partitioned(), None).await?;
             verdicts.push(Verdict {
                 table: table.name.human(),
                 source_rows: rows,
@@ -107,9 +116,20 @@ pub async fn verify(
             table.parents.clear();
         }
         let table = &table;
+        let (masked, plain) = masked_columns(table, masks);
         let (source_fp, target_fp) = tokio::join!(
-            fingerprint(source, &table.name, table.is_partitioned()),
-            fingerprint(target, &table.name, target_candidate.relkind == "p"),
+            fingerprint(
+                source,
+                &table.name,
+                table.is_partitioned(),
+                masked.as_deref()
+            ),
+            fingerprint(
+                target,
+                &table.name,
+                target_candidate.relkind == "p",
+                plain.as_deref()
+            ),
         );
         let (source_rows, source_sum) = source_fp?;
         let (target_rows, target_sum) = target_fp?;
@@ -130,6 +150,30 @@ pub async fn verify(
         });
     }
     Ok(verdicts)
+}
+
+/// For a table with masked columns: its loaded columns as the source must compute them
+/// (masked) and as the target has them; `(None, None)` for a table without masks.
+fn masked_columns(table: &Table, masks: &crate::mask::Masks) -> (Option<String>, Option<String>) {
+    if !masks.columns.contains_key(&table.name) {
+        return (None, None);
+    }
+    let loaded: Vec<&crate::source::Column> =
+        table.columns.iter().filter(|c| c.is_loaded()).collect();
+    let source: Vec<String> = loaded
+        .iter()
+        .map(|c| {
+            match masks
+                .rule(&table.name, &c.name)
+                .and_then(|rule| crate::mask::sql::expression(table, c, rule))
+            {
+                Some(e) => format!("{e} AS {}", c.name),
+                None => c.name.to_string(),
+            }
+        })
+        .collect();
+    let target: Vec<String> = loaded.iter().map(|c| c.name.to_string()).collect();
+    (Some(source.join(", ")), Some(target.join(", ")))
 }
 
 /// Definitions that differ between the source table and the target's, in words.
@@ -194,7 +238,19 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let gone = select::tables_to_use(&mut settings, &managed, &candidates)?;
     let chosen = select::choose(&settings, &candidates)?;
     let catalog = source::introspect(&source, &chosen, settings.triggers).await?;
-    let mut verdicts = verify(&source, &target, &catalog, settings.triggers).await?;
+    let masks = crate::mask::resolve(&catalog, &settings.masks).map_err(anyhow::Error::msg)?;
+    if let (true, Some(key)) = (masks.any(), &settings.mask_key) {
+        // The masks' expressions read the key on the source, as the copy's do; JIT would
+        // compile them for longer than they run.
+        source
+            .execute(
+                "SELECT pg_catalog.set_config($1, $2, false), pg_catalog.set_config('jit', 'off', false)",
+                &[&crate::mask::KEY_SETTING, &key.expose()],
+            )
+            .await
+            .context("could not prepare the source session for masked tables")?;
+    }
+    let mut verdicts = verify(&source, &target, &catalog, settings.triggers, &masks).await?;
     verdicts.extend(gone.into_iter().map(|(name, reason)| Verdict {
         table: name.human(),
         source_rows: 0,

@@ -50,6 +50,8 @@ pub struct Run<'a> {
     pub source_role: &'a str,
     /// The run's lock on the target, checked before each commit (`None`: no check).
     pub lock: Option<&'a crate::guard::RunLock>,
+    /// The mask key, set on every session of a run that masks (bound, never in a statement).
+    pub mask_key: Option<&'a crate::mask::MaskKey>,
 }
 
 /// Runs the units, `jobs` sessions at a time, and returns one outcome per table. `snapshot`

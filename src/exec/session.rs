@@ -133,6 +133,15 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .await
         .map_err(|e| StepError::new(During::Opening, format!("{e:#}")))?;
     register(&client);
+    if let Some(key) = ctx.mask_key {
+        client
+            .execute(
+                "SELECT pg_catalog.set_config($1, $2, false)",
+                &[&crate::mask::KEY_SETTING, &key.expose()],
+            )
+            .await
+            .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
+    }
     if let Some(lock) = ctx.lock {
         let _ = client
             .execute(

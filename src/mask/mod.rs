@@ -26,6 +26,63 @@ pub const KEY_SETTING: &str = "snapcopy.mask_key";
 /// The shortest key accepted: a short key would let someone who sees masked values try keys.
 pub const MIN_KEY_LEN: usize = 16;
 
+/// The mask key: what makes masks deterministic and not reversible by someone who knows the
+/// rules. It reaches the target session and the source transaction as a setting, and is never
+/// printed: its `Debug` shows stars.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MaskKey(String);
+
+impl fmt::Debug for MaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaskKey(********)")
+    }
+}
+
+impl MaskKey {
+    /// The key from `SNAPCOPY_MASK_KEY`, else from `key_file` (its trailing line break
+    /// dropped); the file must be readable by its owner only. A key must have at least
+    /// [`MIN_KEY_LEN`] characters. `None` when neither is set.
+    pub fn load(
+        env_value: Option<&str>,
+        key_file: Option<&std::path::Path>,
+    ) -> Result<Option<MaskKey>, String> {
+        let text = match (env_value, key_file) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(path)) => {
+                let shown = path.display();
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let meta = std::fs::metadata(path)
+                        .map_err(|e| format!("mask.key_file {shown}: could not read it: {e}"))?;
+                    if meta.permissions().mode() & 0o077 != 0 {
+                        return Err(format!(
+                            "mask.key_file {shown} is readable by other users: chmod 600 it"
+                        ));
+                    }
+                }
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("mask.key_file {shown}: could not read it: {e}"))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string()
+            }
+            (None, None) => return Ok(None),
+        };
+        if text.chars().count() < MIN_KEY_LEN {
+            return Err(format!(
+                "the mask key has {} characters; use a secret of at least {MIN_KEY_LEN}",
+                text.chars().count()
+            ));
+        }
+        Ok(Some(MaskKey(text)))
+    }
+
+    /// The key itself, to bind as a parameter; never to print.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What a column's values become.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MaskRule {

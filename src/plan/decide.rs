@@ -59,6 +59,12 @@ pub(super) fn decide(
             if d.reason.is_none() {
                 d.reason = target.along.get(&table.name).cloned();
             }
+            // A masked growing column cannot be compared with the source's: every key is.
+            if let Some(Pushdown::Above(c)) = &d.pushdown {
+                if options.masks.rule(&table.name, &c.column).is_some() {
+                    d.pushdown = Some(Pushdown::AllKeys);
+                }
+            }
             d
         });
         match decision {

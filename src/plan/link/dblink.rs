@@ -19,6 +19,8 @@ pub(in crate::plan) struct Dblink<'a> {
     schema: Ident,
     /// Whether the setup creates the extension.
     create_extension: bool,
+    /// Whether the run masks: its source transactions get the key.
+    masked: bool,
 }
 
 impl<'a> Dblink<'a> {
@@ -34,6 +36,7 @@ impl<'a> Dblink<'a> {
                 .cloned()
                 .unwrap_or_else(|| options.staging_schema.clone()),
             create_extension: installed.is_none(),
+            masked: options.masks.any(),
         }
     }
 
@@ -121,7 +124,7 @@ impl Link for Dblink<'_> {
 
     fn connect_steps(&self) -> Vec<Step> {
         let (dblink, conn) = (&self.schema, self.conn());
-        vec![
+        let mut steps = vec![
             Step::new(
                 Phase::Connect,
                 None,
@@ -140,7 +143,22 @@ impl Link for Dblink<'_> {
                      pg_catalog.quote_literal($1::text))"
                 ),
             ),
-        ]
+        ];
+        // The key, from the target session's setting, for this source transaction only; JIT
+        // off, since the masks' expressions would make the planner compile them for seconds.
+        if self.masked {
+            steps.push(Step::new(
+                Phase::Connect,
+                None,
+                format!(
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET LOCAL jit = off; SET LOCAL {key} = ' \
+                     || pg_catalog.quote_literal(pg_catalog.current_setting({setting})))",
+                    key = crate::mask::KEY_SETTING,
+                    setting = literal(crate::mask::KEY_SETTING),
+                ),
+            ));
+        }
+        steps
     }
 
     fn disconnect_steps(&self) -> Vec<Step> {
