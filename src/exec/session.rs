@@ -129,18 +129,24 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 /// Opens a target session for loading: cancellable, named after the run, with the settings a
 /// bulk load wants.
 pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client, StepError> {
-    let client = connect(ctx.target, Side::Target)
+    let mut client = connect(ctx.target, Side::Target)
         .await
         .map_err(|e| StepError::new(During::Opening, format!("{e:#}")))?;
     register(&client);
     if let Some(key) = ctx.mask_key {
-        client
-            .execute(
-                "SELECT pg_catalog.set_config($1, $2, false)",
-                &[&crate::mask::KEY_SETTING, &key.expose()],
-            )
-            .await
-            .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
+        let failed = |e: tokio_postgres::Error| StepError::new(During::Opening, describe(&e));
+        let tx = client.transaction().await.map_err(failed)?;
+        set_secrets(
+            &tx,
+            &[(
+                crate::mask::KEY_SETTING.to_string(),
+                key.expose().to_string(),
+            )],
+            false,
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
     }
     if let Some(lock) = ctx.lock {
         let _ = client
@@ -173,4 +179,43 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .await
         .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     Ok(client)
+}
+
+/// Sets `settings` (name, value) in the session of `tx`, for the transaction (`local`) or the
+/// session, without any value in a statement's text or a bound parameter, which a server
+/// logging every statement would log: the values travel as `COPY` data, which no log records,
+/// into a temporary table dropped at once.
+pub async fn set_secrets(
+    tx: &tokio_postgres::Transaction<'_>,
+    settings: &[(String, String)],
+    local: bool,
+) -> Result<(), tokio_postgres::Error> {
+    use futures::SinkExt;
+    if settings.is_empty() {
+        return Ok(());
+    }
+    tx.batch_execute(
+        "CREATE TEMPORARY TABLE snapcopy_secret (name text, value text) ON COMMIT DROP",
+    )
+    .await?;
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+            .replace('\t', "\\t")
+    };
+    let data: String = settings
+        .iter()
+        .map(|(n, v)| format!("{}\t{}\n", escape(n), escape(v)))
+        .collect();
+    let sink = tx.copy_in("COPY snapcopy_secret FROM STDIN").await?;
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(data)).await?;
+    sink.as_mut().finish().await?;
+    tx.execute(
+        &format!("SELECT pg_catalog.set_config(name, value, {local}) FROM snapcopy_secret"),
+        &[],
+    )
+    .await?;
+    tx.batch_execute("DROP TABLE snapcopy_secret").await
 }

@@ -27,11 +27,9 @@ pub async fn run_setup(
         if verbose {
             eprintln!("{};", step.text());
         }
-        for (name, value) in step.settings() {
-            tx.execute("SELECT pg_catalog.set_config($1, $2, true)", &[name, value])
-                .await
-                .map_err(|e| setup_error(&e, step))?;
-        }
+        super::session::set_secrets(&tx, step.settings(), true)
+            .await
+            .map_err(|e| setup_error(&e, step))?;
         if !matches!(
             step.purpose,
             Purpose::Prerequisite(_) | Purpose::ForTable(_)

@@ -25,7 +25,8 @@ pub struct Finding {
 }
 
 /// The kinds of sensitive data, each with the words of a name that give it away (all of a
-/// group's words must appear, in any order).
+/// group's words must appear, in any order); the first kind that matches wins, so `ip address`
+/// is an IP address and `email address` an email.
 const KINDS: &[(&str, &[&[&str]])] = &[
     (
         "email",
@@ -64,6 +65,10 @@ const KINDS: &[(&str, &[&[&str]])] = &[
             &["surname"],
             &["forename"],
         ],
+    ),
+    (
+        "IP address",
+        &[&["ip"], &["ipaddr"], &["ipaddress"], &["remote", "addr"]],
     ),
     (
         "address",
@@ -111,10 +116,6 @@ const KINDS: &[(&str, &[&[&str]])] = &[
         ],
     ),
     ("secret", &[&["secret"]]),
-    (
-        "IP address",
-        &[&["ip"], &["ipaddr"], &["ipaddress"], &["remote", "addr"]],
-    ),
     (
         "IBAN",
         &[

@@ -1,0 +1,337 @@
+//! Dev data that is safe: masks computed on the source, so that no raw value of a masked
+//! column reaches the target; keyed and deterministic, so that joined columns stay joined,
+//! unique ones unique, and a re-run masks the same way; `snapcopy audit` for what has no rule.
+
+mod common;
+
+use common::{definition, Link, Pair};
+use predicates::prelude::*;
+
+const KEY: &str = "a-key-for-tests-0123456789";
+
+/// People with personal data, orders that reference them by email (a masked key), and notes
+/// with a jsonb column whose keys say what is inside.
+const PEOPLE: &str = "
+    CREATE TABLE public.users (
+        id serial PRIMARY KEY,
+        email text NOT NULL UNIQUE,
+        full_name text,
+        phone text,
+        ssn varchar(11) UNIQUE,
+        notes text,
+        plan text NOT NULL DEFAULT 'free'
+    );
+    CREATE TABLE public.orders (
+        id serial PRIMARY KEY,
+        user_email text NOT NULL REFERENCES public.users (email),
+        amount integer NOT NULL
+    );
+    CREATE TABLE public.events (id serial PRIMARY KEY, data jsonb);
+    INSERT INTO public.users (email, full_name, phone, ssn, notes)
+    SELECT 'person' || g || '@corp.example', 'Real Person ' || g, '+33 6 ' || lpad(g::text, 8, '0'),
+           substr(lpad(g::text, 9, '0'), 1, 3) || '-' || substr(lpad(g::text, 9, '0'), 4, 2) || '-' ||
+           substr(lpad(g::text, 9, '0'), 6, 4),
+           'private note number ' || g
+    FROM generate_series(1, 500) g;
+    INSERT INTO public.orders (user_email, amount)
+    SELECT 'person' || (1 + g % 500) || '@corp.example', g FROM generate_series(1, 1500) g;
+    INSERT INTO public.events (data) SELECT jsonb_build_object('kind', 'login', 'ip_address', '10.0.0.' || g % 250)
+    FROM generate_series(1, 50) g;
+";
+
+const MASKS: &str = "
+[table.\"public.users\".mask]
+email = \"email\"
+full_name = \"name\"
+phone = \"phone\"
+ssn = \"digits\"
+notes = \"null\"
+";
+
+fn start() -> Pair {
+    let pair = Pair::start_with(&[], &["log_statement = 'all'"]);
+    pair.source.psql("app", PEOPLE);
+    pair
+}
+
+/// Writes the config and a key file readable by its owner only.
+fn configure(pair: &Pair, key: &str) {
+    let key_file = pair.home.path().join("mask.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        format!("[mask]\nkey_file = \"mask.key\"\n{MASKS}"),
+    )
+    .unwrap();
+}
+
+/// Every value of the masked columns on the source, one a line.
+fn raw_values(pair: &Pair) -> Vec<String> {
+    pair.source
+        .psql(
+            "app",
+            "SELECT v FROM public.users, LATERAL (VALUES (email), (full_name), (phone), (ssn), (notes)) x(v)",
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn pg_dump(pair: &Pair) -> String {
+    let out = std::process::Command::new(common::pg_bin().join("pg_dump"))
+        .arg("-h")
+        .arg(pair.target.socket_dir())
+        .args(["-p", &pair.target.port.to_string(), "-U", "postgres", "dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn masked_values_never_reach_the_target_and_stay_joined_unique_and_the_same_on_a_rerun() {
+    let pair = start();
+    configure(&pair, KEY);
+    pair.snapcopy()
+        .args(["--staging", "matview", "public.*"])
+        .assert()
+        .success();
+    // The tables are defined as on the source, the foreign key holds (made VALID).
+    for table in ["public.users", "public.orders", "public.events"] {
+        assert_eq!(
+            definition(&pair.target, "dev", table),
+            definition(&pair.source, "app", table)
+        );
+    }
+    // Unmasked columns are the source's; masked ones all differ, look right, stay unique.
+    assert_eq!(
+        pair.target.psql("dev", "SELECT count(*) || ' ' || sum(id) || ' ' || string_agg(DISTINCT plan, ',') FROM public.users"),
+        pair.source.psql("app", "SELECT count(*) || ' ' || sum(id) || ' ' || string_agg(DISTINCT plan, ',') FROM public.users")
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FILTER (WHERE email LIKE 'u%@example.com') || ' ' || count(DISTINCT email) || ' ' || \
+             count(DISTINCT ssn) || ' ' || count(*) FILTER (WHERE ssn ~ '^[0-9]{3}-[0-9]{2}-[0-9]{4}$') || ' ' || \
+             count(*) FILTER (WHERE phone ~ '^\\+[0-9]{2} [0-9] [0-9]{8}$') || ' ' || count(notes) FROM public.users"
+        ),
+        "500 500 500 500 500 0"
+    );
+    let dump = pg_dump(&pair);
+    for raw in raw_values(&pair) {
+        assert!(
+            !dump.contains(&raw),
+            "a raw value reached the target: {raw}"
+        );
+    }
+    assert!(!dump.contains(KEY), "the key is in the target's dump");
+    assert!(
+        !pair.target.log().contains(KEY),
+        "the key is in the target's statement log"
+    );
+    // The same input masks the same way wherever it appears: every order still finds its user.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM public.orders o JOIN public.users u ON u.email = o.user_email"
+        ),
+        "1500"
+    );
+    // A staging object refreshed by hand, without snapcopy's key, fails instead of reading raw
+    // values.
+    let refresh = std::process::Command::new(common::pg_bin().join("psql"))
+        .args(["-X", "-h"])
+        .arg(pair.target.socket_dir())
+        .args([
+            "-p",
+            &pair.target.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "dev",
+            "-c",
+        ])
+        .arg("REFRESH MATERIALIZED VIEW snapcopy.\"public.users\"")
+        .output()
+        .unwrap();
+    assert!(!refresh.status.success());
+    assert!(String::from_utf8_lossy(&refresh.stderr).contains("snapcopy.mask_key"));
+
+    // A re-run with the same key masks the same way; verify agrees.
+    let masked = "SELECT md5(string_agg(email || full_name || phone || ssn, ',' ORDER BY id)) FROM public.users";
+    let first = pair.target.psql("dev", masked);
+    pair.snapcopy().args(["public.*"]).assert().success();
+    assert_eq!(pair.target.psql("dev", masked), first);
+    pair.snapcopy().arg("verify").assert().success();
+    // New rows come masked in incremental mode too.
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.users (email, full_name) VALUES ('newcomer@corp.example', 'New Comer')",
+    );
+    pair.snapcopy()
+        .args(["--mode", "incremental", "public.users"])
+        .assert()
+        .success();
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM public.users WHERE email LIKE 'newcomer%' OR full_name = 'New Comer'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pair.target.psql("dev", "SELECT count(*) FROM public.users"),
+        "501"
+    );
+    // Another key, other values.
+    configure(&pair, "another-key-for-tests-98765");
+    pair.snapcopy().args(["public.*"]).assert().success();
+    assert_ne!(pair.target.psql("dev", masked), first);
+}
+
+#[test]
+fn masks_need_a_key_a_link_that_computes_them_and_columns_they_fit() {
+    let pair = Pair::start();
+    pair.source.psql("app", PEOPLE);
+    let before = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace";
+    let untouched = pair.target.psql("dev", before);
+    pair.snapcopy()
+        .args(["--mask", "users.email=email", "users"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "masks are configured, but no key: set SNAPCOPY_MASK_KEY",
+        ));
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", "short")
+        .args(["--mask", "users.email=email", "users"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("use a secret of at least 16"));
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", KEY)
+        .args([
+            "--link",
+            "postgres_fdw",
+            "--mask",
+            "users.email=email",
+            "users",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "masks are computed on the source, which postgres_fdw cannot do",
+        ));
+    for (mask, says) in [
+        (
+            "users.plan=null",
+            "mask null on public.users.plan, which is NOT NULL",
+        ),
+        (
+            "users.ssn=value:x",
+            "gives every row of public.users.ssn the same value, but public.users.ssn is unique",
+        ),
+        (
+            "users.id=email",
+            "mask email makes text, but public.users.id is integer",
+        ),
+        ("users.nope=hash", "public.users has no column nope"),
+        ("users.email=nonsense", "unknown mask rule \"nonsense\""),
+        (
+            "orders.user_email=hash",
+            "are joined by foreign keys, so they must be masked alike",
+        ),
+    ] {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_MASK_KEY", KEY).args([
+            "--mask",
+            mask,
+            "--mask",
+            "users.email=email",
+            "users",
+            "orders",
+        ]);
+        cmd.assert().code(2).stderr(predicate::str::contains(says));
+    }
+    // A key file others can read is refused.
+    let key_file = pair.home.path().join("open.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        "[mask]\nkey_file = \"open.key\"\n[table.\"public.users\".mask]\nemail = \"email\"\n",
+    )
+    .unwrap();
+    pair.snapcopy()
+        .arg("users")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "is readable by other users: chmod 600 it",
+        ));
+    assert_eq!(pair.target.psql("dev", before), untouched);
+}
+
+#[test]
+fn audit_names_sensitive_columns_without_a_rule_and_strict_masks_refuses_to_copy() {
+    let pair = Pair::start().with_link(Link::Dblink);
+    pair.source.psql("app", PEOPLE);
+    pair.snapcopy()
+        .args(["audit", "public.*"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::is_match(
+                r"(?m)^public\.users\.email +looks like email \(its name\), no mask rule$",
+            )
+            .unwrap(),
+        )
+        .stdout(predicate::str::contains("public.users.ssn"))
+        .stdout(predicate::str::contains("public.orders.user_email"))
+        .stdout(predicate::str::contains(
+            "looks like IP address (a key of its values)",
+        ))
+        .stdout(predicate::str::contains("public.users.plan").not());
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        format!("strict_masks = true\n{MASKS}"),
+    )
+    .unwrap();
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", KEY)
+        .arg("public.*")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "strict_masks is set and these columns look sensitive without a mask rule: \
+             public.events.data->'ip_address' (IP address)",
+        ));
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT to_regclass('public.users') IS NULL"),
+        "t"
+    );
+    // With a rule for the rest (keep for what is not sensitive), audit is clean and the copy
+    // goes.
+    std::fs::write(
+        pair.home.path().join("snapcopy.toml"),
+        format!("strict_masks = true\n{MASKS}\n[table.\"public.events\".mask]\ndata = \"keep\"\n"),
+    )
+    .unwrap();
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", KEY)
+        .args(["audit", "public.*"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "no column of the 3 tables looks sensitive without a mask rule",
+        ));
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", KEY)
+        .arg("public.*")
+        .assert()
+        .success();
+}
