@@ -218,7 +218,7 @@ fn the_password_appears_nowhere(link: Link) {
     let password = "Pa55-w0rd-never-shown";
     let pair = Pair::start_with(
         &[],
-        &["log_statement = 'ddl'", "log_min_error_statement = 'error'"],
+        &["log_statement = 'all'", "log_min_error_statement = 'error'"],
     )
     .with_link(link);
     pair.source.psql("app", SHOP);
