@@ -215,6 +215,9 @@ tables = ["public.*"]
 # Copy the tables' triggers (created after the rows; they never fire on snapcopy's loads).
 # triggers = true
 
+# Refuse to copy while `snapcopy audit` finds sensitive-looking columns without a mask rule.
+# strict_masks = false
+
 [source]
 # libpq URL or key=value conninfo. Keep passwords in ~/.pgpass or PGPASSWORD, not here.
 # conninfo = "postgresql://readonly@prod-db.example.com/app"
@@ -232,6 +235,15 @@ tables = ["public.*"]
 # does not (a uuid key, say). Rows at or above the last copy's maximum are read.
 # [table."public.events"]
 # key = "created_at"
+
+# Masks: what a column becomes before it leaves the source (null, email, name, phone, hash,
+# digits, value:<literal>, sql:<expression>, or keep for a column that is not sensitive).
+# The key makes masks deterministic: the same value masks the same way on every run.
+# [mask]
+# key_file = "mask.key"        # readable by its owner only; SNAPCOPY_MASK_KEY wins
+# [table."public.users".mask]
+# email = "email"
+# phone = "phone"
 "#;
 
 #[cfg(test)]
