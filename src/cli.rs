@@ -134,6 +134,13 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub staging: Option<StagingKind>,
 
+    /// Copy only the rows of TABLE where CONDITION holds (SQL evaluated on the source;
+    /// repeatable): 'TABLE=CONDITION'. Tables that reference it get only the rows whose
+    /// referenced row is copied, and every row a copied row references is copied. Config:
+    /// [table."s.t"] where.
+    #[arg(long = "where", value_name = "TABLE=CONDITION")]
+    pub filters: Vec<String>,
+
     /// Mask a column before it leaves the source: 'TABLE.COLUMN=RULE' (repeatable), RULE one
     /// of null, email, name, phone, hash, digits, value:<literal>, sql:<expression>, keep. The
     /// key comes from SNAPCOPY_MASK_KEY or mask.key_file. Config: [table."s.t".mask].
@@ -209,6 +216,11 @@ pub struct VerifyArgs {
     /// the copy masked them. Config: [table."s.t".mask].
     #[arg(long = "mask", value_name = "TABLE.COLUMN=RULE")]
     pub masks: Vec<String>,
+
+    /// The copy's row filters ('TABLE=CONDITION', repeatable): limited tables are compared
+    /// with their subsets on the source. Config: [table."s.t"] where.
+    #[arg(long = "where", value_name = "TABLE=CONDITION")]
+    pub filters: Vec<String>,
 }
 
 impl VerifyArgs {
@@ -220,6 +232,7 @@ impl VerifyArgs {
             json: self.json,
             no_triggers: self.no_triggers,
             masks: self.masks.clone(),
+            filters: self.filters.clone(),
             quiet: true,
             ..CopyArgs::default()
         }

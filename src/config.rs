@@ -68,6 +68,10 @@ pub struct TableSection {
     /// Mask rules by column name (`email = "email"`).
     #[serde(default)]
     pub mask: BTreeMap<String, String>,
+    /// A row filter: SQL over the table's columns, evaluated on the source; the rows of the
+    /// tables that reference it follow.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
 }
 
 /// `[source]`.

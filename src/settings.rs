@@ -60,6 +60,8 @@ pub struct Settings {
     pub require_read_only: bool,
     /// Mask rules as given (resolved against the catalog when planning).
     pub masks: Vec<crate::mask::MaskSpec>,
+    /// Row filters as given (resolved against the catalog when planning).
+    pub filters: Vec<crate::plan::RowFilter>,
     /// The mask key, when one is set.
     pub mask_key: Option<crate::mask::MaskKey>,
     /// Audit before copying and refuse while sensitive-looking columns have no rule.
@@ -84,6 +86,7 @@ impl Settings {
             staging: self.staging,
             link_kind: self.link_kind,
             masks: crate::mask::Masks::default(),
+            filters: BTreeMap::new(),
             staging_schema: self.staging_schema.clone(),
             link: self.link.clone(),
             source_label: self.source.label(),
@@ -138,7 +141,14 @@ impl Settings {
             }
         }
         let (masks, mask_key) = masks(args, &config, env)?;
+        let filters = filters(args, &config)?;
         let link_kind = args.link.or(config.link).unwrap_or(LinkKind::Dblink);
+        if link_kind == LinkKind::PostgresFdw && !filters.is_empty() {
+            bail!(
+                "row filters are computed on the source with a recursive query, which \
+                 postgres_fdw cannot ship: use --link dblink"
+            );
+        }
         if link_kind == LinkKind::PostgresFdw && masks.iter().any(|m| m.rule.masks()) {
             bail!(
                 "masks are computed on the source, which postgres_fdw cannot do (it ships \
@@ -168,6 +178,7 @@ impl Settings {
             link_kind,
             masks,
             mask_key,
+            filters,
             strict_masks: config.strict_masks.unwrap_or(false),
             staging_schema: target.staging_schema,
             jobs,
@@ -188,6 +199,22 @@ impl Settings {
             },
         })
     }
+}
+
+/// The row filters: `--where` first, then the config's table sections.
+fn filters(args: &CopyArgs, config: &Config) -> anyhow::Result<Vec<crate::plan::RowFilter>> {
+    use crate::plan::RowFilter;
+    let mut filters = Vec::new();
+    for text in &args.filters {
+        filters.push(RowFilter::parse(text).map_err(anyhow::Error::msg)?);
+    }
+    for (table, section) in &config.table {
+        if let Some(condition) = &section.where_ {
+            let text = format!("[table.\"{table}\"] where = {condition:?}");
+            filters.push(RowFilter::new(table, condition, &text).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(filters)
 }
 
 /// The mask rules (`--mask` first, then the config's table sections) and the key. Rules that

@@ -141,6 +141,8 @@ async fn plan_copy(
         state.along = along.clone();
         options.masks =
             crate::mask::resolve(&catalog, &settings.masks).map_err(anyhow::Error::msg)?;
+        options.filters = plan::resolve_filters(&catalog.tables, &settings.filters)
+            .map_err(anyhow::Error::msg)?;
         if settings.strict_masks {
             let found = super::audit::findings(source, &catalog, &options.masks).await?;
             if !found.is_empty() {

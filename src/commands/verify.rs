@@ -47,17 +47,23 @@ impl Verdict {
 
 /// Count and checksum of a table's rows, computed by the server that holds them. A
 /// partitioned table is read with its partitions; any other table `ONLY` itself. With
-/// `columns` (a select list), the checksum is of those instead of the whole row.
+/// `columns` (a select list), the checksum is of those instead of the whole row; with
+/// `condition`, of the rows where it holds (a subset).
 async fn fingerprint(
     client: &Client,
     name: &QualifiedName,
     partitioned: bool,
     columns: Option<&str>,
+    condition: Option<&str>,
 ) -> anyhow::Result<(i64, String)> {
     let only = if partitioned { "" } else { "ONLY " };
-    let rows = match columns {
-        Some(list) => format!("(SELECT {list} FROM {only}{name}) AS t"),
-        None => format!("{only}{name} AS t"),
+    let rows = match (columns, condition) {
+        (None, None) => format!("{only}{name} AS t"),
+        (list, condition) => format!(
+            "(SELECT {} FROM {only}{name} WHERE {}) AS t",
+            list.unwrap_or("*"),
+            condition.unwrap_or("true")
+        ),
     };
     let sql = format!(
         "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
@@ -75,13 +81,16 @@ async fn fingerprint(
 /// Compares each table of the source catalog with the target's table of the same name
 /// (triggers too, when `triggers`).
 /// A masked table's rows are compared by their loaded columns, masked on the source as the
-/// copy masks them (the source session holds the key); `masks` are the run's rules.
+/// copy masks them (the source session holds the key); `masks` are the run's rules. A table a
+/// row filter limits is compared with its subset on the source (`subsets`, the copy's
+/// conditions).
 pub async fn verify(
     source: &Client,
     target: &Client,
     source_catalog: &source::Catalog,
     triggers: bool,
     masks: &crate::mask::Masks,
+    subsets: &std::collections::BTreeMap<QualifiedName, String>,
 ) -> anyhow::Result<Vec<Verdict>> {
     let target_candidates = source::candidates(target).await?;
     let mut verdicts = Vec::new();
@@ -92,7 +101,14 @@ pub async fn verify(
             .cloned()
             .collect();
         let Some(target_candidate) = found.first().cloned() else {
-            let (rows, _) = fingerprint(source, &table.name, table.is_partitioned(), None).await?;
+            let (rows, _) = fingerprint(
+                source,
+                &table.name,
+                table.is_partitioned(),
+                None,
+                subsets.get(&table.name).map(String::as_str),
+            )
+            .await?;
             verdicts.push(Verdict {
                 table: table.name.human(),
                 source_rows: rows,
@@ -122,13 +138,15 @@ pub async fn verify(
                 source,
                 &table.name,
                 table.is_partitioned(),
-                masked.as_deref()
+                masked.as_deref(),
+                subsets.get(&table.name).map(String::as_str),
             ),
             fingerprint(
                 target,
                 &table.name,
                 target_candidate.relkind == "p",
-                plain.as_deref()
+                plain.as_deref(),
+                None,
             ),
         );
         let (source_rows, source_sum) = source_fp?;
@@ -250,7 +268,18 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             .await
             .context("could not prepare the source session for masked tables")?;
     }
-    let mut verdicts = verify(&source, &target, &catalog, settings.triggers, &masks).await?;
+    let filters = crate::plan::resolve_filters(&catalog.tables, &settings.filters)
+        .map_err(anyhow::Error::msg)?;
+    let subsets = crate::plan::subset_conditions(&catalog.tables, &filters);
+    let mut verdicts = verify(
+        &source,
+        &target,
+        &catalog,
+        settings.triggers,
+        &masks,
+        &subsets,
+    )
+    .await?;
     verdicts.extend(gone.into_iter().map(|(name, reason)| Verdict {
         table: name.human(),
         source_rows: 0,

@@ -26,6 +26,7 @@ pub(super) fn decide(
     target: &TargetState,
     options: &PlanOptions,
     mode: &dyn Refresh,
+    subsets: &BTreeMap<QualifiedName, String>,
 ) -> Decided {
     let mut refused = Vec::new();
     // What the target server cannot have refuses the tables that need it, before anything
@@ -59,9 +60,12 @@ pub(super) fn decide(
             if d.reason.is_none() {
                 d.reason = target.along.get(&table.name).cloned();
             }
-            // A masked growing column cannot be compared with the source's: every key is.
+            // A masked growing column cannot be compared with the source's: every key is. A
+            // subset is read whole: a new row may reference an old one not copied before.
             if let Some(Pushdown::Above(c)) = &d.pushdown {
-                if options.masks.rule(&table.name, &c.column).is_some() {
+                if options.masks.rule(&table.name, &c.column).is_some()
+                    || subsets.contains_key(&table.name)
+                {
                     d.pushdown = Some(Pushdown::AllKeys);
                 }
             }
@@ -80,6 +84,7 @@ pub(super) fn decide(
                     estimated_bytes: table.data_bytes_with_partitions(),
                     split: None,
                     link: options.link_kind,
+                    subset: subsets.contains_key(&table.name),
                 },
             )),
             Err(reason) => refused.push((table.name.clone(), reason)),

@@ -28,6 +28,7 @@ mod sequences;
 mod setup;
 mod split;
 mod step;
+mod subset;
 mod unit;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +40,7 @@ pub use step::{
     Action, Bounds, Phase, Plan, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
     TableIx, Unit,
 };
+pub use subset::{conditions as subset_conditions, resolve_filters, RowFilter};
 
 use crate::cli::{LinkKind, Mode, StagingKind};
 use crate::conninfo::ConnInfo;
@@ -59,6 +61,9 @@ pub struct PlanOptions {
     pub link_kind: LinkKind,
     /// What columns become before they leave the source.
     pub masks: crate::mask::Masks,
+    /// Row filters: each filtered table's condition, evaluated on the source (the rows of the
+    /// tables that reference it follow; see `subset`).
+    pub filters: BTreeMap<QualifiedName, String>,
     /// Schema for snapcopy's objects.
     pub staging_schema: Ident,
     /// How the target server reaches the source (foreign server and user mapping).
@@ -133,11 +138,12 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         Mode::Incremental => &Incremental,
     };
 
+    let subsets = subset::conditions(&catalog.tables, &options.filters);
     let Decided {
         accepted,
         refused,
         warnings,
-    } = decide(catalog, target, options, mode);
+    } = decide(catalog, target, options, mode, &subsets);
     let mut plan = Plan {
         setup: Vec::new(),
         units: Vec::new(),
@@ -165,6 +171,7 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         target,
         mode,
         link: link.as_ref(),
+        subsets: &subsets,
         registry: &registry,
         shared: &catalog.sequences,
         tables: &tables,

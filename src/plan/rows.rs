@@ -102,6 +102,11 @@ impl UnitContext<'_> {
                 }
             })
             .collect();
+        let condition = match (self.subsets.get(&table.name), condition) {
+            (Some(subset), Some(c)) => Some(format!("({subset}) AND ({c})")),
+            (Some(subset), None) => Some(subset.clone()),
+            (None, c) => c,
+        };
         Read {
             table,
             columns,

@@ -31,6 +31,8 @@ impl UnitContext<'_> {
             // then only a table no foreign key of the run ties to others, whose rows no other
             // table's must match.
             && (self.link.one_snapshot() || !self.tied_by_foreign_keys(table))
+            // A subset is read by its rows' ctids, not in ranges.
+            && !self.subsets.contains_key(&table.name)
             // Owned sequences move with the table into its schema; one that other tables'
             // defaults call must keep its name throughout.
             && table

@@ -110,6 +110,9 @@ pub struct TableInfo {
     pub split: Option<String>,
     /// How the target server reads its rows.
     pub link: crate::cli::LinkKind,
+    /// Whether a row filter limits its rows (its own, or one that reached it through foreign
+    /// keys).
+    pub subset: bool,
 }
 
 /// What happens to a table.
@@ -142,6 +145,9 @@ impl TableInfo {
     /// pushdown used, how it was split.
     pub fn note(&self) -> String {
         let mut parts: Vec<String> = self.reason.iter().cloned().collect();
+        if self.subset {
+            parts.push("a subset (--where)".to_string());
+        }
         if !self.changes.is_empty() {
             parts.push(format!("source changed: {}", self.changes.join("; ")));
         }

@@ -1,7 +1,7 @@
 //! One unit: the context every unit's SQL needs, and the order of a unit's statements, from
 //! opening the source transaction to the registry rows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
 use super::graph::load_order;
@@ -31,6 +31,8 @@ pub(super) struct UnitContext<'a> {
     pub(super) mode: &'a dyn Refresh,
     /// How the target server reads the source.
     pub(super) link: &'a dyn Link,
+    /// The conditions that pick the subset of each table a row filter limits.
+    pub(super) subsets: &'a BTreeMap<QualifiedName, String>,
     pub(super) registry: &'a QualifiedName,
     /// Sequences that defaults call without their table owning them.
     pub(super) shared: &'a [SharedSequence],

@@ -144,14 +144,13 @@ impl Link for Dblink<'_> {
                 ),
             ),
         ];
-        // The key, from the target session's setting, for this source transaction only; JIT
-        // off, since the masks' expressions would make the planner compile them for seconds.
+        // The key, from the target session's setting, for this source transaction only.
         if self.masked {
             steps.push(Step::new(
                 Phase::Connect,
                 None,
                 format!(
-                    "SELECT {dblink}.dblink_exec({conn}, 'SET LOCAL jit = off; SET LOCAL {key} = ' \
+                    "SELECT {dblink}.dblink_exec({conn}, 'SET LOCAL {key} = ' \
                      || pg_catalog.quote_literal(pg_catalog.current_setting({setting})))",
                     key = crate::mask::KEY_SETTING,
                     setting = literal(crate::mask::KEY_SETTING),

@@ -119,7 +119,9 @@ pub(super) fn server_options(
     let mut server_options = options.link.server_options();
     // Read-only, and floats printed exactly: dblink matches DateStyle and IntervalStyle to the
     // source's when parsing, but a source set to extra_float_digits = 0 would round floats.
-    let read_only = "-c default_transaction_read_only=on -c extra_float_digits=3";
+    // No JIT: it compiles the link's queries for longer than they run (most of a second for a
+    // subset's walk or a mask, for nothing on a plain scan).
+    let read_only = "-c default_transaction_read_only=on -c extra_float_digits=3 -c jit=off";
     match server_options.iter_mut().find(|(k, _)| k == "options") {
         Some((_, v)) => *v = format!("{v} {read_only}"),
         None => server_options.push(("options".into(), read_only.into())),

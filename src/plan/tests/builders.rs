@@ -246,3 +246,18 @@ fn a_reload_through_postgres_fdw_remakes_its_matview() {
     let rows = steps_of(&plan, "public.orders", &[Phase::Staging, Phase::Data]);
     insta::assert_snapshot!(pretty(&rows));
 }
+
+#[test]
+fn a_subset_flows_down_the_foreign_keys_and_is_closed_up_on_the_source() {
+    let mut opts = options(StagingKind::View);
+    opts.filters.insert(
+        QualifiedName::new("public", "customers"),
+        "(\"Name\" LIKE 'A%')".into(),
+    );
+    let plan = plan(&fixture(), &TargetState::default(), &opts);
+    let unit = unit_of(&plan, "public.orders");
+    assert!(unit.tables.iter().all(|t| t.subset), "{:?}", unit.tables);
+    assert!(!unit_of(&plan, "public.audit").tables[0].subset);
+    let staging = steps_of(&plan, "public.orders", &[Phase::Staging]);
+    insta::assert_snapshot!(pretty(&staging));
+}

@@ -278,6 +278,7 @@ fn options(staging: StagingKind) -> PlanOptions {
         staging,
         link_kind: LinkKind::Dblink,
         masks: crate::mask::Masks::default(),
+        filters: BTreeMap::new(),
         staging_schema: Ident::new("snapcopy"),
         link: ConnInfo::parse("host=/tmp port=5432 dbname=prod user=reader password=s3cret")
             .unwrap(),
