@@ -7,6 +7,7 @@
 #   4. snapcopy full, --jobs 1 and the default, through dblink and through postgres_fdw
 #   5. snapcopy --mode incremental after 1% new rows on the source, through each link
 #   6. snapcopy verify of the large table
+#   7. snapcopy with a subset: 1% of the customers and the events that reference them
 # Prints seconds per run, the median, MB/s and each method's ratio to method 1.
 # Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3), ONLY (a
 # grep -E pattern: run only the methods whose name matches; the baseline always runs).
@@ -60,6 +61,8 @@ SELECT g, 1 + g % 20000, 1 + g % 20, md5(g::text) || ' ' || repeat('x', g % 40),
        ARRAY['t' || g % 7, 't' || g % 11]
 FROM generate_series(1, $rows) g;
 CREATE INDEX events_at_idx ON events (at);
+-- Foreign-key columns are usually indexed; a subset follows the key through it.
+CREATE INDEX events_customer_idx ON events (customer_id);
 VACUUM ANALYZE;
 SQL
 mb=$(pg_psql source bench -At -c "SELECT round(sum(pg_table_size(oid)) / 1048576.0) FROM pg_class WHERE relname IN ('events', 'customers', 'kinds')")
@@ -103,6 +106,7 @@ m4_snapcopy_1() { "$snapcopy" -q --source "$S" --target "$T" --jobs 1 'public.*'
 m4_snapcopy_default() { "$snapcopy" -q --source "$S" --target "$T" 'public.*' >"$PG_WORK/summary"; }
 m4_snapcopy_one_statement() { SNAPCOPY_BATCH_MB=0 m4_snapcopy_default; }
 m4_snapcopy_fdw() { "$snapcopy" -q --source "$S" --target "$T" --link postgres_fdw 'public.*' >/dev/null; }
+m7_subset() { "$snapcopy" -q --source "$S" --target "$T" --where 'customers=id <= 200' 'public.*' >/dev/null; }
 
 # Whether ONLY lets a method run (the baseline always does).
 wanted() {
@@ -157,6 +161,7 @@ if wanted "5 snapcopy incremental, postgres_fdw"; then
 fi
 m6_verify() { "$snapcopy" verify --source "$S" --target "$T" public.events >/dev/null; }
 run "6 snapcopy verify (events)" m6_verify true
+run "7 snapcopy subset (1% of customers)" m7_subset
 
 median() { tr ' ' '\n' | grep -v '^$' | grep -v failed | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "failed"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
 
@@ -170,7 +175,8 @@ printf "%-36s %10s %8s %7s   %s\n" method median MB/s ratio runs
 for name in "1 binary COPY pipe + keys" "2 pg_dump -Fc + pg_restore -j 2" "3 pgcopydb clone" \
             "4 snapcopy full --jobs 1" "4 snapcopy full (default jobs)" "4 snapcopy full, no batches" \
             "4 snapcopy full, postgres_fdw" "5 snapcopy incremental (+1% rows)" \
-            "5 snapcopy incremental, postgres_fdw" "6 snapcopy verify (events)"; do
+            "5 snapcopy incremental, postgres_fdw" "6 snapcopy verify (events)" \
+            "7 snapcopy subset (1% of customers)"; do
     [ -n "${times[$name]:-}" ] || continue
     m=$(echo "${times[$name]}" | median)
     if [ "$m" = failed ]; then

@@ -270,7 +270,7 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     }
     let filters = crate::plan::resolve_filters(&catalog.tables, &settings.filters)
         .map_err(anyhow::Error::msg)?;
-    let subsets = crate::plan::subset_conditions(&catalog.tables, &filters);
+    let subsets = crate::plan::subset_conditions(&catalog.tables, &filters).conditions;
     let mut verdicts = verify(
         &source,
         &target,

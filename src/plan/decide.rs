@@ -26,7 +26,7 @@ pub(super) fn decide(
     target: &TargetState,
     options: &PlanOptions,
     mode: &dyn Refresh,
-    subsets: &BTreeMap<QualifiedName, String>,
+    subsets: &super::subset::Subsets,
 ) -> Decided {
     let mut refused = Vec::new();
     // What the target server cannot have refuses the tables that need it, before anything
@@ -64,7 +64,7 @@ pub(super) fn decide(
             // subset is read whole: a new row may reference an old one not copied before.
             if let Some(Pushdown::Above(c)) = &d.pushdown {
                 if options.masks.rule(&table.name, &c.column).is_some()
-                    || subsets.contains_key(&table.name)
+                    || subsets.limits(&table.name)
                 {
                     d.pushdown = Some(Pushdown::AllKeys);
                 }
@@ -84,7 +84,7 @@ pub(super) fn decide(
                     estimated_bytes: table.data_bytes_with_partitions(),
                     split: None,
                     link: options.link_kind,
-                    subset: subsets.contains_key(&table.name),
+                    subset: subsets.limits(&table.name),
                 },
             )),
             Err(reason) => refused.push((table.name.clone(), reason)),

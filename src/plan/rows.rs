@@ -32,15 +32,21 @@ impl UnitContext<'_> {
                 return steps;
             }
         }
+        // A subset read through a view takes the unit's walk, not the view's own.
+        let from = if self.subsets.limits(&table.name) && self.options.staging == StagingKind::View
+        {
+            self.link.read(&self.read_of(table, None))
+        } else {
+            self.staging_ident(&table.name).to_string()
+        };
         steps.push(
             Step::new(
                 Phase::Data,
                 Some(i),
                 format!(
-                    "{} SELECT {} FROM {}",
+                    "{} SELECT {} FROM {from}",
                     self.insert_head(table, &table.name),
                     loaded_columns(table),
-                    self.staging_ident(&table.name)
                 ),
             )
             .of_kind(StepKind::Rows),
@@ -102,17 +108,63 @@ impl UnitContext<'_> {
                 }
             })
             .collect();
-        let condition = match (self.subsets.get(&table.name), condition) {
-            (Some(subset), Some(c)) => Some(format!("({subset}) AND ({c})")),
-            (Some(subset), None) => Some(subset.clone()),
-            (None, c) => c,
-        };
+        // A subset's rows are those the unit's walk reached (see `subset_steps`).
+        let computed = self
+            .subsets
+            .limits(&table.name)
+            .then(|| reached_rows(table, &self.subsets.partitioned));
         Read {
             table,
             columns,
             masked,
             condition,
+            computed,
         }
+    }
+
+    /// What the staging object of `table` reads: a subset's rows by its whole definition (the
+    /// walk inside), since a staging object outlives the unit's walk.
+    fn staging_read<'t>(&self, table: &'t Table) -> Read<'t> {
+        let mut read = self.read_of(table, None);
+        if let Some(condition) = self.subsets.conditions.get(&table.name) {
+            read.computed = None;
+            read.condition = Some(condition.clone());
+        }
+        read
+    }
+
+    /// For a unit with subsets: the walk of each of their groups, run once on the source, its
+    /// rows kept in a temporary table that each limited table then reads its rows by.
+    pub(super) fn subset_steps(&self, ordered: &[&Table]) -> Vec<Step> {
+        let mut walks: Vec<&String> = ordered
+            .iter()
+            .filter_map(|t| self.subsets.walks.get(&t.name))
+            .collect();
+        walks.sort();
+        walks.dedup();
+        if walks.is_empty() {
+            return Vec::new();
+        }
+        let mut steps = vec![Step::new(
+            Phase::Staging,
+            None,
+            "CREATE TEMPORARY TABLE snapcopy_keep (tbl text, rel oid, tid tid) ON COMMIT DROP"
+                .to_string(),
+        )];
+        for walk in walks {
+            steps.push(Step::new(
+                Phase::Staging,
+                None,
+                format!(
+                    "INSERT INTO pg_temp.snapcopy_keep SELECT tbl, rel, tid FROM {}",
+                    self.link.read_query(
+                        &format!("{walk} SELECT tbl, rel, tid FROM keep"),
+                        "tbl text, rel oid, tid tid"
+                    )
+                ),
+            ));
+        }
+        steps
     }
 
     pub(super) fn staging_ident(&self, table: &QualifiedName) -> QualifiedName {
@@ -176,7 +228,7 @@ impl UnitContext<'_> {
             Some(i),
             format!(
                 "CREATE {kind} {name} AS SELECT * FROM {}",
-                self.link.read(&self.read_of(table, None))
+                self.link.read(&self.staging_read(table))
             ),
         ));
         if self.options.staging == StagingKind::Matview {
@@ -325,4 +377,29 @@ pub(super) fn loaded_columns(table: &Table) -> String {
         .map(|c| c.name.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The condition text, as an expression the target evaluates when the statement runs, that
+/// picks the rows of `table` the unit's walk reached (kept in `pg_temp.snapcopy_keep`): by
+/// their ctids, and for a partitioned table by partition and ctid.
+fn reached_rows(
+    table: &Table,
+    partitioned: &std::collections::BTreeMap<QualifiedName, bool>,
+) -> String {
+    let name = literal(&table.name.to_string());
+    let kept = |expr: &str, ty: &str| {
+        format!(
+            "pg_catalog.quote_literal((SELECT coalesce(pg_catalog.array_agg({expr} ORDER BY rel, tid), \
+             '{{}}')::text FROM pg_temp.snapcopy_keep WHERE tbl = {name})) || '::pg_catalog.{ty}[]'"
+        )
+    };
+    if partitioned.get(&table.name).copied().unwrap_or(false) {
+        format!(
+            "'(tableoid, ctid) IN (SELECT * FROM pg_catalog.unnest(' || {} || ', ' || {} || '))'",
+            kept("rel", "oid"),
+            kept("tid", "tid")
+        )
+    } else {
+        format!("'ctid = ANY (' || {} || ')'", kept("tid", "tid"))
+    }
 }

@@ -32,7 +32,7 @@ impl UnitContext<'_> {
             // table's must match.
             && (self.link.one_snapshot() || !self.tied_by_foreign_keys(table))
             // A subset is read by its rows' ctids, not in ranges.
-            && !self.subsets.contains_key(&table.name)
+            && !self.subsets.limits(&table.name)
             // Owned sequences move with the table into its schema; one that other tables'
             // defaults call must keep its name throughout.
             && table

@@ -96,15 +96,12 @@ fn from(table: &Table) -> String {
     }
 }
 
-/// The conditions that pick each table's subset, for the tables whose rows a filter limits
-/// (directly, or through the keys they reference), given the run's tables and each filtered
-/// table's own condition. A table not in the result is copied whole.
-pub fn conditions(
-    tables: &[Table],
-    filters: &BTreeMap<QualifiedName, String>,
-) -> BTreeMap<QualifiedName, String> {
+/// The subsets of the tables whose rows a filter limits (directly, or through the keys they
+/// reference), given the run's tables and each filtered table's own condition. A table not in
+/// the result is copied whole.
+pub fn conditions(tables: &[Table], filters: &BTreeMap<QualifiedName, String>) -> Subsets {
     if filters.is_empty() {
-        return BTreeMap::new();
+        return Subsets::default();
     }
     let by_name: BTreeMap<&QualifiedName, &Table> = tables.iter().map(|t| (&t.name, t)).collect();
     let edges: Vec<Edge> = tables
@@ -162,13 +159,29 @@ pub fn conditions(
         {
             let parent = down(e.to, filters, edges, limited, cyclic, own);
             let keys = list(e.columns);
-            let nulls: Vec<String> = e.columns.iter().map(|c| format!("{c} IS NULL")).collect();
-            parts.push(format!(
-                "({} OR ({keys}) IN (SELECT {} FROM {} WHERE {parent}))",
-                nulls.join(" OR "),
+            let within = format!(
+                "({keys}) IN (SELECT {} FROM {} WHERE {parent})",
                 list(e.ref_columns),
                 from(e.to)
-            ));
+            );
+            // Only a nullable key's NULLs need saying: the OR would keep the source from
+            // answering the IN with the key's index.
+            let nulls: Vec<String> = e
+                .columns
+                .iter()
+                .filter(|c| {
+                    table
+                        .columns
+                        .iter()
+                        .any(|col| &col.name == *c && !col.not_null)
+                })
+                .map(|c| format!("{c} IS NULL"))
+                .collect();
+            parts.push(if nulls.is_empty() {
+                within
+            } else {
+                format!("({} OR {within})", nulls.join(" OR "))
+            });
         }
         let condition = if parts.is_empty() {
             "true".to_string()
@@ -181,66 +194,77 @@ pub fn conditions(
     for t in tables.iter().filter(|t| limited.contains(&t.name)) {
         down(t, filters, &edges, &limited, &cyclic, &mut own);
     }
-    // Up: the walk from the limited tables' own rows along every key between limited tables,
-    // and the rows of limited tables that tables copied whole reference.
-    let mut base: Vec<String> = Vec::new();
+    // Up: per group of tables that keys connect, the walk from the limited tables' own rows
+    // along every key between limited tables, and the rows of limited tables that tables
+    // copied whole reference.
+    let group = connected(tables, &edges);
+    let mut subsets = Subsets::default();
+    let mut groups: BTreeSet<usize> = BTreeSet::new();
     for t in tables.iter().filter(|t| limited.contains(&t.name)) {
-        base.push(format!(
-            "SELECT {} AS tbl, t.tableoid AS rel, t.ctid AS tid FROM {} t WHERE {}",
-            literal(&t.name.to_string()),
-            from(t),
-            own[&t.name]
-        ));
+        groups.insert(group[&t.name]);
     }
-    for e in edges
-        .iter()
-        .filter(|e| limited.contains(&e.to.name) && !limited.contains(&e.from.name))
-    {
-        base.push(format!(
-            "SELECT {} AS tbl, p.tableoid AS rel, p.ctid AS tid FROM {} p WHERE ({}) IN \
-             (SELECT {} FROM {})",
-            literal(&e.to.name.to_string()),
-            from(e.to),
-            prefixed("p", e.ref_columns),
-            list(e.columns),
-            from(e.from)
-        ));
-    }
-    let steps: Vec<String> = edges
-        .iter()
-        .filter(|e| limited.contains(&e.to.name) && limited.contains(&e.from.name))
-        .map(|e| {
-            let join: Vec<String> = e
-                .columns
-                .iter()
-                .zip(e.ref_columns)
-                .map(|(c, r)| format!("p.{r} = c.{c}"))
-                .collect();
-            format!(
-                "SELECT {} AS tbl, p.tableoid AS rel, p.ctid AS tid FROM {} c JOIN {} p ON {} \
-                 WHERE k.tbl = {} AND c.tableoid = k.rel AND c.ctid = k.tid",
+    for g in groups {
+        let in_group = |t: &Table| group[&t.name] == g;
+        let mut base: Vec<String> = Vec::new();
+        for t in tables
+            .iter()
+            .filter(|t| in_group(t) && limited.contains(&t.name))
+        {
+            base.push(format!(
+                "SELECT {} AS tbl, t.tableoid AS rel, t.ctid AS tid FROM {} t WHERE {}",
+                literal(&t.name.to_string()),
+                from(t),
+                own[&t.name]
+            ));
+        }
+        let group_edges = || edges.iter().filter(|e| in_group(e.to));
+        for e in group_edges()
+            .filter(|e| limited.contains(&e.to.name) && !limited.contains(&e.from.name))
+        {
+            base.push(format!(
+                "SELECT {} AS tbl, p.tableoid AS rel, p.ctid AS tid FROM {} p WHERE ({}) IN \
+                 (SELECT {} FROM {})",
                 literal(&e.to.name.to_string()),
-                from(e.from),
                 from(e.to),
-                join.join(" AND "),
-                literal(&e.from.name.to_string())
+                prefixed("p", e.ref_columns),
+                list(e.columns),
+                from(e.from)
+            ));
+        }
+        let steps: Vec<String> = group_edges()
+            .filter(|e| limited.contains(&e.to.name) && limited.contains(&e.from.name))
+            .map(|e| {
+                let join: Vec<String> = e
+                    .columns
+                    .iter()
+                    .zip(e.ref_columns)
+                    .map(|(c, r)| format!("p.{r} = c.{c}"))
+                    .collect();
+                format!(
+                    "SELECT {} AS tbl, p.tableoid AS rel, p.ctid AS tid FROM {} c JOIN {} p ON {} \
+                     WHERE k.tbl = {} AND c.tableoid = k.rel AND c.ctid = k.tid",
+                    literal(&e.to.name.to_string()),
+                    from(e.from),
+                    from(e.to),
+                    join.join(" AND "),
+                    literal(&e.from.name.to_string())
+                )
+            })
+            .collect();
+        let walk = if steps.is_empty() {
+            format!("WITH keep(tbl, rel, tid) AS ({})", base.join(" UNION "))
+        } else {
+            format!(
+                "WITH RECURSIVE keep(tbl, rel, tid) AS ({} UNION SELECT x.tbl, x.rel, x.tid \
+                 FROM keep k CROSS JOIN LATERAL ({}) x)",
+                base.join(" UNION "),
+                steps.join(" UNION ALL ")
             )
-        })
-        .collect();
-    let walk = if steps.is_empty() {
-        format!("WITH keep(tbl, rel, tid) AS ({})", base.join(" UNION "))
-    } else {
-        format!(
-            "WITH RECURSIVE keep(tbl, rel, tid) AS ({} UNION SELECT x.tbl, x.rel, x.tid FROM \
-             keep k CROSS JOIN LATERAL ({}) x)",
-            base.join(" UNION "),
-            steps.join(" UNION ALL ")
-        )
-    };
-    tables
-        .iter()
-        .filter(|t| limited.contains(&t.name))
-        .map(|t| {
+        };
+        for t in tables
+            .iter()
+            .filter(|t| in_group(t) && limited.contains(&t.name))
+        {
             let mine = format!("FROM keep WHERE tbl = {}", literal(&t.name.to_string()));
             // A plain table reads the reached rows by their ctids (a TID scan, only their
             // pages); a partitioned one, whose partitions share ctids, by both.
@@ -249,8 +273,61 @@ pub fn conditions(
             } else {
                 format!("ctid = ANY (ARRAY({walk} SELECT tid {mine}))")
             };
-            (t.name.clone(), condition)
-        })
+            subsets.conditions.insert(t.name.clone(), condition);
+            subsets.walks.insert(t.name.clone(), walk.clone());
+            subsets
+                .partitioned
+                .insert(t.name.clone(), t.is_partitioned());
+        }
+    }
+    subsets
+}
+
+/// What a run's row filters come to, per table they limit.
+#[derive(Debug, Clone, Default)]
+pub struct Subsets {
+    /// The condition that picks a limited table's rows, complete (its group's walk inside):
+    /// what its staging object and `verify` read.
+    pub conditions: BTreeMap<QualifiedName, String>,
+    /// The walk of a limited table's group, `WITH [RECURSIVE] keep(tbl, rel, tid) AS (...)`:
+    /// a unit runs it once and keeps what it reached, which each of its tables then reads by.
+    pub walks: BTreeMap<QualifiedName, String>,
+    /// Whether a limited table is partitioned (its partitions share ctids).
+    pub partitioned: BTreeMap<QualifiedName, bool>,
+}
+
+impl Subsets {
+    /// Whether a filter limits the table.
+    pub fn limits(&self, table: &QualifiedName) -> bool {
+        self.conditions.contains_key(table)
+    }
+}
+
+/// Each table's group: the tables keys connect it to, either way.
+fn connected(tables: &[Table], edges: &[Edge]) -> BTreeMap<QualifiedName, usize> {
+    let index: BTreeMap<&QualifiedName, usize> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.name, i))
+        .collect();
+    let mut parent: Vec<usize> = (0..tables.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            i = parent[i];
+        }
+        i
+    }
+    for e in edges {
+        let (a, b) = (
+            root(&mut parent, index[&e.from.name]),
+            root(&mut parent, index[&e.to.name]),
+        );
+        parent[a.max(b)] = a.min(b);
+    }
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), root(&mut parent, i)))
         .collect()
 }
 

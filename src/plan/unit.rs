@@ -1,7 +1,7 @@
 //! One unit: the context every unit's SQL needs, and the order of a unit's statements, from
 //! opening the source transaction to the registry rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
 use super::graph::load_order;
@@ -32,7 +32,7 @@ pub(super) struct UnitContext<'a> {
     /// How the target server reads the source.
     pub(super) link: &'a dyn Link,
     /// The conditions that pick the subset of each table a row filter limits.
-    pub(super) subsets: &'a BTreeMap<QualifiedName, String>,
+    pub(super) subsets: &'a super::subset::Subsets,
     pub(super) registry: &'a QualifiedName,
     /// Sequences that defaults call without their table owning them.
     pub(super) shared: &'a [SharedSequence],
@@ -67,6 +67,7 @@ impl UnitContext<'_> {
             .collect();
         let (prepare, splits) = self.splits(&ordered, &loads);
         let mut steps = self.connect_steps();
+        steps.extend(self.subset_steps(&ordered));
         let cleared = self.clear(&ordered, &infos, &cyclic);
         steps.extend(cleared.steps);
         // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL

@@ -54,9 +54,10 @@ impl<'a> Dblink<'a> {
         )
     }
 
-    /// The `SELECT` the source runs for a table: loaded columns only, `FROM ONLY`. A table
-    /// with no column to load (none at all, or only generated ones) still has rows to count:
-    /// the source selects a constant per row, since a dblink column list cannot be empty.
+    /// The `SELECT` the source runs for a table, as an expression the target evaluates into
+    /// its text: loaded columns only, `FROM ONLY`. A table with no column to load (none at
+    /// all, or only generated ones) still has rows to count: the source selects a constant per
+    /// row, since a dblink column list cannot be empty.
     fn remote_select(read: &Read) -> String {
         let table = read.table;
         let only = if table.is_partitioned() { "" } else { "ONLY " };
@@ -66,9 +67,13 @@ impl<'a> Dblink<'a> {
             read.columns.join(", ")
         };
         let select = format!("SELECT {columns} FROM {only}{}", table.name);
-        match &read.condition {
-            Some(c) => format!("{select} WHERE {c}"),
-            None => select,
+        match (&read.condition, &read.computed) {
+            (None, None) => literal(&select),
+            (Some(c), None) => literal(&format!("{select} WHERE {c}")),
+            (None, Some(e)) => format!("{} || {e}", literal(&format!("{select} WHERE "))),
+            (Some(c), Some(e)) => {
+                format!("{} || {e}", literal(&format!("{select} WHERE ({c}) AND ")))
+            }
         }
     }
 
@@ -191,8 +196,17 @@ impl Link for Dblink<'_> {
             "{}.dblink({}, {}) AS t({})",
             self.schema,
             self.conn(),
-            literal(&Self::remote_select(read)),
+            Self::remote_select(read),
             Self::column_definitions(read.table)
+        )
+    }
+
+    fn read_query(&self, select: &str, definitions: &str) -> String {
+        format!(
+            "{}.dblink({}, {}) AS t({definitions})",
+            self.schema,
+            self.conn(),
+            literal(select)
         )
     }
 
@@ -207,10 +221,20 @@ impl Link for Dblink<'_> {
 
     fn cursor(&self, read: &Read, batch: i64) -> Option<Cursor> {
         Some(Cursor {
-            declare: self.exec(&format!(
-                "DECLARE snapcopy_rows NO SCROLL CURSOR FOR {}",
-                Self::remote_select(read)
-            )),
+            declare: format!(
+                "SELECT {}.dblink_exec({}, {})",
+                self.schema,
+                self.conn(),
+                // One literal when the query is known now, the text built when it runs else.
+                match Self::remote_select(read).strip_prefix('\'') {
+                    Some(quoted) if read.computed.is_none() =>
+                        format!("'DECLARE snapcopy_rows NO SCROLL CURSOR FOR {quoted}"),
+                    _ => format!(
+                        "'DECLARE snapcopy_rows NO SCROLL CURSOR FOR ' || {}",
+                        Self::remote_select(read)
+                    ),
+                }
+            ),
             fetch: format!(
                 "{}.dblink({}, 'FETCH {batch} FROM snapcopy_rows') AS t({})",
                 self.schema,

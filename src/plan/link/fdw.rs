@@ -214,12 +214,19 @@ impl Link for PostgresFdw<'_> {
     // source, not the expressions of a select list, so a mask would be computed here, after
     // the raw values crossed.
     fn read(&self, read: &Read) -> String {
-        assert!(!read.masked, "masks are refused with postgres_fdw");
+        assert!(
+            !read.masked && read.computed.is_none(),
+            "masks and subsets are refused with postgres_fdw"
+        );
         let proxy = self.proxy(&read.table.name);
         match &read.condition {
             Some(c) => format!("(SELECT * FROM {proxy} WHERE {c}) AS t"),
             None => format!("{proxy} AS t"),
         }
+    }
+
+    fn read_query(&self, _select: &str, _definitions: &str) -> String {
+        unreachable!("row filters are refused with postgres_fdw")
     }
 
     fn read_sequence(&self, sequence: &QualifiedName) -> String {

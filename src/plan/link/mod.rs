@@ -44,6 +44,11 @@ pub(super) trait Link {
     /// A FROM item, aliased `t`, with what `read` takes of its table, evaluated on the source.
     fn read(&self, read: &Read) -> String;
 
+    /// A FROM item, aliased `t`, with the rows of `select` (a query the source runs) typed by
+    /// `definitions` (`a integer, b text`): for what a link's setup or walk reads besides
+    /// tables. Only dblink can: the others are refused what needs it.
+    fn read_query(&self, select: &str, definitions: &str) -> String;
+
     /// A FROM item `s(last_value, is_called)` with a source sequence's state.
     fn read_sequence(&self, sequence: &QualifiedName) -> String;
 
@@ -84,6 +89,9 @@ pub(super) struct Read<'a> {
     pub(super) masked: bool,
     /// The rows: those where this holds (SQL over the table's columns).
     pub(super) condition: Option<String>,
+    /// More of the condition, as an expression the *target* evaluates into SQL text when the
+    /// statement runs (a subset's rows, found by the unit's walk): ANDed to `condition`.
+    pub(super) computed: Option<String>,
 }
 
 /// A cursor over a table's rows in the source transaction, read in batches.
