@@ -161,8 +161,19 @@ pub struct CopyArgs {
     pub jobs: Option<usize>,
 
     /// Take over tables of the same name that snapcopy did not create: drop and copy them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data_only")]
     pub replace_unmanaged: bool,
+
+    /// Load the source's rows into tables that exist on the target (made by your migrations),
+    /// matching columns by name; their definitions, indexes, constraints, triggers and grants
+    /// stay as they are. A chosen table missing on the target is refused. Config: data_only.
+    #[arg(long)]
+    pub data_only: bool,
+
+    /// With --data-only: create the chosen tables the target lacks, as managed tables (as
+    /// without --data-only). Config: create_missing.
+    #[arg(long)]
+    pub create_missing: bool,
 
     /// Full mode: drop managed tables and create them anew from the source catalog instead of
     /// truncating them, so that large ones load split across sessions. What the target built on

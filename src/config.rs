@@ -20,6 +20,10 @@ pub struct Config {
     pub exclude: Vec<String>,
     /// `full` or `incremental`.
     pub mode: Option<Mode>,
+    /// Load rows into the target's own tables, leaving their definitions alone.
+    pub data_only: Option<bool>,
+    /// With `data_only`: create the chosen tables the target lacks.
+    pub create_missing: Option<bool>,
     /// `view` or `matview`.
     pub staging: Option<StagingKind>,
     /// `dblink` or `postgres_fdw`.
@@ -221,6 +225,11 @@ tables = ["public.*"]
 
 # Refuse to copy while `snapcopy audit` finds sensitive-looking columns without a mask rule.
 # strict_masks = false
+
+# Load rows into the tables your migrations made (columns matched by name), never changing
+# their definitions. create_missing: create the chosen tables the target lacks.
+# data_only = false
+# create_missing = false
 
 [source]
 # libpq URL or key=value conninfo. Keep passwords in ~/.pgpass or PGPASSWORD, not here.

@@ -178,6 +178,8 @@ pub struct StatusRow {
     pub pushed_down: Option<bool>,
     /// The link its staging object reads through.
     pub link: String,
+    /// The table is the user's (`--data-only`): snapcopy loads its rows, never its definition.
+    pub data_only: bool,
 }
 
 /// Prints `snapcopy status`; `quiet` says nothing of an empty registry.
@@ -210,7 +212,11 @@ pub fn print_status(rows: &[StatusRow], json: bool, quiet: bool) {
     for r in rows {
         table.add_row(vec![
             Cell::new(&r.table),
-            Cell::new(&r.mode),
+            Cell::new(if r.data_only {
+                format!("{} data only", r.mode)
+            } else {
+                r.mode.clone()
+            }),
             Cell::new(&r.staging),
             Cell::new(&r.link),
             Cell::new(&r.refreshed_at),

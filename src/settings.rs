@@ -52,6 +52,10 @@ pub struct Settings {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create.
     pub replace_unmanaged: bool,
+    /// Load rows into the target's own tables, leaving their definitions alone.
+    pub data_only: bool,
+    /// With `data_only`: create the chosen tables the target lacks.
+    pub create_missing: bool,
     /// Full mode: drop and create managed tables anew instead of truncating them.
     pub rebuild: bool,
     /// Copy (and verify) the tables' triggers.
@@ -92,6 +96,8 @@ impl Settings {
             source_label: self.source.label(),
             cursors: self.cursors.clone(),
             replace_unmanaged: self.replace_unmanaged,
+            data_only: self.data_only,
+            create_missing: self.create_missing,
             rebuild: self.rebuild,
             batch_bytes: self.batch_bytes,
             split_bytes: self.split_bytes,
@@ -162,6 +168,18 @@ impl Settings {
                  one of them"
             );
         }
+        let data_only = args.data_only || config.data_only.unwrap_or(false);
+        let create_missing = args.create_missing || config.create_missing.unwrap_or(false);
+        if create_missing && !data_only {
+            bail!(
+                "--create-missing goes with --data-only (without it, snapcopy creates every                  table the target lacks anyway)"
+            );
+        }
+        if data_only && (args.replace_unmanaged || args.rebuild) {
+            bail!(
+                "--data-only never drops or remakes your tables; leave out --replace-unmanaged                  and --rebuild"
+            );
+        }
         let jobs = args.jobs.or(config.jobs).unwrap_or_else(default_jobs);
         if jobs == 0 {
             bail!("--jobs must be at least 1");
@@ -184,6 +202,8 @@ impl Settings {
             jobs,
             cursors,
             replace_unmanaged: args.replace_unmanaged,
+            data_only,
+            create_missing,
             rebuild: args.rebuild,
             triggers: !args.no_triggers && config.triggers.unwrap_or(true),
             require_read_only: from.require_read_only_role || config.source.require_read_only,

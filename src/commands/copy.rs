@@ -139,6 +139,15 @@ async fn plan_copy(
             crate::target::state::read(target, &settings.staging_schema, managed.clone(), &catalog)
                 .await?;
         state.along = along.clone();
+        if settings.data_only || !state.data_only.is_empty() {
+            let theirs: Vec<&crate::sql::QualifiedName> = catalog
+                .tables
+                .iter()
+                .map(|t| &t.name)
+                .filter(|n| state.existing_tables.contains(*n) && !state.managed.contains_key(*n))
+                .collect();
+            state.user_tables = crate::target::user_tables::read(target, &catalog, &theirs).await?;
+        }
         options.masks =
             crate::mask::resolve(&catalog, &settings.masks).map_err(anyhow::Error::msg)?;
         options.filters = plan::resolve_filters(&catalog.tables, &settings.filters)

@@ -32,6 +32,8 @@ pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
         );
     }
     let managed = crate::target::registry::managed(&target, staging).await?;
+    // Tables loaded data-only are the user's: never dropped, even with --drop-tables.
+    let (users, managed): (Vec<_>, Vec<_>) = managed.into_iter().partition(|m| m.data_only);
     let (own, replaced): (Vec<_>, Vec<_>) = managed.into_iter().partition(|m| !m.replaced);
     let own: Vec<QualifiedName> = own.into_iter().map(|m| m.name).collect();
     let mut dropped: Vec<String> = Vec::new();
@@ -150,6 +152,12 @@ pub async fn teardown(args: &TeardownArgs) -> anyhow::Result<Outcome> {
     }
     for what in &dropped {
         eprintln!("dropped {what}");
+    }
+    if !users.is_empty() {
+        eprintln!(
+            "kept the {} tables loaded with --data-only: they are yours, not snapcopy's",
+            users.len()
+        );
     }
     if !args.drop_tables && !own.is_empty() {
         eprintln!(

@@ -445,6 +445,13 @@ pub(super) async fn run_step(
             let row = tx.query_one(&step.sql, &[]).await?;
             tally.inserted(i, row.get(0), row.get(1), row.get(2));
         }
+        StepKind::Together { ref tables } => {
+            let row = tx.query_one(&step.sql, &[]).await?;
+            for (k, &t) in tables.iter().enumerate() {
+                tally.touch(t);
+                tally.inserted(t, row.get(3 * k), row.get(3 * k + 1), row.get(3 * k + 2));
+            }
+        }
         StepKind::Record => {
             let (rows, skipped, pushed_down, high_water) = tally.record(i);
             let values: [&(dyn ToSql + Sync); 5] =

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::data_only;
 use super::refresh::Refresh;
 use super::{Action, PlanOptions, Pushdown, TableInfo};
 use crate::source::{Catalog, Constraint, ConstraintKind, Requirement, Table};
@@ -32,8 +33,42 @@ pub(super) fn decide(
     // What the target server cannot have refuses the tables that need it, before anything
     // changes; the other tables go on.
     let unavailable = unavailable(catalog, target);
+    let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
     let mut accepted: Vec<(Table, TableInfo)> = Vec::new();
+    let mut warnings = Vec::new();
     for table in &catalog.tables {
+        // Into the user's own table: what snapcopy would make for it does not matter.
+        match data_only::way(table, target, options) {
+            data_only::Way::Theirs(theirs) => {
+                let decision = data_only::verdict(table, theirs, target, options, mode, &chosen)
+                    .map(|(decision, load, said)| {
+                        warnings.extend(said);
+                        (decision, load)
+                    });
+                match decision {
+                    Ok((decision, load)) => {
+                        let d = Ok(decision);
+                        accept(
+                            &mut accepted,
+                            &mut refused,
+                            table,
+                            load,
+                            d,
+                            options,
+                            subsets,
+                            true,
+                        )
+                    }
+                    Err(why) => refused.push((table.name.clone(), why)),
+                }
+                continue;
+            }
+            data_only::Way::Missing(why) => {
+                refused.push((table.name.clone(), why));
+                continue;
+            }
+            data_only::Way::Managed => {}
+        }
         let missing = table
             .requires
             .iter()
@@ -60,45 +95,70 @@ pub(super) fn decide(
             if d.reason.is_none() {
                 d.reason = target.along.get(&table.name).cloned();
             }
-            // A masked growing column cannot be compared with the source's: every key is. A
-            // subset is read whole: a new row may reference an old one not copied before.
-            if let Some(Pushdown::Above(c)) = &d.pushdown {
-                if options.masks.rule(&table.name, &c.column).is_some()
-                    || subsets.limits(&table.name)
-                {
-                    d.pushdown = Some(Pushdown::AllKeys);
-                }
-            }
             d
         });
-        match decision {
-            Ok(d) => accepted.push((
-                table.clone(),
-                TableInfo {
-                    name: table.name.clone(),
-                    action: d.action,
-                    changes: d.changes,
-                    reason: d.reason,
-                    pushdown: d.pushdown,
-                    estimated_rows: table.rows_with_partitions(),
-                    estimated_bytes: table.data_bytes_with_partitions(),
-                    split: None,
-                    link: options.link_kind,
-                    subset: subsets.limits(&table.name),
-                },
-            )),
-            Err(reason) => refused.push((table.name.clone(), reason)),
-        }
+        let load = table.clone();
+        accept(
+            &mut accepted,
+            &mut refused,
+            table,
+            load,
+            decision,
+            options,
+            subsets,
+            false,
+        );
     }
     tie_inheritance(&mut accepted, target);
-    let mut warnings = detached_children(&accepted, target);
-    let chosen: BTreeSet<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
+    warnings.extend(detached_children(&accepted, target));
     warnings.extend(skipped_foreign_keys(&accepted, &chosen, target));
     Decided {
         accepted,
         refused,
         warnings,
     }
+}
+
+/// Adds a table with its decision to the accepted ones (as `load`, the table its statements
+/// are written for), or refuses it.
+#[allow(clippy::too_many_arguments)]
+fn accept(
+    accepted: &mut Vec<(Table, TableInfo)>,
+    refused: &mut Vec<(QualifiedName, String)>,
+    table: &Table,
+    load: Table,
+    decision: Result<Decision, String>,
+    options: &PlanOptions,
+    subsets: &super::subset::Subsets,
+    data_only: bool,
+) {
+    let mut d = match decision {
+        Ok(d) => d,
+        Err(reason) => return refused.push((table.name.clone(), reason)),
+    };
+    // A masked growing column cannot be compared with the source's: every key is. A subset is
+    // read whole: a new row may reference an old one not copied before.
+    if let Some(Pushdown::Above(c)) = &d.pushdown {
+        if options.masks.rule(&table.name, &c.column).is_some() || subsets.limits(&table.name) {
+            d.pushdown = Some(Pushdown::AllKeys);
+        }
+    }
+    accepted.push((
+        load,
+        TableInfo {
+            name: table.name.clone(),
+            action: d.action,
+            changes: d.changes,
+            reason: d.reason,
+            pushdown: d.pushdown,
+            estimated_rows: table.rows_with_partitions(),
+            estimated_bytes: table.data_bytes_with_partitions(),
+            split: None,
+            link: options.link_kind,
+            subset: subsets.limits(&table.name),
+            data_only,
+        },
+    ));
 }
 
 /// What happens to one table the target can have: made, taken over, refused, or what the

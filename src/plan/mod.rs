@@ -17,6 +17,7 @@
 //! before the units; `link` says how the target server reads the source (dblink,
 //! postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
 
+mod data_only;
 mod ddl;
 mod decide;
 mod graph;
@@ -74,6 +75,10 @@ pub struct PlanOptions {
     pub cursors: BTreeMap<QualifiedName, Ident>,
     /// Take over same-named tables snapcopy did not create (drop them and copy).
     pub replace_unmanaged: bool,
+    /// Load rows into the target's own tables (see `decide::data_only`), never changing them.
+    pub data_only: bool,
+    /// With `data_only`: create the chosen tables the target lacks, as managed tables.
+    pub create_missing: bool,
     /// Full mode: drop and create managed tables anew instead of truncating them.
     pub rebuild: bool,
     /// Bytes of source table per batch for large tables; 0 loads every table in one
@@ -152,12 +157,12 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
         link: options.link_kind,
     };
 
-    // What only refused tables need is not made.
+    // What only refused tables need is not made, nor what the user's own tables would need
+    // to be made (data-only loads: they need none).
     let needed: BTreeSet<&Requirement> = accepted.iter().flat_map(|(t, _)| &t.requires).collect();
     let skip: BTreeSet<Requirement> = catalog
         .tables
         .iter()
-        .filter(|t| plan.refused.iter().any(|(name, _)| name == &t.name))
         .flat_map(|t| t.requires.iter())
         .filter(|r| !needed.contains(r))
         .cloned()

@@ -26,19 +26,16 @@ impl UnitContext<'_> {
     /// insert (dblink); batches also let progress move.
     pub(super) fn full_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let mut steps = self.staging_steps(table, info, i);
-        if self.options.staging == StagingKind::View {
+        // A user's table whose foreign key to itself cannot wait takes its rows in one
+        // statement: the key is checked when the statement ends, with every row in.
+        let whole = info.data_only && super::data_only::must_load_whole(table);
+        if self.options.staging == StagingKind::View && !whole {
             if let Some(batched) = self.batched_load(table, i, None, &table.name) {
                 steps.extend(batched);
                 return steps;
             }
         }
-        // A subset read through a view takes the unit's walk, not the view's own.
-        let from = if self.subsets.limits(&table.name) && self.options.staging == StagingKind::View
-        {
-            self.link.read(&self.read_of(table, None))
-        } else {
-            self.staging_ident(&table.name).to_string()
-        };
+        let from = self.full_from(table);
         steps.push(
             Step::new(
                 Phase::Data,
@@ -54,22 +51,79 @@ impl UnitContext<'_> {
         steps
     }
 
-    /// A new table loads like a full copy. An existing one gets the rows the source has and it
-    /// lacks: when the key grows, the condition above the last copy's high-water mark (which
-    /// the registry holds) is evaluated on the source, so that only new rows travel; `ON
-    /// CONFLICT DO NOTHING` leaves local rows as they are. The statement returns rows read,
-    /// rows inserted and the new high-water mark.
-    pub(super) fn missing_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
+    /// What a full load reads: the staging object, or for a subset read through a view, the
+    /// unit's walk (not the view's own).
+    fn full_from(&self, table: &Table) -> String {
+        if self.subsets.limits(&table.name) && self.options.staging == StagingKind::View {
+            self.link.read(&self.read_of(table, None))
+        } else {
+            self.staging_ident(&table.name).to_string()
+        }
+    }
+
+    /// What an incremental load reads of `table`, and the expression of the new high-water
+    /// mark over `read` (the name the rows read go by in the statement).
+    fn missing_from(&self, table: &Table, info: &TableInfo, read: &str) -> (String, String) {
         let (condition, high) = match &info.pushdown {
             Some(Pushdown::Above(c)) => (
                 self.target
                     .high_water
                     .get(&table.name)
                     .map(|hw| format!("{} {} {}", c.column, c.operator, literal(hw))),
-                format!("(SELECT max({})::text FROM src)", c.column),
+                format!("(SELECT max({})::text FROM {read})", c.column),
             ),
             _ => (None, "NULL::text".to_string()),
         };
+        (self.link.read(&self.read_of(table, condition)), high)
+    }
+
+    /// The rows of tables that must go in by one statement: a cycle of the user's foreign keys
+    /// (`--data-only`) that cannot wait, being not deferrable. Each is read as its action says
+    /// and inserted by a part of the statement; the keys are checked when it ends, with every
+    /// table's rows in. It returns rows read, rows inserted and the high-water mark per table.
+    pub(super) fn rows_together(&self, members: &[(&Table, &TableInfo, TableIx)]) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let mut parts = Vec::new();
+        let mut results = Vec::new();
+        for (n, (table, info, i)) in members.iter().enumerate() {
+            let read = format!("read{n}");
+            let (from, conflict, high) = if info.action == Action::Insert {
+                let (from, high) = self.missing_from(table, info, &read);
+                (from, " ON CONFLICT DO NOTHING", high)
+            } else {
+                steps.extend(self.staging_steps(table, info, *i));
+                (self.full_from(table), "", "NULL::text".to_string())
+            };
+            parts.push(format!("{read} AS MATERIALIZED (SELECT * FROM {from})"));
+            parts.push(format!(
+                "put{n} AS ({} SELECT {} FROM {read}{conflict} RETURNING 1)",
+                self.insert_head(table, &table.name),
+                loaded_columns(table)
+            ));
+            results.push(format!(
+                "(SELECT count(*) FROM {read}), (SELECT count(*) FROM put{n}), {high}"
+            ));
+        }
+        steps.push(
+            Step::new(
+                Phase::Data,
+                Some(members[0].2),
+                format!("WITH {} SELECT {}", parts.join(", "), results.join(", ")),
+            )
+            .of_kind(StepKind::Together {
+                tables: members.iter().map(|(_, _, i)| *i).collect(),
+            }),
+        );
+        steps
+    }
+
+    /// A new table loads like a full copy. An existing one gets the rows the source has and it
+    /// lacks: when the key grows, the condition above the last copy's high-water mark (which
+    /// the registry holds) is evaluated on the source, so that only new rows travel; `ON
+    /// CONFLICT DO NOTHING` leaves local rows as they are. The statement returns rows read,
+    /// rows inserted and the new high-water mark.
+    pub(super) fn missing_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
+        let (from, high) = self.missing_from(table, info, "src");
         vec![Step::new(
             Phase::Data,
             Some(i),
@@ -77,7 +131,6 @@ impl UnitContext<'_> {
                 "WITH src AS MATERIALIZED (SELECT * FROM {from}), \
                  ins AS ({head} SELECT {columns} FROM src ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins), {high}",
-                from = self.link.read(&self.read_of(table, condition)),
                 head = self.insert_head(table, &table.name),
                 columns = loaded_columns(table),
             ),

@@ -15,6 +15,10 @@ impl UnitContext<'_> {
         let mut steps = Vec::new();
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
             let i = TableIx(i);
+            if info.data_only {
+                steps.extend(self.user_sequence_steps(table, i));
+                continue;
+            }
             for seq in table.sequences.iter().filter(|s| !self.is_shared(&s.name)) {
                 steps.push(Step::new(
                     Phase::Sequences,
@@ -31,8 +35,11 @@ impl UnitContext<'_> {
         // never moved back: other units, and tables outside the run, may draw from it too. One
         // statement per table, so that a table that failed takes only its own with it.
         for shared in self.shared {
-            for (i, table) in ordered.iter().enumerate() {
+            for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
                 let i = TableIx(i);
+                if info.data_only {
+                    continue;
+                }
                 let mut bounds: Vec<(&QualifiedName, &Ident)> = Vec::new();
                 if shared.owner.as_ref() == Some(&table.name) {
                     bounds.push((&table.name, &shared.sequence.column));
@@ -112,6 +119,36 @@ impl UnitContext<'_> {
             seq_name = literal(&seq.name.to_string()),
             remote = self.link.read_sequence(&seq.name),
         )
+    }
+
+    /// The sequences a user's table draws from (`--data-only`), moved ahead of its rows: to
+    /// the largest value of the integer column that draws from each, unless the sequence is
+    /// there already (it never moves back, and is never set from the source's, whose name
+    /// may differ).
+    fn user_sequence_steps(&self, table: &Table, i: TableIx) -> Vec<Step> {
+        let Some(theirs) = self.target.user_tables.get(&table.name) else {
+            return Vec::new();
+        };
+        let only = if theirs.partitioned { "" } else { "ONLY " };
+        theirs
+            .sequences
+            .iter()
+            .filter(|(column, _)| theirs.column(column).is_some_and(|c| c.integer))
+            .map(|(column, seq)| {
+                Step::new(
+                    Phase::Sequences,
+                    Some(i),
+                    format!(
+                        "SELECT CASE WHEN m.v IS NULL OR m.v < s.last_value \
+                         OR (m.v = s.last_value AND s.is_called) THEN NULL \
+                         ELSE pg_catalog.setval({}::regclass, m.v, true) END \
+                         FROM (SELECT max({column})::bigint AS v FROM {only}{}) AS m, {seq} AS s",
+                        literal(&seq.to_string()),
+                        table.name
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// Whether a sequence is shared: called by the defaults of a table that does not own it.

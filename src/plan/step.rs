@@ -113,6 +113,9 @@ pub struct TableInfo {
     /// Whether a row filter limits its rows (its own, or one that reached it through foreign
     /// keys).
     pub subset: bool,
+    /// Loaded into the user's own table (`--data-only`), whose definition snapcopy leaves as
+    /// it is.
+    pub data_only: bool,
 }
 
 /// What happens to a table.
@@ -330,6 +333,12 @@ pub enum StepKind {
     /// The missing rows (incremental): returns rows read, rows inserted, the new high-water
     /// mark.
     InsertMissing,
+    /// The rows of several tables in one statement (a cycle of foreign keys that cannot wait):
+    /// returns rows read, rows inserted and the new high-water mark of each, in this order.
+    Together {
+        /// The tables, in the order of the results.
+        tables: Vec<TableIx>,
+    },
     /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
     /// source's time of the run's snapshot, `$5` the high-water mark read.
     Record,

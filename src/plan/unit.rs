@@ -24,6 +24,14 @@ struct Cleared<'t> {
     rebuilt: BTreeSet<QualifiedName>,
 }
 
+/// How a unit loads one of its tables.
+struct Loading<'l> {
+    /// Its split table's load table, which holds its rows already.
+    load: Option<&'l LoadNames>,
+    /// Whether its rows come by a statement of its own (not: with others', see [`together`]).
+    own_rows: bool,
+}
+
 /// What every unit needs to know to write its SQL.
 pub(super) struct UnitContext<'a> {
     pub(super) options: &'a PlanOptions,
@@ -68,22 +76,60 @@ impl UnitContext<'_> {
         let (prepare, splits) = self.splits(&ordered, &loads);
         let mut steps = self.connect_steps();
         steps.extend(self.subset_steps(&ordered));
+        // The user's tables keep their foreign keys through the load: the deferrable ones wait
+        // until every table of the unit has its rows (a cycle among them then holds), and are
+        // checked before anything else changes a table.
+        let users = infos.iter().any(|i| i.data_only);
+        if users {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                "SET CONSTRAINTS ALL DEFERRED".to_string(),
+            ));
+        }
         let cleared = self.clear(&ordered, &infos, &cyclic);
         steps.extend(cleared.steps);
         // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
         // refuses ALTER TABLE while they are: after each such table's rows they are checked
         // (parents are loaded first, so they hold).
-        let deferred_checks = ordered.iter().any(|t| {
-            t.constraints.iter().any(|c| {
-                c.deferrable
-                    && matches!(c.kind, ConstraintKind::ForeignKey { .. })
-                    && self.has_constraint(&t.name, c)
-            })
-        });
+        let deferred_checks = !users
+            && ordered.iter().any(|t| {
+                t.constraints.iter().any(|c| {
+                    c.deferrable
+                        && matches!(c.kind, ConstraintKind::ForeignKey { .. })
+                        && self.has_constraint(&t.name, c)
+                })
+            });
+        let together = together(&ordered, &infos, &cyclic);
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
-            let i = TableIx(i);
+            let ix = TableIx(i);
             let load = loads[i].as_ref().map(|(_, load)| load);
-            steps.extend(self.table_steps(table, info, i, load, &cleared.readd, deferred_checks));
+            let loading = Loading {
+                load,
+                own_rows: !together.contains(&i),
+            };
+            steps.extend(self.table_steps(
+                table,
+                info,
+                ix,
+                loading,
+                &cleared.readd,
+                deferred_checks,
+            ));
+            if together.last() == Some(&i) {
+                let members: Vec<(&Table, &TableInfo, TableIx)> = together
+                    .iter()
+                    .map(|&k| (ordered[k], &infos[k], TableIx(k)))
+                    .collect();
+                steps.extend(self.rows_together(&members));
+            }
+        }
+        if users {
+            steps.push(Step::new(
+                Phase::Data,
+                None,
+                "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
+            ));
         }
         steps.extend(self.foreign_key_steps(&ordered, &infos, &cleared.readd, &cleared.rebuilt));
         steps.extend(self.trigger_restore_steps(&ordered, &infos));
@@ -176,7 +222,7 @@ impl UnitContext<'_> {
         // User triggers never fire on snapcopy's loads: those of existing tables are off until
         // the rows are in (in this transaction only, so no other session notices).
         for (table, info) in ordered.iter().zip(infos) {
-            if matches!(info.action, Action::Reload | Action::Insert) {
+            if self.turns_triggers_off(info) {
                 for (name, _) in self.enabled_triggers(table) {
                     steps.push(Step::new(
                         Phase::Truncate,
@@ -193,7 +239,8 @@ impl UnitContext<'_> {
         // NOT VALID, without a scan).
         let mut readd: Vec<(QualifiedName, &Constraint)> = Vec::new();
         for (table, info) in ordered.iter().zip(infos) {
-            if info.action != Action::Reload {
+            // The user's tables keep every constraint they have.
+            if info.action != Action::Reload || info.data_only {
                 continue;
             }
             for c in &table.constraints {
@@ -223,9 +270,12 @@ impl UnitContext<'_> {
             .map(|i| {
                 // ONLY: an inheritance parent's children keep their rows (those in the run
                 // are truncated in their own right); a partitioned table has none of its own.
-                let partitioned = ordered
-                    .iter()
-                    .any(|t| t.name == i.name && t.is_partitioned());
+                let partitioned = match self.target.user_tables.get(&i.name) {
+                    Some(theirs) if i.data_only => theirs.partitioned,
+                    _ => ordered
+                        .iter()
+                        .any(|t| t.name == i.name && t.is_partitioned()),
+                };
                 format!("{}{}", if partitioned { "" } else { "ONLY " }, i.name)
             })
             .collect();
@@ -252,10 +302,11 @@ impl UnitContext<'_> {
         table: &Table,
         info: &TableInfo,
         i: TableIx,
-        load: Option<&LoadNames>,
+        loading: Loading,
         readd: &[(QualifiedName, &Constraint)],
         deferred_checks: bool,
     ) -> Vec<Step> {
+        let load = loading.load;
         let mut steps = Vec::new();
         // A table the run creates is made in a block of its own: if something of it
         // cannot be made on the target, it alone is not copied.
@@ -276,7 +327,9 @@ impl UnitContext<'_> {
                     Inheritance::of(table, self.tables).as_ref(),
                 ));
             }
-            steps.extend(self.rows(table, info, i));
+            if loading.own_rows {
+                steps.extend(self.rows(table, info, i));
+            }
         }
         if !info.action.creates() && deferred_checks {
             steps.push(Step::new(
@@ -345,6 +398,7 @@ impl UnitContext<'_> {
                 incremental: info.action == Action::Insert,
                 cursor: cursor.as_ref(),
                 link: self.link.kind().as_str(),
+                data_only: info.data_only,
             };
             steps.push(
                 Step::new(Phase::Record, Some(i), record.record_sql(table))
@@ -371,7 +425,7 @@ impl UnitContext<'_> {
             .iter()
             .zip(infos)
             .enumerate()
-            .filter(|(_, (_, i))| i.action != Action::UserRows)
+            .filter(|(_, (_, i))| i.action != Action::UserRows && !i.data_only)
         {
             let i = TableIx(i);
             for c in &table.constraints {
@@ -420,7 +474,7 @@ impl UnitContext<'_> {
         let mut steps = Vec::new();
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
             let i = TableIx(i);
-            if matches!(info.action, Action::Reload | Action::Insert) {
+            if self.turns_triggers_off(info) {
                 for (name, triggers) in self.enabled_triggers(table) {
                     let actions: Vec<String> =
                         triggers.iter().map(|(t, state)| state.action(t)).collect();
@@ -433,6 +487,19 @@ impl UnitContext<'_> {
             }
         }
         steps
+    }
+
+    /// Whether the load turns the table's user triggers off (and back on): an existing table
+    /// snapcopy loads, unless it is the user's and the target role does not own it (then
+    /// they fire, as the plan's warnings say).
+    fn turns_triggers_off(&self, info: &TableInfo) -> bool {
+        matches!(info.action, Action::Reload | Action::Insert)
+            && (!info.data_only
+                || self
+                    .target
+                    .user_tables
+                    .get(&info.name)
+                    .is_some_and(|theirs| theirs.owned))
     }
 
     /// Opens (`SAVEPOINT`) or closes (`RELEASE SAVEPOINT`) a table's block on the target and
@@ -476,5 +543,36 @@ impl UnitContext<'_> {
         self.target
             .existing_constraints
             .contains(&(table.clone(), c.name.raw().to_string()))
+    }
+}
+
+/// The user's tables of a unit (`--data-only`) that must take their rows in one statement:
+/// those on a cycle of foreign keys where a key between two of them is not deferrable (no
+/// order of loads satisfies it, and it cannot wait for the end of the load). Their positions
+/// in `ordered`; none when fewer than two.
+fn together(
+    ordered: &[&Table],
+    infos: &[TableInfo],
+    cyclic: &BTreeSet<QualifiedName>,
+) -> Vec<usize> {
+    let members: Vec<usize> = (0..ordered.len())
+        .filter(|&k| {
+            infos[k].data_only
+                && matches!(infos[k].action, Action::Reload | Action::Insert)
+                && cyclic.contains(&ordered[k].name)
+        })
+        .collect();
+    let names: BTreeSet<&QualifiedName> = members.iter().map(|&k| &ordered[k].name).collect();
+    let urgent = members.iter().any(|&k| {
+        ordered[k].constraints.iter().any(|c| {
+            !c.deferrable
+                && matches!(&c.kind, ConstraintKind::ForeignKey { references }
+                    if references != &ordered[k].name && names.contains(references))
+        })
+    });
+    if urgent && members.len() >= 2 {
+        members
+    } else {
+        Vec::new()
     }
 }

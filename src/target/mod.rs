@@ -3,6 +3,8 @@
 
 pub mod registry;
 pub mod state;
+pub mod user_tables;
 
 pub use registry::Managed;
 pub use state::{ExtensionState, StagingObject, TargetState};
+pub use user_tables::{UserColumn, UserForeignKey, UserTable};

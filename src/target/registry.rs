@@ -50,6 +50,7 @@ pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
         ),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS table_oid oid"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS link text"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS data_only boolean"),
     ]
 }
 
@@ -68,6 +69,9 @@ pub struct Managed {
     pub link: String,
     /// The highest value of its growing column that the last copy read, as text.
     pub high_water: Option<String>,
+    /// The table is the user's (made by their migrations): snapcopy loads its rows and never
+    /// makes, drops or changes it (`--data-only`).
+    pub data_only: bool,
 }
 
 /// The tables snapcopy manages on the target, with the source shape recorded at their last
@@ -82,7 +86,8 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
     let sql = format!(
         "SELECT r.table_schema, r.table_name, r.source_shape::text, \
          coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false), \
-         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water \
+         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water, \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false) \
          FROM {} r \
          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
@@ -103,6 +108,7 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
             replaced: r.get(3),
             link: r.get(4),
             high_water: r.get(5),
+            data_only: r.get(6),
         })
         .collect())
 }
@@ -120,7 +126,8 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
          pg_catalog.to_char(refreshed_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
          pg_catalog.to_char(source_snapshot_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
          rows_loaded, rows_total, pushed_down, \
-         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink') \
+         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false) \
          FROM {} r ORDER BY table_schema, table_name",
         table(staging_schema)
     );
@@ -141,6 +148,7 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
             rows_total: r.get(8),
             pushed_down: r.get(9),
             link: r.get(10),
+            data_only: r.get(11),
         })
         .collect())
 }
@@ -184,6 +192,8 @@ pub struct Record<'a> {
     pub cursor: Option<&'a Cursor>,
     /// The link its staging object reads through.
     pub link: &'a str,
+    /// The table is the user's; snapcopy only loads its rows.
+    pub data_only: bool,
 }
 
 impl Record<'_> {
@@ -227,17 +237,18 @@ impl Record<'_> {
         format!(
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
-             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid, link) \
+             rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid, link, \
+             data_only) \
              VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
              $4::text::timestamptz, $1::bigint, $2::bigint, {rows_total}, $3::boolean, \
-             {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}) \
+             {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}, {data_only}) \
              ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
              mode = EXCLUDED.mode, link = EXCLUDED.link, refreshed_at = now(), \
              source_snapshot_at = EXCLUDED.source_snapshot_at, \
              rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
              rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
              source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
-             {staging_update}",
+             data_only = EXCLUDED.data_only, {staging_update}",
             schema = literal(table.name.schema.raw()),
             name = literal(table.name.name.raw()),
             source = literal(self.source_label),
@@ -245,6 +256,7 @@ impl Record<'_> {
             kind = literal(self.staging_kind),
             mode = literal(self.mode),
             link = literal(self.link),
+            data_only = self.data_only,
             shape = literal(&shape),
             oid = literal(&table.name.to_string()),
         )

@@ -58,6 +58,11 @@ pub struct TargetState {
     /// Tables for which the setup could not make something they need, with why: they are
     /// refused, and the units are planned without them.
     pub cannot_make: BTreeMap<QualifiedName, String>,
+    /// The tables the registry lists as loaded data-only: the user's, never snapcopy's.
+    pub data_only: BTreeSet<QualifiedName>,
+    /// The chosen tables on the target that snapcopy did not make, as a data-only load needs
+    /// to know them (read for data-only runs; see [`super::user_tables`]).
+    pub user_tables: BTreeMap<QualifiedName, super::user_tables::UserTable>,
 }
 
 /// A staging object found on the target.
@@ -95,6 +100,15 @@ pub async fn read(
         .context("could not read the target's extensions")?;
     state.dblink_schema = dblink.map(|r| Ident::new(r.get::<_, String>(0)));
     for m in managed {
+        if m.data_only {
+            // The user's table: remade by their migrations or not, it is loaded the same way.
+            if let Some(hw) = m.high_water {
+                state.high_water.insert(m.name.clone(), hw);
+            }
+            state.links.insert(m.name.clone(), m.link);
+            state.data_only.insert(m.name);
+            continue;
+        }
         if m.replaced {
             state.replaced.insert(m.name);
             continue;
@@ -259,7 +273,7 @@ async fn extensions(
 }
 
 /// Runs a query whose parameters are the schemas and the names of `objects` (`$1`, `$2`).
-async fn by_name(
+pub(super) async fn by_name(
     client: &Client,
     sql: &str,
     objects: &[&QualifiedName],
@@ -275,6 +289,6 @@ async fn by_name(
 }
 
 /// The qualified name in columns `at` (schema) and `at + 1` (name) of a row.
-fn qualified(row: &Row, at: usize) -> QualifiedName {
+pub(super) fn qualified(row: &Row, at: usize) -> QualifiedName {
     QualifiedName::new(row.get::<_, String>(at), row.get::<_, String>(at + 1))
 }

@@ -285,6 +285,8 @@ fn options(staging: StagingKind) -> PlanOptions {
         source_label: "reader@/tmp:5432/prod".into(),
         cursors: BTreeMap::new(),
         replace_unmanaged: false,
+        data_only: false,
+        create_missing: false,
         rebuild: false,
         batch_bytes: DEFAULT_BATCH_BYTES,
         split_bytes: DEFAULT_SPLIT_BYTES,
@@ -425,6 +427,7 @@ fn what(step: &Step) -> String {
         StepKind::Rows => " [rows]",
         StepKind::Batch { .. } => " [batch]",
         StepKind::InsertMissing => " [insert missing]",
+        StepKind::Together { .. } => " [together]",
         StepKind::Record => " [record]",
         StepKind::Secret { .. } => " [secret]",
     };
