@@ -213,10 +213,22 @@ fn data_only_loads_into_the_migrated_schema_and_leaves_it_as_it_was() {
          UPDATE public.teams SET lead_id = 101 WHERE id = 21; \
          COMMIT;",
     );
-    pair.snapcopy()
-        .args(["--mode", "incremental"])
+    let assert = pair
+        .snapcopy()
+        .args(["--mode", "incremental", "--json"])
         .assert()
         .success();
+    // Only the new rows travelled: the first load recorded each key's high-water mark.
+    let summary: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let users = summary["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.users")
+        .unwrap();
+    assert_eq!(users["action"], "insert", "{summary}");
+    assert_eq!(users["rows"], 1, "{summary}");
+    assert_eq!(users["skipped"], 0, "{summary}");
     assert_rows_equal(&pair);
     assert_eq!(definitions(&pair), before);
     assert_eq!(oids(&pair), oids_before);

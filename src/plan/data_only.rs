@@ -155,10 +155,18 @@ fn load_table(table: &Table, theirs: &UserTable) -> (Table, Vec<(String, &'stati
             })
         })
         .collect();
-    let constraints = theirs
-        .foreign_keys
-        .iter()
-        .map(|fk| Constraint {
+    // The source's keys the load reads whole (the registry's high-water mark follows the
+    // key), then the target's foreign keys (the load order follows them); nothing of them is
+    // ever made or dropped.
+    let loaded = |name: &crate::sql::Ident| columns.iter().any(|c| &c.name == name);
+    let keys = table.constraints.iter().filter(|c| {
+        matches!(c.kind, ConstraintKind::PrimaryKey | ConstraintKind::Unique)
+            && !c.columns.is_empty()
+            && c.columns.iter().all(loaded)
+    });
+    let constraints = keys
+        .cloned()
+        .chain(theirs.foreign_keys.iter().map(|fk| Constraint {
             name: fk.name.clone(),
             kind: ConstraintKind::ForeignKey {
                 references: fk.references.clone(),
@@ -170,7 +178,7 @@ fn load_table(table: &Table, theirs: &UserTable) -> (Table, Vec<(String, &'stati
             local: true,
             deferrable: fk.deferrable,
             index_body: None,
-        })
+        }))
         .collect();
     let load = Table {
         oid: table.oid,

@@ -233,7 +233,12 @@ impl Record<'_> {
              high_water = EXCLUDED.high_water"
                 .to_string()
         };
-        let shape = serde_json::to_string(&table.shape()).expect("a shape serializes");
+        // A user's table is never rebuilt, so no shape is compared: none is kept.
+        let shape = if self.data_only {
+            "NULL".to_string()
+        } else {
+            literal(&serde_json::to_string(&table.shape()).expect("a shape serializes"))
+        };
         format!(
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
@@ -257,7 +262,6 @@ impl Record<'_> {
             mode = literal(self.mode),
             link = literal(self.link),
             data_only = self.data_only,
-            shape = literal(&shape),
             oid = literal(&table.name.to_string()),
         )
     }
