@@ -261,3 +261,99 @@ fn a_subset_flows_down_the_foreign_keys_and_is_closed_up_on_the_source() {
     let staging = steps_of(&plan, "public.orders", &[Phase::Staging]);
     insta::assert_snapshot!(pretty(&staging));
 }
+
+/// Teams and members that reference each other, into the user's own tables (`--data-only`)
+/// whose keys are not deferrable: the triggers are turned off and back on, the rows of both go
+/// in one statement, the sequence moves ahead of the rows; nothing is made or dropped.
+#[test]
+fn a_data_only_unit_loads_a_cycle_that_cannot_wait_in_one_statement() {
+    use crate::target::{UserColumn, UserForeignKey, UserTable};
+    let mut teams = table("teams");
+    teams.columns = vec![column("id", "integer"), column("lead_id", "integer")];
+    teams.constraints = vec![
+        constraint("teams_pkey", ConstraintKind::PrimaryKey, "PRIMARY KEY (id)"),
+        constraint(
+            "teams_lead_id_fkey",
+            ConstraintKind::ForeignKey {
+                references: QualifiedName::new("public", "members"),
+            },
+            "FOREIGN KEY (lead_id) REFERENCES public.members(id)",
+        ),
+    ];
+    let mut members = table("members");
+    members.columns = vec![
+        column("id", "integer"),
+        column("team_id", "integer"),
+        column("legacy", "text"),
+    ];
+    members.constraints = vec![constraint(
+        "members_team_id_fkey",
+        ConstraintKind::ForeignKey {
+            references: QualifiedName::new("public", "teams"),
+        },
+        "FOREIGN KEY (team_id) REFERENCES public.teams(id)",
+    )];
+    let catalog = Catalog {
+        tables: vec![teams, members],
+        ..fixture()
+    };
+    let user = |columns: &[&str], references: &str, sequence: bool| UserTable {
+        columns: columns
+            .iter()
+            .map(|c| UserColumn {
+                name: Ident::new(*c),
+                type_sql: "integer".into(),
+                generated: false,
+                identity: None,
+                integer: true,
+            })
+            .collect(),
+        foreign_keys: vec![UserForeignKey {
+            name: Ident::new(format!("fk_{references}")),
+            references: QualifiedName::new("public", references),
+            deferrable: false,
+        }],
+        unique_key: true,
+        owned: true,
+        sequences: if sequence {
+            vec![(
+                Ident::new("id"),
+                QualifiedName::new("public", "teams_id_seq"),
+            )]
+        } else {
+            Vec::new()
+        },
+        ..UserTable::default()
+    };
+    let mut state = TargetState {
+        dblink_schema: Some(Ident::new("public")),
+        ..TargetState::default()
+    };
+    for (name, theirs) in [
+        ("teams", user(&["id", "lead_id"], "members", true)),
+        ("members", user(&["id", "team_id"], "teams", false)),
+    ] {
+        let name = QualifiedName::new("public", name);
+        state.existing_tables.insert(name.clone());
+        state.user_tables.insert(name, theirs);
+    }
+    state.triggers.insert(
+        QualifiedName::new("public", "teams"),
+        vec![(Ident::new("audit"), crate::source::TriggerState::Enabled)],
+    );
+    let mut opts = options(StagingKind::View);
+    opts.data_only = true;
+    let plan = plan(&catalog, &state, &opts);
+    assert_eq!(
+        plan.warnings,
+        ["public.members.legacy is not on the target: left out"]
+    );
+    let unit = unit_of(&plan, "public.teams");
+    let steps: Vec<Step> = unit
+        .steps
+        .iter()
+        .filter(|s| s.phase != Phase::Record)
+        .cloned()
+        .collect();
+    insta::assert_snapshot!(pretty(&steps));
+}
