@@ -351,3 +351,110 @@ per_link!(
     a_matview_refresh_reads_the_source_once,
     enum_labels_added_on_the_source_reach_the_target_in_order,
 );
+
+/// A large reload drops the table's keys and indexes and builds them after its rows, as a
+/// first copy does; what the developer built on the table survives: a view, a grant, a local
+/// index and its comment, and a view that needs the primary key (which then stays in place).
+/// A reload that fails keeps the previous rows and every key.
+#[test]
+fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.docs (id uuid PRIMARY KEY, owner integer NOT NULL, title text UNIQUE, body text);
+         CREATE INDEX docs_owner_idx ON public.docs (owner);
+         CREATE TABLE public.notes (id integer PRIMARY KEY, doc_id uuid NOT NULL REFERENCES public.docs, body text);
+         INSERT INTO public.docs SELECT md5(g::text)::uuid, g % 100, 'title ' || g, repeat(md5(g::text), 3)
+         FROM generate_series(1, 30000) g;
+         INSERT INTO public.notes SELECT g, md5(g::text)::uuid, 'note' FROM generate_series(1, 1000) g;
+         ANALYZE",
+    );
+    let copy = |pair: &Pair| {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .args(["public.docs", "public.notes"]);
+        cmd
+    };
+    copy(&pair).assert().success();
+    pair.target.psql(
+        "dev",
+        "CREATE ROLE reader; GRANT SELECT ON public.docs TO reader;
+         CREATE VIEW public.doc_titles AS SELECT id, title FROM public.docs;
+         CREATE INDEX docs_local_idx ON public.docs (lower(title));
+         COMMENT ON INDEX public.docs_local_idx IS 'made here';",
+    );
+    let plan = |pair: &Pair| {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .args(["plan", "public.docs", "public.notes"]);
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    let sql = plan(&pair);
+    for dropped in [
+        "ALTER TABLE \"public\".\"notes\" DROP CONSTRAINT \"notes_doc_id_fkey\"",
+        "ALTER TABLE \"public\".\"docs\" DROP CONSTRAINT \"docs_pkey\"",
+        "ALTER TABLE \"public\".\"docs\" DROP CONSTRAINT \"docs_title_key\"",
+        "DROP INDEX \"public\".\"docs_owner_idx\"",
+    ] {
+        assert!(sql.contains(dropped), "{dropped} not in\n{sql}");
+    }
+    assert!(!sql.contains("docs_local_idx"), "{sql}");
+    pair.source.psql(
+        "app",
+        "UPDATE public.docs SET title = title || '!' WHERE owner = 7",
+    );
+    copy(&pair).assert().success();
+    let after = |pair: &Pair| {
+        for table in ["public.docs", "public.notes"] {
+            assert_eq!(
+                checksum(&pair.target, "dev", table),
+                checksum(&pair.source, "app", table)
+            );
+        }
+        assert_eq!(
+            pair.target.psql(
+                "dev",
+                "SELECT (SELECT count(*) FROM public.doc_titles WHERE title LIKE '%!') || ' ' || \
+                 has_table_privilege('reader', 'public.docs', 'SELECT') || ' ' || \
+                 obj_description('public.docs_local_idx'::regclass, 'pg_class') || ' ' || \
+                 (SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) \
+                  FROM pg_constraint WHERE conrelid IN ('public.docs'::regclass, 'public.notes'::regclass)) || ' ' || \
+                 (SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) \
+                  FROM pg_index WHERE indrelid = 'public.docs'::regclass)"
+            ),
+            "300 true made here docs_pkey:true,docs_title_key:true,notes_doc_id_fkey:true,notes_pkey:true \
+             docs_local_idx,docs_owner_idx,docs_pkey,docs_title_key"
+        );
+    };
+    after(&pair);
+    // A view that groups by the key needs it: the key stays in place, the reload works.
+    pair.target.psql(
+        "dev",
+        "CREATE VIEW public.doc_notes AS SELECT d.id, d.title, count(n.id) FROM public.docs d \
+         LEFT JOIN public.notes n ON n.doc_id = d.id GROUP BY d.id",
+    );
+    let sql = plan(&pair);
+    assert!(!sql.contains("DROP CONSTRAINT \"docs_pkey\""), "{sql}");
+    assert!(sql.contains("DROP CONSTRAINT \"docs_title_key\""), "{sql}");
+    copy(&pair).assert().success();
+    after(&pair);
+    // A reload that fails after the keys were dropped leaves the previous rows and keys.
+    let before = checksum(&pair.target, "dev", "public.docs");
+    pair.target.psql(
+        "dev",
+        "ALTER TABLE public.notes ADD CONSTRAINT local_rule CHECK (id < 1001)",
+    );
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.notes SELECT 1001, id, 'late' FROM public.docs LIMIT 1",
+    );
+    copy(&pair).assert().code(1);
+    assert_eq!(checksum(&pair.target, "dev", "public.docs"), before);
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.docs'::regclass"
+        ),
+        "2"
+    );
+}

@@ -12,7 +12,7 @@ use super::{
     Action, Bounds, Phase, PlanOptions, Purpose, Range, Split, Step, StepKind, TableInfo, TableIx,
     Unit, LOAD_MARKER,
 };
-use crate::source::{Constraint, ConstraintKind, SharedSequence, Table, TriggerState};
+use crate::source::{Constraint, ConstraintKind, Index, SharedSequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::target::{registry, TargetState};
 
@@ -22,6 +22,8 @@ struct Cleared<'t> {
     steps: Vec<Step>,
     readd: Vec<(QualifiedName, &'t Constraint)>,
     rebuilt: BTreeSet<QualifiedName>,
+    /// Indexes dropped for a large reload, built again after the table's rows.
+    reindex: Vec<(QualifiedName, &'t Index)>,
 }
 
 /// How a unit loads one of its tables.
@@ -30,6 +32,8 @@ struct Loading<'l> {
     load: Option<&'l LoadNames>,
     /// Whether its rows come by a statement of its own (not: with others', see [`together`]).
     own_rows: bool,
+    /// Its indexes a large reload dropped, to build after its rows.
+    indexes: Vec<&'l Index>,
 }
 
 /// What every unit needs to know to write its SQL.
@@ -107,6 +111,12 @@ impl UnitContext<'_> {
             let loading = Loading {
                 load,
                 own_rows: !together.contains(&i),
+                indexes: cleared
+                    .reindex
+                    .iter()
+                    .filter(|(t, _)| t == &table.name)
+                    .map(|(_, x)| *x)
+                    .collect(),
             };
             steps.extend(self.table_steps(
                 table,
@@ -261,6 +271,7 @@ impl UnitContext<'_> {
                 }
             }
         }
+        let reindex = self.unindex(ordered, infos, &mut readd, &mut steps);
         for name in &rebuilt {
             steps.extend(self.drop_steps(name, &in_unit));
         }
@@ -291,7 +302,98 @@ impl UnitContext<'_> {
             steps,
             readd,
             rebuilt,
+            reindex,
         }
+    }
+
+    /// A large table reloads as fast as it was first copied: its keys and indexes are dropped
+    /// before its rows go in and built after them (a sort, not an insert per row into each
+    /// index), as a first copy builds them; the unit's foreign keys to it go and come back
+    /// with them. What something else needs (a view grouping by the key, a foreign key from a
+    /// table outside the unit) stays in place, and so does every index the target added.
+    /// Drops are added to `steps` and what they dropped to `readd`; returns the indexes to
+    /// build again.
+    fn unindex<'t>(
+        &self,
+        ordered: &[&'t Table],
+        infos: &[TableInfo],
+        readd: &mut Vec<(QualifiedName, &'t Constraint)>,
+        steps: &mut Vec<Step>,
+    ) -> Vec<(QualifiedName, &'t Index)> {
+        let mut reindex = Vec::new();
+        // The user's tables keep their keys, and their foreign keys have no definition to
+        // add back.
+        if infos.iter().any(|i| i.data_only) {
+            return reindex;
+        }
+        let drop = |steps: &mut Vec<Step>, table: &QualifiedName, c: &Constraint| {
+            steps.push(Step::new(
+                Phase::Truncate,
+                None,
+                format!("ALTER TABLE {table} DROP CONSTRAINT {}", c.name),
+            ));
+        };
+        for (table, info) in ordered.iter().zip(infos) {
+            if !self.reindexes(table, info) {
+                continue;
+            }
+            let on_target = self.target.indexes.get(&table.name);
+            let free = |name: &str| on_target.and_then(|m| m.get(name)) == Some(&false);
+            let keys: Vec<&Constraint> = table
+                .constraints
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.kind,
+                        ConstraintKind::PrimaryKey
+                            | ConstraintKind::Unique
+                            | ConstraintKind::Exclude
+                    ) && free(c.name.raw())
+                })
+                .collect();
+            if !keys.is_empty() {
+                for other in ordered {
+                    for c in &other.constraints {
+                        let to_it = matches!(&c.kind,
+                            ConstraintKind::ForeignKey { references } if references == &table.name);
+                        let done = readd
+                            .iter()
+                            .any(|(t, d)| t == &other.name && d.name == c.name);
+                        if to_it && !done && self.has_constraint(&other.name, c) {
+                            drop(steps, &other.name, c);
+                            readd.push((other.name.clone(), c));
+                        }
+                    }
+                }
+            }
+            for c in keys {
+                drop(steps, &table.name, c);
+                readd.push((table.name.clone(), c));
+            }
+            for index in table.indexes.iter().filter(|x| free(x.name.raw())) {
+                steps.push(Step::new(
+                    Phase::Truncate,
+                    None,
+                    format!("DROP INDEX {}.{}", table.name.schema, index.name),
+                ));
+                reindex.push((table.name.clone(), index));
+            }
+        }
+        reindex
+    }
+
+    /// Whether a reload drops the table's keys and indexes and builds them after its rows: a
+    /// managed table large enough to load in batches, with no partitions, inheritance parents
+    /// or children (whose indexes and keys are tied to its own).
+    fn reindexes(&self, table: &Table, info: &TableInfo) -> bool {
+        info.action == Action::Reload
+            && !info.data_only
+            && super::rows::batch_rows(table, self.options.batch_bytes).is_some()
+            && !table.is_partitioned()
+            && table.partitions.is_empty()
+            && table.inherits.is_empty()
+            && !table.has_children
+            && !self.target.children.contains_key(&table.name)
     }
 
     /// One table's statements in the unit's transaction: made (or moved into place from its
@@ -363,6 +465,13 @@ impl UnitContext<'_> {
                     "ALTER TABLE {} ADD CONSTRAINT {} {}",
                     table.name, c.name, c.definition
                 ),
+            ));
+        }
+        for index in &loading.indexes {
+            steps.push(Step::new(
+                Phase::PostData,
+                Some(i),
+                index.definition.clone(),
             ));
         }
         // A new table's triggers come once its rows are in; no later statement of the

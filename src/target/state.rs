@@ -58,6 +58,10 @@ pub struct TargetState {
     /// Tables for which the setup could not make something they need, with why: they are
     /// refused, and the units are planned without them.
     pub cannot_make: BTreeMap<QualifiedName, String>,
+    /// The key constraints and indexes of the chosen tables on the target, by table and name,
+    /// each with whether something keeps it in place (see `sql/indexes.sql`): a large reload
+    /// drops the others and builds them after its rows.
+    pub indexes: BTreeMap<QualifiedName, BTreeMap<String, bool>>,
     /// The tables the registry lists as loaded data-only: the user's, never snapcopy's.
     pub data_only: BTreeSet<QualifiedName>,
     /// The chosen tables on the target that snapcopy did not make, as a data-only load needs
@@ -152,6 +156,13 @@ pub async fn read(
             Ident::new(r.get::<_, String>(2)),
             TriggerState::from_catalog(&r.get::<_, String>(3)),
         ));
+    }
+    for r in by_name(client, include_str!("sql/indexes.sql"), &tables, "indexes").await? {
+        state
+            .indexes
+            .entry(qualified(&r, 0))
+            .or_default()
+            .insert(r.get(3), r.get(4));
     }
     for r in by_name(
         client,
