@@ -13,8 +13,9 @@
 //! One module per part of the decision: `decide` gives each table its action and the reason;
 //! `graph` groups tables by foreign keys and orders them; `unit` orders a unit's statements,
 //! which `ddl` (definitions), `rows` (staging objects and row SQL, a `match` on the action),
-//! `split` (ranges of a large new table) and `sequences` write; `setup` writes what runs once
-//! before the units; `link` says how the target server reads the source (dblink,
+//! `split` (ranges of a large new table), `reindex` (keys built after a large reload's rows) and
+//! `sequences` write; `data_only` decides and shapes loads into the user's own tables; `setup`
+//! writes what runs once before the units; `link` says how the target server reads the source (dblink,
 //! postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
 
 mod data_only;
@@ -23,6 +24,7 @@ mod decide;
 mod graph;
 mod link;
 mod refresh;
+mod reindex;
 mod render;
 mod rows;
 mod sequences;
