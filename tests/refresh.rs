@@ -361,7 +361,9 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     let pair = Pair::start();
     pair.source.psql(
         "app",
-        "CREATE TABLE public.docs (id uuid PRIMARY KEY, owner integer NOT NULL, title text UNIQUE, body text);
+        "CREATE TABLE public.owners (id integer PRIMARY KEY);
+         INSERT INTO public.owners SELECT generate_series(0, 99);
+         CREATE TABLE public.docs (id uuid PRIMARY KEY, owner integer NOT NULL REFERENCES public.owners, title text UNIQUE, body text);
          CREATE INDEX docs_owner_idx ON public.docs (owner);
          CREATE TABLE public.notes (id integer PRIMARY KEY, doc_id uuid NOT NULL REFERENCES public.docs, body text);
          INSERT INTO public.docs SELECT md5(g::text)::uuid, g % 100, 'title ' || g, repeat(md5(g::text), 3)
@@ -372,7 +374,7 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     let copy = |pair: &Pair| {
         let mut cmd = pair.snapcopy();
         cmd.env("SNAPCOPY_BATCH_MB", "1")
-            .args(["public.docs", "public.notes"]);
+            .args(["public.docs", "public.notes", "public.owners"]);
         cmd
     };
     copy(&pair).assert().success();
@@ -385,13 +387,18 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     );
     let plan = |pair: &Pair| {
         let mut cmd = pair.snapcopy();
-        cmd.env("SNAPCOPY_BATCH_MB", "1")
-            .args(["plan", "public.docs", "public.notes"]);
+        cmd.env("SNAPCOPY_BATCH_MB", "1").args([
+            "plan",
+            "public.docs",
+            "public.notes",
+            "public.owners",
+        ]);
         String::from_utf8(cmd.output().unwrap().stdout).unwrap()
     };
     let sql = plan(&pair);
     for dropped in [
         "ALTER TABLE \"public\".\"notes\" DROP CONSTRAINT \"notes_doc_id_fkey\"",
+        "ALTER TABLE \"public\".\"docs\" DROP CONSTRAINT \"docs_owner_fkey\"",
         "ALTER TABLE \"public\".\"docs\" DROP CONSTRAINT \"docs_pkey\"",
         "ALTER TABLE \"public\".\"docs\" DROP CONSTRAINT \"docs_title_key\"",
         "DROP INDEX \"public\".\"docs_owner_idx\"",
@@ -422,7 +429,7 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
                  (SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) \
                   FROM pg_index WHERE indrelid = 'public.docs'::regclass)"
             ),
-            "300 true made here docs_pkey:true,docs_title_key:true,notes_doc_id_fkey:true,notes_pkey:true \
+            "300 true made here docs_owner_fkey:true,docs_pkey:true,docs_title_key:true,notes_doc_id_fkey:true,notes_pkey:true \
              docs_local_idx,docs_owner_idx,docs_pkey,docs_title_key"
         );
     };
@@ -455,6 +462,6 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
             "dev",
             "SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.docs'::regclass"
         ),
-        "2"
+        "3"
     );
 }

@@ -9,8 +9,8 @@ use crate::sql::QualifiedName;
 impl UnitContext<'_> {
     /// A large table reloads as fast as it was first copied: its keys and indexes are dropped
     /// before its rows go in and built after them (a sort, not an insert per row into each
-    /// index), as a first copy builds them; the unit's foreign keys to it go and come back
-    /// with them. What something else needs (a view grouping by the key, a foreign key from a
+    /// index), as a first copy builds them; the unit's foreign keys to it, and its own to the
+    /// unit's tables, go and come back with them (checked once each, not per row). What something else needs (a view grouping by the key, a foreign key from a
     /// table outside the unit) stays in place, and so does every index the target added.
     /// Drops are added to `steps` and what they dropped to `readd`; returns the indexes to
     /// build again.
@@ -65,6 +65,20 @@ impl UnitContext<'_> {
                             readd.push((other.name.clone(), c));
                         }
                     }
+                }
+            }
+            // Its own foreign keys to the unit's tables are checked once, after the rows, by one
+            // query each, not by a lookup per inserted row.
+            let in_unit = |name: &QualifiedName| ordered.iter().any(|t| &t.name == name);
+            for c in &table.constraints {
+                let within = matches!(&c.kind,
+                    ConstraintKind::ForeignKey { references } if in_unit(references));
+                let done = readd
+                    .iter()
+                    .any(|(t, d)| t == &table.name && d.name == c.name);
+                if within && !done && self.has_constraint(&table.name, c) {
+                    drop(steps, &table.name, c);
+                    readd.push((table.name.clone(), c));
                 }
             }
             for c in keys {
