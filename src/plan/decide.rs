@@ -37,77 +37,26 @@ pub(super) fn decide(
     let mut accepted: Vec<(Table, TableInfo)> = Vec::new();
     let mut warnings = Vec::new();
     for table in &catalog.tables {
-        // Into the user's own table: what snapcopy would make for it does not matter.
-        match data_only::way(table, target, options) {
-            data_only::Way::Theirs(theirs) => {
-                let decision = data_only::verdict(table, theirs, target, options, mode, &chosen)
-                    .map(|(decision, load, said)| {
-                        warnings.extend(said);
-                        (decision, load)
-                    });
-                match decision {
-                    Ok((decision, load)) => {
-                        let d = Ok(decision);
-                        accept(
-                            &mut accepted,
-                            &mut refused,
-                            table,
-                            load,
-                            d,
-                            options,
-                            subsets,
-                            true,
-                        )
-                    }
-                    Err(why) => refused.push((table.name.clone(), why)),
-                }
-                continue;
+        // Into the user's own table, or as snapcopy's: each way says what happens, or why not.
+        let judged = match data_only::way(table, target, options) {
+            data_only::Way::Theirs(theirs) => data_only::verdict(
+                table, theirs, target, options, mode, &chosen,
+            )
+            .map(|(decision, load, said)| {
+                warnings.extend(said);
+                (decision, load, true)
+            }),
+            data_only::Way::Missing(why) => Err(why),
+            data_only::Way::Managed => managed(table, target, options, mode, &unavailable)
+                .map(|decision| (decision, table.clone(), false)),
+        };
+        match judged {
+            Ok((decision, load, data_only)) => {
+                let info = table_info(table, decision, options, subsets, data_only);
+                accepted.push((load, info));
             }
-            data_only::Way::Missing(why) => {
-                refused.push((table.name.clone(), why));
-                continue;
-            }
-            data_only::Way::Managed => {}
+            Err(why) => refused.push((table.name.clone(), why)),
         }
-        let missing = table
-            .requires
-            .iter()
-            .find_map(|r| unavailable.get(r).map(|why| (r, why)));
-        if let Some((requirement, why)) = missing {
-            refused.push((
-                table.name.clone(),
-                format!(
-                    "{} needs the {requirement}, which {why}",
-                    table.name.human()
-                ),
-            ));
-            continue;
-        }
-        if let Some(why) = target.cannot_make.get(&table.name) {
-            refused.push((table.name.clone(), why.clone()));
-            continue;
-        }
-        if let Some(why) = super::link::cannot_read(options.link_kind, table) {
-            refused.push((table.name.clone(), why));
-            continue;
-        }
-        let decision = verdict(table, target, options, mode).map(|mut d| {
-            if d.reason.is_none() {
-                d.reason = target.along.get(&table.name).cloned();
-            }
-            d
-        });
-        let load = table.clone();
-        accept(
-            &mut accepted,
-            &mut refused,
-            table,
-            load,
-            decision,
-            options,
-            subsets,
-            false,
-        );
     }
     tie_inheritance(&mut accepted, target);
     warnings.extend(detached_children(&accepted, target));
@@ -119,23 +68,47 @@ pub(super) fn decide(
     }
 }
 
-/// Adds a table with its decision to the accepted ones (as `load`, the table its statements
-/// are written for), or refuses it.
-#[allow(clippy::too_many_arguments)]
-fn accept(
-    accepted: &mut Vec<(Table, TableInfo)>,
-    refused: &mut Vec<(QualifiedName, String)>,
+/// What happens to a table loaded as snapcopy's own: refused when the target cannot have
+/// what it needs or the link cannot read it, else the verdict (with why it came along).
+fn managed(
     table: &Table,
-    load: Table,
-    decision: Result<Decision, String>,
+    target: &TargetState,
+    options: &PlanOptions,
+    mode: &dyn Refresh,
+    unavailable: &BTreeMap<Requirement, String>,
+) -> Result<Decision, String> {
+    let missing = table
+        .requires
+        .iter()
+        .find_map(|r| unavailable.get(r).map(|why| (r, why)));
+    if let Some((requirement, why)) = missing {
+        return Err(format!(
+            "{} needs the {requirement}, which {why}",
+            table.name.human()
+        ));
+    }
+    if let Some(why) = target.cannot_make.get(&table.name) {
+        return Err(why.clone());
+    }
+    if let Some(why) = super::link::cannot_read(options.link_kind, table) {
+        return Err(why);
+    }
+    verdict(table, target, options, mode).map(|mut d| {
+        if d.reason.is_none() {
+            d.reason = target.along.get(&table.name).cloned();
+        }
+        d
+    })
+}
+
+/// What the plan knows of an accepted table (`table` is the source's).
+fn table_info(
+    table: &Table,
+    mut d: Decision,
     options: &PlanOptions,
     subsets: &super::subset::Subsets,
     data_only: bool,
-) {
-    let mut d = match decision {
-        Ok(d) => d,
-        Err(reason) => return refused.push((table.name.clone(), reason)),
-    };
+) -> TableInfo {
     // A masked growing column cannot be compared with the source's: every key is. A subset is
     // read whole: a new row may reference an old one not copied before.
     if let Some(Pushdown::Above(c)) = &d.pushdown {
@@ -143,22 +116,19 @@ fn accept(
             d.pushdown = Some(Pushdown::AllKeys);
         }
     }
-    accepted.push((
-        load,
-        TableInfo {
-            name: table.name.clone(),
-            action: d.action,
-            changes: d.changes,
-            reason: d.reason,
-            pushdown: d.pushdown,
-            estimated_rows: table.rows_with_partitions(),
-            estimated_bytes: table.data_bytes_with_partitions(),
-            split: None,
-            link: options.link_kind,
-            subset: subsets.limits(&table.name),
-            data_only,
-        },
-    ));
+    TableInfo {
+        name: table.name.clone(),
+        action: d.action,
+        changes: d.changes,
+        reason: d.reason,
+        pushdown: d.pushdown,
+        estimated_rows: table.rows_with_partitions(),
+        estimated_bytes: table.data_bytes_with_partitions(),
+        split: None,
+        link: options.link_kind,
+        subset: subsets.limits(&table.name),
+        data_only,
+    }
 }
 
 /// What happens to one table the target can have: made, taken over, refused, or what the
