@@ -141,21 +141,9 @@ fn masked_values_never_reach_the_target_and_stay_joined_unique_and_the_same_on_a
     );
     // A staging object refreshed by hand, without snapcopy's key, fails instead of reading raw
     // values.
-    let refresh = std::process::Command::new(common::pg_bin().join("psql"))
-        .args(["-X", "-h"])
-        .arg(pair.target.socket_dir())
-        .args([
-            "-p",
-            &pair.target.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "dev",
-            "-c",
-        ])
-        .arg("REFRESH MATERIALIZED VIEW snapcopy.\"public.users\"")
-        .output()
-        .unwrap();
+    let refresh = pair
+        .target
+        .try_psql("dev", "REFRESH MATERIALIZED VIEW snapcopy.\"public.users\"");
     assert!(!refresh.status.success());
     assert!(String::from_utf8_lossy(&refresh.stderr).contains("snapcopy.mask_key"));
 

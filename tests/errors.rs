@@ -194,21 +194,7 @@ fn the_link_to_the_source_is_read_only(link: Link) {
         }
         Link::PostgresFdw => "INSERT INTO \"snapcopy.public\".t VALUES (2)",
     };
-    let out = std::process::Command::new(common::pg_bin().join("psql"))
-        .args(["-X", "-h"])
-        .arg(pair.target.socket_dir())
-        .args([
-            "-p",
-            &pair.target.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "dev",
-            "-c",
-        ])
-        .arg(write)
-        .output()
-        .unwrap();
+    let out = pair.target.try_psql("dev", write);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("read-only transaction"),

@@ -225,12 +225,7 @@ fn extensions_collations_and_functions_the_tables_need_are_created() {
         "INSERT INTO rooms.bookings (room, during, title) VALUES (9, '[2030-01-01, 2030-01-03)', 'x')",
         "INSERT INTO rooms.bookings (room, during, title, seats) VALUES (8, '[2031-01-01, 2031-01-02)', 'x', 3)",
     ] {
-        let out = std::process::Command::new(common::pg_bin().join("psql"))
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(pair.target.socket_dir())
-            .args(["-p", &pair.target.port.to_string(), "-U", "postgres", "-d", "dev", "-c", refused])
-            .output()
-            .unwrap();
+        let out = pair.target.try_psql("dev", refused);
         assert!(!out.status.success(), "{refused} must be refused");
     }
     // A second run finds it all there.

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{checksum, pg_bin, Link, Pair};
+use common::{checksum, Link, Pair};
 use predicates::prelude::*;
 
 const SHOP: &str = "CREATE TABLE public.items (id serial PRIMARY KEY, name text NOT NULL); \
@@ -98,18 +98,10 @@ fn a_role_with_only_select_on_the_source_is_enough(link: Link) {
 fn a_second_run_on_the_same_target_says_who_holds_it() {
     let pair = Pair::start();
     pair.source.psql("app", SHOP);
-    let mut holder = Command::new(pg_bin().join("psql"))
-        .args(["-X", "-q", "-h"])
-        .arg(pair.target.socket_dir())
-        .args([
-            "-p",
-            &pair.target.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "dev",
-            "-c",
-        ])
+    let mut holder = pair
+        .target
+        .psql_command("dev")
+        .arg("-c")
         .arg("SELECT pg_advisory_lock(hashtext('snapcopy'), hashtext('snapcopy')), pg_sleep(60)")
         .env("PGAPPNAME", "the other run")
         .stdout(Stdio::null())

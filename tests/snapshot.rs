@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use common::{pg_bin, Link, Pair};
+use common::{Link, Pair};
 
 /// Tables a and b (no foreign keys) and a parent with its child, 150,000 rows each in a and b.
 const TABLES: &str = "CREATE TABLE public.a (id integer PRIMARY KEY, payload text); \
@@ -30,18 +30,10 @@ fn start_writer(pair: &Pair) -> Child {
     }
     let script_path = pair.home.path().join("writer.sql");
     std::fs::write(&script_path, script).unwrap();
-    let writer = Command::new(pg_bin().join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(pair.source.socket_dir())
-        .args([
-            "-p",
-            &pair.source.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "app",
-            "-f",
-        ])
+    let writer = pair
+        .source
+        .psql_command("app")
+        .arg("-f")
         .arg(&script_path)
         .stdout(Stdio::null())
         .spawn()

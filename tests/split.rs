@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{assert_copied_exactly, checksum, definition, pg_bin, Pair};
+use common::{assert_copied_exactly, checksum, definition, Pair};
 
 /// Split from 1 MB, in batches of 1 MB: small tables exercise every path.
 fn split_small(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
@@ -54,16 +54,10 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
     }
     let script_path = pair.home.path().join("writer.sql");
     std::fs::write(&script_path, script).unwrap();
-    let mut writer = Command::new(pg_bin().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &pair.source.conninfo("app"),
-            "-f",
-        ])
+    let mut writer = pair
+        .source
+        .psql_command("app")
+        .arg("-f")
         .arg(&script_path)
         .stdout(Stdio::null())
         .spawn()

@@ -285,7 +285,15 @@ impl PgServer {
         );
     }
 
-    fn psql_command(&self, db: &str) -> Command {
+    /// Runs SQL through psql and returns what it did, for a statement the test expects to
+    /// fail.
+    pub fn try_psql(&self, db: &str, sql: &str) -> std::process::Output {
+        self.psql_command(db).arg("-c").arg(sql).output().unwrap()
+    }
+
+    /// psql on `db` as postgres (unaligned, tuples only, quiet, stopping at the first error),
+    /// for a test that runs it its own way (in the background, say); add `-c` or `-f`.
+    pub fn psql_command(&self, db: &str) -> Command {
         let mut c = Command::new(pg_bin().join("psql"));
         c.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.socket_dir())
