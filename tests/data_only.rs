@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{definition, Pair};
+use common::{definition, summary_row, Pair};
 use predicates::prelude::*;
 
 /// Production: accounts with a column the dev schema dropped, users with a manager (a key to
@@ -219,16 +219,10 @@ fn data_only_loads_into_the_migrated_schema_and_leaves_it_as_it_was() {
         .assert()
         .success();
     // Only the new rows travelled: the first load recorded each key's high-water mark.
-    let summary: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-    let users = summary["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "public.users")
-        .unwrap();
-    assert_eq!(users["action"], "insert", "{summary}");
-    assert_eq!(users["rows"], 1, "{summary}");
-    assert_eq!(users["skipped"], 0, "{summary}");
+    let users = summary_row(&assert.get_output().stdout, "public.users");
+    assert_eq!(users["action"], "insert", "{users}");
+    assert_eq!(users["rows"], 1, "{users}");
+    assert_eq!(users["skipped"], 0, "{users}");
     assert_rows_equal(&pair);
     assert_eq!(definitions(&pair), before);
     assert_eq!(oids(&pair), oids_before);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{checksum, definition, Link, Pair};
+use common::{checksum, definition, summary_row, Link, Pair};
 use predicates::prelude::*;
 
 /// A parent/child pair and a keyless table, 1,000 orders.
@@ -109,14 +109,8 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
         .args(["--mode", "incremental", "--json"])
         .assert()
         .success();
-    let summary: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-    let orders = summary["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "public.orders")
-        .unwrap();
-    assert_eq!(orders["rows"], 10, "{summary}");
+    let orders = summary_row(&assert.get_output().stdout, "public.orders");
+    assert_eq!(orders["rows"], 10, "{orders}");
     assert_eq!(orders["skipped"], 0);
     assert_eq!(orders["action"], "insert");
     assert_eq!(orders["note"], "id > last copy's max");

@@ -26,12 +26,7 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
             relkind: r.get("relkind"),
             is_partition: r.get("relispartition"),
             parent_oid: r.get("parent_oid"),
-            extension: r
-                .get::<_, Option<String>>("extension")
-                .map(|name| Extension {
-                    name,
-                    schema: Ident::new(r.get::<_, String>("extension_schema")),
-                }),
+            extension: extension_of(r),
             user_rows: r.get("user_rows"),
             parents: r
                 .get::<_, Vec<String>>("parent_schemas")
@@ -52,6 +47,16 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
 /// tree is copied whole), and which chosen partitions stand alone (their parent is not
 /// chosen: they become plain tables). Returns the expanded list and, for messages, each tree
 /// root with its number of partitions.
+/// The extension a catalog row says owns the object (its `extension` and `extension_schema`
+/// columns), if any.
+pub(super) fn extension_of(r: &tokio_postgres::Row) -> Option<Extension> {
+    r.get::<_, Option<String>>("extension")
+        .map(|name| Extension {
+            name,
+            schema: Ident::new(r.get::<_, String>("extension_schema")),
+        })
+}
+
 pub fn with_partitions(
     all: &[Candidate],
     chosen: Vec<Candidate>,

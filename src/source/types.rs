@@ -114,12 +114,7 @@ impl Met {
                     base: r.get("typbasetype"),
                     relid: r.get("typrelid"),
                     range_subtype: r.get("range_subtype"),
-                    extension: r
-                        .get::<_, Option<String>>("extension")
-                        .map(|name| Extension {
-                            name,
-                            schema: Ident::new(r.get::<_, String>("extension_schema")),
-                        }),
+                    extension: super::read::extension_of(&r),
                     base_sql: r.get("base_sql"),
                     collation_sql: r.get("collation_sql"),
                     default_sql: r.get("default_sql"),

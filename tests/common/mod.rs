@@ -9,6 +9,6 @@ mod oracles;
 mod pair;
 mod server;
 
-pub use oracles::{assert_copied_exactly, checksum, definition};
+pub use oracles::{assert_copied_exactly, checksum, definition, summary_row};
 pub use pair::{source_tables, Link, Pair};
 pub use server::{chown_postgres, pg_bin, PgServer};

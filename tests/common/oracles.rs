@@ -83,3 +83,13 @@ pub fn definition(server: &PgServer, db: &str, table: &str) -> String {
         "columns:\n{columns}\nconstraints:\n{constraints}\nindexes:\n{indexes}\ncomment: {comment}"
     )
 }
+
+/// One table's row of a `--json` summary (the command's stdout), as the user would read it.
+pub fn summary_row(stdout: &[u8], table: &str) -> serde_json::Value {
+    let summary: serde_json::Value = serde_json::from_slice(stdout).unwrap();
+    summary["tables"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|t| t["name"] == table))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {table} in {summary}"))
+}
