@@ -152,7 +152,7 @@ pub async fn bring_along(
     loop {
         let names: Vec<&sql::QualifiedName> = chosen.iter().map(|c| &c.name).collect();
         let mut added = Vec::new();
-        for (dependent, on) in crate::target::state::referencing(target, &names).await? {
+        for (dependent, on, _) in crate::target::state::referencing(target, &names).await? {
             let wanted = managed.iter().any(|m| !m.replaced && m.name == dependent)
                 && !names.contains(&&dependent)
                 && !added.iter().any(|c: &Candidate| c.name == dependent)

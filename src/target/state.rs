@@ -205,11 +205,11 @@ pub async fn read(
 }
 
 /// The tables on the target with a foreign key to one of `tables` (TRUNCATE refuses to empty a
-/// referenced table alone), each with the table it references.
+/// referenced table alone), each with the table it references and the key's name.
 pub async fn referencing(
     client: &Client,
     tables: &[&QualifiedName],
-) -> anyhow::Result<Vec<(QualifiedName, QualifiedName)>> {
+) -> anyhow::Result<Vec<(QualifiedName, QualifiedName, String)>> {
     let rows = by_name(
         client,
         include_str!("sql/referencing.sql"),
@@ -219,7 +219,7 @@ pub async fn referencing(
     .await?;
     Ok(rows
         .iter()
-        .map(|r| (qualified(r, 0), qualified(r, 2)))
+        .map(|r| (qualified(r, 0), qualified(r, 2), r.get(4)))
         .collect())
 }
 

@@ -118,8 +118,12 @@ pub async fn read(
                 references: qualified(&r, 4),
                 deferrable: r.get(6),
             }),
-            "in" => table.referenced_by.push((qualified(&r, 4), r.get(3))),
             _ => table.unique_key = true,
+        }
+    }
+    for (dependent, on, key) in super::state::referencing(client, names).await? {
+        if let Some(table) = tables.get_mut(&on) {
+            table.referenced_by.push((dependent, key));
         }
     }
     for r in by_name(

@@ -1,8 +1,7 @@
 -- The keys of the named tables ($1 schemas, $2 names) that a data-only load must respect: their
--- foreign keys (kind 'out', with the referenced table and whether the key is deferrable), the
--- foreign keys of other tables that reference them (kind 'in', with the referencing table), and
--- whether each has a unique index ON CONFLICT can use (kind 'unique'). A partition's copies of
--- its parent's keys are left out.
+-- foreign keys (kind 'out', with the referenced table and whether the key is deferrable; a
+-- partition's copies of its parent's keys left out), and whether each has a unique index
+-- ON CONFLICT can use (kind 'unique'). The keys that reference them: `referencing.sql`.
 WITH w AS (
     SELECT c.oid, n.nspname, c.relname
     FROM unnest($1::text[], $2::text[]) AS u(schema_name, table_name)
@@ -14,13 +13,6 @@ FROM w
 JOIN pg_catalog.pg_constraint k ON k.conrelid = w.oid AND k.contype = 'f' AND k.conparentid = 0
 JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
 JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-UNION ALL
-SELECT w.nspname, w.relname, 'in', k.conname, dn.nspname, d.relname, k.condeferrable
-FROM w
-JOIN pg_catalog.pg_constraint k ON k.confrelid = w.oid AND k.contype = 'f' AND k.conparentid = 0
-    AND k.conrelid <> k.confrelid
-JOIN pg_catalog.pg_class d ON d.oid = k.conrelid
-JOIN pg_catalog.pg_namespace dn ON dn.oid = d.relnamespace
 UNION ALL
 SELECT w.nspname, w.relname, 'unique', NULL, NULL, NULL, false
 FROM w
