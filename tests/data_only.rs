@@ -297,6 +297,22 @@ fn data_only_refuses_what_it_cannot_load_and_names_it() {
         definition(&pair.target, "dev", "public.not_migrated"),
         definition(&pair.source, "app", "public.not_migrated")
     );
+    // Masks apply to the user's tables as to snapcopy's, computed on the source.
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", "a-key-for-tests-0123456789")
+        .args(["--data-only", "--mask", "public.users.bio=null"])
+        .args(["--mask", "public.users.email=email"])
+        .args(TABLES)
+        .assert()
+        .success();
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(bio) || ' ' || count(*) FILTER (WHERE email LIKE 'user%') || ' ' || \
+             count(DISTINCT email) || ' ' || (SELECT count(*) FROM public.orders) FROM public.users"
+        ),
+        "0 0 30000 5000"
+    );
     // Options that would remake the user's tables do not go with it.
     pair.snapcopy()
         .args(["--data-only", "--rebuild", "public.users"])
