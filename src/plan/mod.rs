@@ -18,6 +18,7 @@
 //! writes what runs once before the units; `link` says how the target server reads the source (dblink,
 //! postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
 
+mod compare;
 mod data_only;
 mod ddl;
 mod decide;

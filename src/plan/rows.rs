@@ -14,7 +14,12 @@ impl UnitContext<'_> {
     /// The statements that bring the rows of one table, as its action says.
     pub(super) fn rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         match info.action {
-            Action::Insert => self.missing_rows(table, info, i),
+            Action::Insert => match self.compared_key(table, info) {
+                Some(key) if info.pushdown == Some(Pushdown::KeyHashes) => {
+                    self.compared_rows(table, &key, i)
+                }
+                _ => self.missing_rows(table, info, i),
+            },
             Action::UserRows => vec![self.user_rows_step(table, i)],
             Action::Create | Action::Reload | Action::Rebuild => self.full_rows(table, info, i),
         }
@@ -211,7 +216,7 @@ impl UnitContext<'_> {
                 format!(
                     "INSERT INTO pg_temp.snapcopy_keep SELECT tbl, rel, tid FROM {}",
                     self.link.read_query(
-                        &format!("{walk} SELECT tbl, rel, tid FROM keep"),
+                        &literal(&format!("{walk} SELECT tbl, rel, tid FROM keep")),
                         "tbl text, rel oid, tid tid"
                     )
                 ),

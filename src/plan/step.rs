@@ -141,6 +141,9 @@ pub enum Pushdown {
     Above(crate::source::Cursor),
     /// Every source row travels; the keys decide what is missing.
     AllKeys,
+    /// Hashes of the keys are compared on both servers; only the missing rows travel (see
+    /// `plan::compare`).
+    KeyHashes,
 }
 
 impl TableInfo {
@@ -159,6 +162,7 @@ impl TableInfo {
                 parts.push(format!("{} {} last copy's max", c.column.raw(), c.operator))
             }
             Some(Pushdown::AllKeys) => parts.push("all keys compared".to_string()),
+            Some(Pushdown::KeyHashes) => parts.push("key hashes compared".to_string()),
             None => {}
         }
         if let Some(split) = &self.split {
@@ -169,7 +173,10 @@ impl TableInfo {
 
     /// Whether only new rows were read from the source.
     pub fn pushed_down(&self) -> bool {
-        matches!(self.pushdown, Some(Pushdown::Above(_)))
+        matches!(
+            self.pushdown,
+            Some(Pushdown::Above(_) | Pushdown::KeyHashes)
+        )
     }
 }
 

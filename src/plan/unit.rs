@@ -9,8 +9,8 @@ use super::link::Link;
 use super::refresh::Refresh;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
-    Action, Bounds, Phase, PlanOptions, Purpose, Range, Split, Step, StepKind, TableInfo, TableIx,
-    Unit, LOAD_MARKER,
+    Action, Bounds, Phase, PlanOptions, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
+    TableIx, Unit, LOAD_MARKER,
 };
 use crate::source::{Constraint, ConstraintKind, Index, SharedSequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
@@ -67,6 +67,12 @@ impl UnitContext<'_> {
                     .expect("every ordered table is in the group")
             })
             .collect();
+        // Keys that do not grow are compared by their hashes where the link can.
+        for (table, info) in ordered.iter().zip(infos.iter_mut()) {
+            if self.compared_key(table, info).is_some() {
+                info.pushdown = Some(Pushdown::KeyHashes);
+            }
+        }
         // Split tables: their ranges, and the names they load under.
         let loads: Vec<Option<(Vec<Bounds>, LoadNames)>> = ordered
             .iter()

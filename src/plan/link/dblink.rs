@@ -206,7 +206,7 @@ impl Link for Dblink<'_> {
             "{}.dblink({}, {}) AS t({definitions})",
             self.schema,
             self.conn(),
-            literal(select)
+            select
         )
     }
 

@@ -44,9 +44,11 @@ pub(super) trait Link {
     /// A FROM item, aliased `t`, with what `read` takes of its table, evaluated on the source.
     fn read(&self, read: &Read) -> String;
 
-    /// A FROM item, aliased `t`, with the rows of `select` (a query the source runs) typed by
-    /// `definitions` (`a integer, b text`): for what a link's setup or walk reads besides
-    /// tables. Only dblink can: the others are refused what needs it.
+    /// A FROM item, aliased `t`, with the rows of a query the source runs, typed by
+    /// `definitions` (`a integer, b text`): for what a link's setup, walk or key comparison
+    /// reads besides tables. `select` is SQL of type text that the target evaluates when the
+    /// statement runs (a literal, or text built from what the target has). Only dblink can:
+    /// the others are refused (or not planned) what needs it.
     fn read_query(&self, select: &str, definitions: &str) -> String;
 
     /// A FROM item `s(last_value, is_called)` with a source sequence's state.

@@ -1,0 +1,224 @@
+//! Incremental mode for a key that does not grow (uuid, text, composite): the rows the target
+//! lacks are found by comparing hashes of the keys on both servers, so that only the missing
+//! rows cross the link (see [`UnitContext::compared_rows`]).
+
+use super::rows::loaded_columns;
+use super::unit::UnitContext;
+use super::{Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
+use crate::cli::LinkKind;
+use crate::source::{Column, Table};
+use crate::sql::literal;
+
+/// Keys fetched from the source per statement when the missing rows are read by key.
+const KEYS_PER_BATCH: u64 = 10_000;
+
+/// About this many rows of a table fall in one hash bucket of its keys.
+const ROWS_PER_BUCKET: i64 = 1_000;
+
+impl UnitContext<'_> {
+    /// The key columns by which incremental mode compares `table`'s keys, when it can: an
+    /// existing table whose key does not grow, read through dblink (which can run the
+    /// comparison's queries on the source), neither a subset nor masked (the comparison is of
+    /// the source's own keys), each key column of a type with a known hash function.
+    pub(super) fn compared_key<'t>(
+        &self,
+        table: &'t Table,
+        info: &TableInfo,
+    ) -> Option<Vec<&'t Column>> {
+        let eligible = info.action == Action::Insert
+            && matches!(info.pushdown, Some(Pushdown::AllKeys | Pushdown::KeyHashes))
+            && !info.data_only
+            && self.link.kind() == LinkKind::Dblink
+            && !self.subsets.limits(&table.name)
+            && table
+                .columns
+                .iter()
+                .all(|c| self.options.masks.rule(&table.name, &c.name).is_none());
+        if !eligible {
+            return None;
+        }
+        let key = table.key(self.options.cursors.get(&table.name))?;
+        let columns: Vec<&Column> = key
+            .columns
+            .iter()
+            .map(|k| table.columns.iter().find(|c| &c.name == k))
+            .collect::<Option<_>>()?;
+        columns
+            .iter()
+            .all(|c| column_hash(c).is_some())
+            .then_some(columns)
+    }
+
+    /// The missing rows of `table`, found by its keys' hashes, in three steps that each cost
+    /// little when nothing is missing:
+    ///
+    /// 1. the count and XOR of the key hashes, on both servers: equal means nothing to do;
+    /// 2. else the same per bucket of the hashes (about [`ROWS_PER_BUCKET`] rows each): the
+    ///    buckets whose source side differs;
+    /// 3. the source's keys in those buckets that the target lacks, kept in a temporary table
+    ///    (keys only: the target's temp space holds no rows), then their rows, read by key from
+    ///    the source and inserted [`KEYS_PER_BATCH`] keys at a time.
+    ///
+    /// Rows never pass through snapcopy; only the missing rows and the keys of differing
+    /// buckets cross the link. Rows the target has that the source lacks stay.
+    pub(super) fn compared_rows(&self, table: &Table, key: &[&Column], i: TableIx) -> Vec<Step> {
+        let only = if table.is_partitioned() { "" } else { "ONLY " };
+        let from = format!("{only}{}", table.name);
+        let hash = key_hash(key);
+        let mask = buckets(table.rows_with_partitions()) - 1;
+        let names: Vec<String> = key.iter().map(|c| c.name.to_string()).collect();
+        let names = names.join(", ");
+        let definitions: Vec<String> = key
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.type_sql))
+            .collect();
+        let definitions = definitions.join(", ");
+        let read = |select: String, definitions: &str| self.link.read_query(&select, definitions);
+        let totals = format!(
+            "SELECT count(*), coalesce(bit_xor(h), 0) FROM (SELECT {hash} AS h FROM {from}) r"
+        );
+        let per_bucket = format!(
+            "SELECT (h & {mask})::int4, count(*), bit_xor(h) FROM (SELECT {hash} AS h FROM {from}) r GROUP BY 1"
+        );
+        let same = "(SELECT same FROM pg_temp.snapcopy_same)";
+        let matched: Vec<String> = key
+            .iter()
+            .map(|c| format!("d.{0} = t.{0}", c.name))
+            .collect();
+        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
+        let mut steps = vec![
+            step(
+                "DROP TABLE IF EXISTS pg_temp.snapcopy_same, pg_temp.snapcopy_diff, \
+                 pg_temp.snapcopy_missing"
+                    .to_string(),
+            ),
+            step(format!(
+                "CREATE TEMPORARY TABLE snapcopy_same ON COMMIT DROP AS \
+                 SELECT t.n = d.n AND t.x = d.x AS same FROM {}, \
+                 (SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {from}) d",
+                read(literal(&totals), "n int8, x int8")
+            )),
+            step(format!(
+                "CREATE TEMPORARY TABLE snapcopy_diff ON COMMIT DROP AS SELECT t.b FROM {} \
+                 LEFT JOIN (SELECT (h & {mask})::int4 AS b, count(*) AS n, bit_xor(h) AS x \
+                 FROM (SELECT {hash} AS h FROM {from} WHERE NOT {same}) r GROUP BY 1) d \
+                 ON d.b = t.b WHERE d.b IS NULL OR t.n <> d.n OR t.x <> d.x",
+                read(
+                    format!(
+                        "CASE WHEN {same} THEN {} ELSE {} END",
+                        literal("SELECT 0, 0, 0 WHERE false"),
+                        literal(&per_bucket)
+                    ),
+                    "b int4, n int8, x int8"
+                )
+            )),
+            step(format!(
+                "CREATE TEMPORARY TABLE snapcopy_missing ON COMMIT DROP AS SELECT {names} FROM {} \
+                 WHERE NOT EXISTS (SELECT FROM {from} d WHERE {})",
+                read(
+                    format!(
+                        "CASE WHEN NOT EXISTS (SELECT FROM pg_temp.snapcopy_diff) THEN {} \
+                         WHEN (SELECT count(*) FROM pg_temp.snapcopy_diff) > {} THEN {} \
+                         ELSE {} || pg_catalog.quote_literal((SELECT pg_catalog.array_agg(b)::text \
+                         FROM pg_temp.snapcopy_diff)) || '::int4[])' END",
+                        literal(&format!("SELECT {names} FROM {from} WHERE false")),
+                        // Most buckets differ: every key, without hashing them again.
+                        (mask + 1) / 2,
+                        literal(&format!("SELECT {names} FROM {from}")),
+                        literal(&format!(
+                            "SELECT {names} FROM {from} WHERE ({hash} & {mask})::int4 = ANY ("
+                        )),
+                    ),
+                    &definitions
+                ),
+                matched.join(" AND ")
+            )),
+        ];
+        // The rows of a batch of missing keys on the source: `(k1, k2) IN (SELECT * FROM ROWS
+        // FROM (unnest(<k1s>), unnest(<k2s>)))`, the arrays built from the keys the batch took.
+        let arrays: Vec<String> = key
+            .iter()
+            .map(|c| {
+                format!(
+                    "'pg_catalog.unnest(' || pg_catalog.quote_literal((SELECT \
+                     pg_catalog.array_agg({})::text FROM batch)) || {}",
+                    c.name,
+                    literal(&format!("::{}[])", c.type_sql))
+                )
+            })
+            .collect();
+        let condition = format!(
+            "CASE WHEN NOT EXISTS (SELECT FROM batch) THEN 'false' ELSE {} || {} || '))' END",
+            literal(&format!("({names}) IN (SELECT * FROM ROWS FROM (")),
+            arrays.join(" || ', ' || ")
+        );
+        let mut rows = self.read_of(table, None);
+        rows.computed = Some(format!("({condition})"));
+        steps.push(
+            step(format!(
+                "WITH batch AS (DELETE FROM pg_temp.snapcopy_missing WHERE ctid = ANY (ARRAY(\
+                 SELECT ctid FROM pg_temp.snapcopy_missing LIMIT {KEYS_PER_BATCH})) RETURNING *) \
+                 {} SELECT {} FROM {} ON CONFLICT DO NOTHING",
+                self.insert_head(table, &table.name),
+                loaded_columns(table),
+                self.link.read(&rows)
+            ))
+            .of_kind(StepKind::Batch {
+                size: KEYS_PER_BATCH,
+            }),
+        );
+        steps
+    }
+}
+
+/// The number of hash buckets for a table of `rows` rows: a power of two, about
+/// [`ROWS_PER_BUCKET`] rows each, from 1 to 65,536.
+fn buckets(rows: i64) -> i64 {
+    let wanted = (rows.max(0) / ROWS_PER_BUCKET).clamp(1, 1 << 16);
+    (wanted as u64).next_power_of_two() as i64
+}
+
+/// A 64-bit hash of the key columns, the same on both servers: each column's own extended
+/// hash function, chained through the previous column's hash as the seed.
+fn key_hash(key: &[&Column]) -> String {
+    key.iter()
+        .filter_map(|c| column_hash(c))
+        .reduce(|seed, h| format!("pg_catalog.hashint8extended({h}, {seed})"))
+        .unwrap_or_else(|| "0::int8".to_string())
+}
+
+/// The expression hashing one key column to an `int8`, for the types whose hash is known
+/// (their default hash operator class's extended function); `None` for the others.
+fn column_hash(c: &Column) -> Option<String> {
+    let ty = c.type_sql.as_str();
+    let function = match ty {
+        "uuid" => "uuid_hash_extended",
+        "smallint" => "hashint2extended",
+        "integer" => "hashint4extended",
+        "bigint" => "hashint8extended",
+        "oid" => "hashoidextended",
+        "text" => "hashtextextended",
+        "bytea" => "hashvarlenaextended",
+        _ if ty.starts_with("character varying") => "hashtextextended",
+        _ if ty.starts_with("numeric") => "hash_numeric_extended",
+        // Hashed through a one-column record: each by its type's own hash function.
+        "date" | "boolean" | "interval" | "inet" | "cidr" | "macaddr" | "jsonb" => {
+            return Some(format!(
+                "pg_catalog.hash_record_extended(ROW({}), 0)",
+                c.name
+            ))
+        }
+        _ if ty.starts_with("timestamp")
+            || ty.starts_with("time ")
+            || ty.starts_with("character(")
+            || ty == "character" =>
+        {
+            return Some(format!(
+                "pg_catalog.hash_record_extended(ROW({}), 0)",
+                c.name
+            ))
+        }
+        _ => return None,
+    };
+    Some(format!("pg_catalog.{function}({}, 0)", c.name))
+}
