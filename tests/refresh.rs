@@ -445,9 +445,11 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
          INSERT INTO public.notes SELECT g, md5(g::text)::uuid, 'note' FROM generate_series(1, 1000) g;
          ANALYZE",
     );
+    // Large enough to load in batches, and to load (and reload) in parts.
     let copy = |pair: &Pair| {
         let mut cmd = pair.snapcopy();
         cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .env("SNAPCOPY_SPLIT_MB", "1")
             .args(["public.docs", "public.notes", "public.owners"]);
         cmd
     };
@@ -461,12 +463,9 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     );
     let plan = |pair: &Pair| {
         let mut cmd = pair.snapcopy();
-        cmd.env("SNAPCOPY_BATCH_MB", "1").args([
-            "plan",
-            "public.docs",
-            "public.notes",
-            "public.owners",
-        ]);
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .env("SNAPCOPY_SPLIT_MB", "1")
+            .args(["plan", "public.docs", "public.notes", "public.owners"]);
         String::from_utf8(cmd.output().unwrap().stdout).unwrap()
     };
     let sql = plan(&pair);
@@ -480,6 +479,12 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
         assert!(sql.contains(dropped), "{dropped} not in\n{sql}");
     }
     assert!(!sql.contains("docs_local_idx"), "{sql}");
+    // docs reloads in parts: the unit loads one range, another session the other, whose rows
+    // the unit copies in.
+    assert!(
+        sql.contains("public.docs reloads in 2 ranges at once"),
+        "{sql}"
+    );
     pair.source.psql(
         "app",
         "UPDATE public.docs SET title = title || '!' WHERE owner = 7",
@@ -531,6 +536,15 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     );
     copy(&pair).assert().code(1);
     assert_eq!(checksum(&pair.target, "dev", "public.docs"), before);
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'snapcopy'::regnamespace \
+             AND relname LIKE 'load %'"
+        ),
+        "0",
+        "the load table of the failed reload is gone"
+    );
     assert_eq!(
         pair.target.psql(
             "dev",

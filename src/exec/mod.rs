@@ -207,9 +207,15 @@ impl Task<'_> {
                         undo_table: None,
                         tables: &[],
                     };
-                    execute(ctx, &session, &mut run, Isolated::default())
-                        .await
-                        .map(|_| run.seconds)
+                    execute(
+                        ctx,
+                        &session,
+                        &mut run,
+                        Isolated::default(),
+                        &mut Default::default(),
+                    )
+                    .await
+                    .map(|_| run.seconds)
                 };
                 if result.is_err() {
                     run.shared.failed.store(true, Ordering::Relaxed);

@@ -48,7 +48,8 @@ pub(super) struct SplitPart<'a> {
 impl Tally for SplitPart<'_> {
     fn touch(&mut self, _: TableIx) {
         let mut bar = lock(&self.shared.bar);
-        if bar.is_none() {
+        // A table reloaded in parts shows on its unit's bar.
+        if bar.is_none() && !self.shared.split.merged {
             *bar = Some(start_bar(self.shared.progress, self.shared.info));
         }
     }
@@ -64,6 +65,10 @@ impl Tally for SplitPart<'_> {
 
     fn inserted(&mut self, i: TableIx, _read: i64, inserted: i64, _high_water: Option<String>) {
         self.rows(i, inserted, false);
+    }
+
+    fn merged(&mut self, i: TableIx, rows: i64) {
+        self.rows(i, rows, false);
     }
 
     fn record(&self, _: TableIx) -> (i64, i64, bool, Option<String>) {

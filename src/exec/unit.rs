@@ -25,6 +25,8 @@ pub(super) trait Tally {
     fn rows(&mut self, i: TableIx, rows: i64, periodic: bool);
     /// An incremental insert's result: rows read, rows inserted, the new high-water mark.
     fn inserted(&mut self, i: TableIx, read: i64, inserted: i64, high_water: Option<String>);
+    /// Rows copied into table `i` from its load table, on top of those counted so far.
+    fn merged(&mut self, i: TableIx, rows: i64);
     /// The registry row's parameters for table `i`.
     fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>);
     /// Time spent on table `i`.
@@ -61,6 +63,11 @@ impl Tally for UnitRun<'_> {
         self.outcomes[i].high_water = high_water;
     }
 
+    fn merged(&mut self, i: TableIx, rows: i64) {
+        let total = self.outcomes[i].rows + rows;
+        self.rows(i, total, false);
+    }
+
     fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>) {
         let o = &self.outcomes[i];
         let pushed_down = self.unit.tables[i].pushed_down();
@@ -93,7 +100,15 @@ pub(super) async fn run_unit(
         outcomes: unit.tables.iter().map(planned_outcome).collect(),
         bars: unit.tables.iter().map(|_| None).collect(),
     };
-    let result = match wait_for_splits(&mut run, splits).await {
+    // A table reloaded in parts is waited for where its unit copies the other ranges' rows;
+    // a new split table before the unit starts.
+    let (merges, starts): (Vec<_>, Vec<_>) =
+        splits.into_iter().partition(|w| w.shared.split.merged);
+    let mut merges: BTreeMap<TableIx, SplitWait> = merges
+        .into_iter()
+        .map(|w| (w.shared.split.table, w))
+        .collect();
+    let result = match wait_for_splits(&mut run, starts).await {
         Err(e) => Err(e),
         Ok(isolated) => {
             let session = Session {
@@ -101,7 +116,7 @@ pub(super) async fn run_unit(
                 undo_table: Some(&unit.undo_table),
                 tables: &unit.tables,
             };
-            execute(ctx, &session, &mut run, isolated).await
+            execute(ctx, &session, &mut run, isolated, &mut merges).await
         }
     };
     for i in 0..unit.tables.len() {
@@ -310,6 +325,7 @@ pub(super) async fn execute(
     session: &Session<'_>,
     tally: &mut dyn Tally,
     mut isolated: Isolated,
+    merges: &mut BTreeMap<TableIx, SplitWait<'_>>,
 ) -> Result<(tokio_postgres::Client, Isolated), StepError> {
     let (snapshot, verbosity) = (ctx.snapshot, ctx.verbosity);
     let mut client = open_session(ctx).await?;
@@ -351,6 +367,17 @@ pub(super) async fn execute(
             Phase::TableStart => block = step.table,
             Phase::TableEnd => block = None,
             _ => {}
+        }
+        // The other ranges of a table reloaded in parts must have committed their rows.
+        if let (StepKind::Merge, Some(wait)) =
+            (&step.kind, step.table.and_then(|i| merges.remove(&i)))
+        {
+            if let Err(e) = wait.loaded.await {
+                return Err(StepError {
+                    table: step.table,
+                    ..e
+                });
+            }
         }
         let started = Instant::now();
         if let Some(i) = step.table {
@@ -440,6 +467,10 @@ pub(super) async fn run_step(
                     break;
                 }
             }
+        }
+        StepKind::Merge => {
+            let rows = tx.execute(&step.sql, &[]).await?;
+            tally.merged(i, rows as i64);
         }
         StepKind::InsertMissing => {
             let row = tx.query_one(&step.sql, &[]).await?;

@@ -100,7 +100,7 @@ impl UnitContext<'_> {
     /// Whether a reload drops the table's keys and indexes and builds them after its rows: a
     /// managed table large enough to load in batches, with no partitions, inheritance parents
     /// or children (whose indexes and keys are tied to its own).
-    fn reindexes(&self, table: &Table, info: &TableInfo) -> bool {
+    pub(super) fn reindexes(&self, table: &Table, info: &TableInfo) -> bool {
         info.action == Action::Reload
             && !info.data_only
             && super::rows::batch_rows(table, self.options.batch_bytes).is_some()

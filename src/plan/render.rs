@@ -36,14 +36,25 @@ impl fmt::Display for Plan {
             writeln!(f, "\n-- unit {}: {}", n + 1, names.join(", "))?;
             for split in &unit.splits {
                 let table = &unit.tables[split.table];
-                writeln!(
-                    f,
-                    "-- {} first, in {} ranges at once (a session and a transaction each) into \
-                     {}; the unit moves it into place",
-                    table.name.human(),
-                    split.ranges.len(),
-                    split.load_table
-                )?;
+                if split.merged {
+                    writeln!(
+                        f,
+                        "-- {}: {} of its ranges at once (a session and a transaction each) into \
+                         {}, while the unit loads the first; the unit then copies their rows",
+                        table.name.human(),
+                        split.ranges.len(),
+                        split.load_table
+                    )?;
+                } else {
+                    writeln!(
+                        f,
+                        "-- {} first, in {} ranges at once (a session and a transaction each) \
+                         into {}; the unit moves it into place",
+                        table.name.human(),
+                        split.ranges.len(),
+                        split.load_table
+                    )?;
+                }
                 for (k, range) in split.ranges.iter().enumerate() {
                     writeln!(f, "-- range {} of {}", k + 1, split.ranges.len())?;
                     write_steps(f, &range.steps)?;
@@ -58,8 +69,10 @@ impl fmt::Display for Plan {
                     }
                 }
             }
-            if !unit.splits.is_empty() {
+            if unit.splits.iter().any(|s| !s.merged) {
                 writeln!(f, "-- the unit, once every range has committed")?;
+            } else if !unit.splits.is_empty() {
+                writeln!(f, "-- the unit, at the same time")?;
             }
             write_steps(f, &unit.steps)?;
             if unit.steps.iter().any(|s| s.phase == Phase::TableStart) {

@@ -20,7 +20,7 @@ impl UnitContext<'_> {
         let splittable = options.split_ranges >= 2
             && options.split_bytes > 0
             && table.total_bytes >= options.split_bytes
-            && info.action.creates()
+            && (info.action.creates() || self.reloads_in_parts(table, info))
             && options.staging == StagingKind::View
             && !table.is_partitioned()
             && table.partitions.is_empty()
@@ -76,6 +76,17 @@ impl UnitContext<'_> {
         Some((ranges, by))
     }
 
+    /// Whether a reload of `table` goes in parts: a large table whose keys are built after its
+    /// rows, read through a link whose sessions share the run's snapshot. The unit loads the
+    /// first range into the table itself while sessions of their own load the others into a
+    /// load table, whose rows the unit then copies (a local copy, cheaper than reading them
+    /// through the link one range after another).
+    pub(super) fn reloads_in_parts(&self, table: &Table, info: &TableInfo) -> bool {
+        info.action == super::Action::Reload
+            && self.link.one_snapshot()
+            && self.reindexes(table, info)
+    }
+
     /// Whether a foreign key ties `table` to another table of the run, either way.
     fn tied_by_foreign_keys(&self, table: &Table) -> bool {
         let references = |from: &Table, to: &QualifiedName| {
@@ -118,30 +129,69 @@ impl UnitContext<'_> {
         load_table: &QualifiedName,
         bounds: &Bounds,
     ) -> Vec<Step> {
+        let mut steps = self.connect_steps();
+        steps.extend(self.range_rows(table, i, load_table, bounds));
+        steps.extend(self.disconnect_steps());
+        steps
+    }
+
+    /// The rows of one range into `into`: batch by batch for a large range, else in one
+    /// statement.
+    pub(super) fn range_rows(
+        &self,
+        table: &Table,
+        i: TableIx,
+        into: &QualifiedName,
+        bounds: &Bounds,
+    ) -> Vec<Step> {
         let predicate = bounds.predicate();
         let per_range = table.total_bytes / self.options.split_ranges as i64;
-        let mut steps = self.connect_steps();
         let batched = (per_range >= 2 * self.options.batch_bytes)
-            .then(|| self.batched_load(table, i, Some(&predicate), load_table))
+            .then(|| self.batched_load(table, i, Some(&predicate), into))
             .flatten();
-        match batched {
-            Some(batched) => steps.extend(batched),
-            None => steps.push(
-                Step::new(
-                    Phase::Data,
-                    Some(i),
-                    format!(
-                        "{} SELECT {} FROM {}",
-                        self.insert_head(table, load_table),
-                        loaded_columns(table),
-                        self.link
-                            .read(&self.read_of(table, Some(predicate.clone())))
-                    ),
-                )
-                .of_kind(StepKind::Rows),
-            ),
-        }
-        steps.extend(self.disconnect_steps());
+        batched.unwrap_or_else(|| {
+            vec![Step::new(
+                Phase::Data,
+                Some(i),
+                format!(
+                    "{} SELECT {} FROM {}",
+                    self.insert_head(table, into),
+                    loaded_columns(table),
+                    self.link.read(&self.read_of(table, Some(predicate)))
+                ),
+            )
+            .of_kind(StepKind::Rows)]
+        })
+    }
+
+    /// A reload in parts, in its unit: the first range's rows into the table, then (once the
+    /// other ranges have committed) the rows they put in the load table, which then goes.
+    pub(super) fn merged_rows(
+        &self,
+        table: &Table,
+        i: TableIx,
+        load: &LoadNames,
+        first: &Bounds,
+    ) -> Vec<Step> {
+        let mut steps = self.range_rows(table, i, &table.name, first);
+        steps.push(
+            Step::new(
+                Phase::Data,
+                Some(i),
+                format!(
+                    "{} SELECT {} FROM {}",
+                    self.insert_head(table, &table.name),
+                    loaded_columns(table),
+                    load.table
+                ),
+            )
+            .of_kind(StepKind::Merge),
+        );
+        steps.push(Step::new(
+            Phase::Data,
+            Some(i),
+            format!("DROP TABLE {}", load.table),
+        ));
         steps
     }
 }

@@ -52,6 +52,10 @@ pub struct Split {
     pub indexes: Vec<Step>,
     /// Drops the load table and the rows the ranges put in it.
     pub discard: String,
+    /// A reload in parts: the unit loads the first range itself and copies the others' rows
+    /// from the load table (a [`StepKind::Merge`] step waits for them), instead of moving a
+    /// new table into place.
+    pub merged: bool,
 }
 
 /// One range of a split table's rows.
@@ -340,6 +344,10 @@ pub enum StepKind {
     /// The missing rows (incremental): returns rows read, rows inserted, the new high-water
     /// mark.
     InsertMissing,
+    /// The rows the other ranges of a table reloaded in parts put in its load table, copied
+    /// into the table once those ranges have committed (the executor waits for them); the
+    /// command tag counts them, added to the rows the unit loaded itself.
+    Merge,
     /// The rows of several tables in one statement (a cycle of foreign keys that cannot wait):
     /// returns rows read, rows inserted and the new high-water mark of each, in this order.
     Together {

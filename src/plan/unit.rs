@@ -7,6 +7,7 @@ use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps,
 use super::graph::load_order;
 use super::link::Link;
 use super::refresh::Refresh;
+use super::rows::loaded_columns;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
     Action, Bounds, Phase, PlanOptions, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
@@ -28,8 +29,11 @@ struct Cleared<'t> {
 
 /// How a unit loads one of its tables.
 struct Loading<'l> {
-    /// Its split table's load table, which holds its rows already.
+    /// Its split table's load table, which holds its rows already (a new table), or will
+    /// hold those of every range but the first (a reload in parts).
     load: Option<&'l LoadNames>,
+    /// The first range of a split table.
+    first: Option<&'l Bounds>,
     /// Whether its rows come by a statement of its own (not: with others', see [`together`]).
     own_rows: bool,
     /// Its indexes a large reload dropped, to build after its rows.
@@ -83,7 +87,7 @@ impl UnitContext<'_> {
                 Some((ranges, self.load_names(table)))
             })
             .collect();
-        let (prepare, splits) = self.splits(&ordered, &loads);
+        let (prepare, splits) = self.splits(&ordered, &infos, &loads);
         let mut steps = self.connect_steps();
         steps.extend(self.subset_steps(&ordered));
         // The user's tables keep their foreign keys through the load: the deferrable ones wait
@@ -116,6 +120,7 @@ impl UnitContext<'_> {
             let load = loads[i].as_ref().map(|(_, load)| load);
             let loading = Loading {
                 load,
+                first: loads[i].as_ref().map(|(ranges, _)| &ranges[0]),
                 own_rows: !together.contains(&i),
                 indexes: cleared
                     .reindex
@@ -162,59 +167,82 @@ impl UnitContext<'_> {
     }
 
     /// The split tables' load tables, made by the setup, and their ranges and index builds.
+    /// A table reloaded in parts keeps its first range for its unit (see
+    /// [`UnitContext::merged_rows`]); its load table is a bare, unlogged one (its rows are
+    /// copied into the table and it goes).
     fn splits(
         &self,
         ordered: &[&Table],
+        infos: &[TableInfo],
         loads: &[Option<(Vec<Bounds>, LoadNames)>],
     ) -> (Vec<Step>, Vec<Split>) {
         let mut prepare = Vec::new();
         let mut splits = Vec::new();
-        for (i, (table, split)) in ordered.iter().zip(loads).enumerate() {
+        for (i, ((table, info), split)) in ordered.iter().zip(infos).zip(loads).enumerate() {
             let i = TableIx(i);
             let Some((ranges, load)) = split else {
                 continue;
             };
+            let merged = !info.action.creates();
+            let for_table = |s: String| {
+                Step::new(Phase::Setup, None, s).with_purpose(Purpose::ForTable(table.name.clone()))
+            };
             let first = prepare.len();
-            prepare.extend(
-                create_table_steps(table, i, Some(load), None)
-                    .into_iter()
-                    .map(|s| {
-                        Step::new(Phase::Setup, None, s.sql)
-                            .with_purpose(Purpose::ForTable(table.name.clone()))
-                    }),
-            );
-            prepare.push(
-                Step::new(
-                    Phase::Setup,
-                    None,
-                    format!(
-                        "COMMENT ON TABLE {} IS {}",
-                        load.table,
-                        literal(LOAD_MARKER)
-                    ),
+            if merged {
+                prepare.push(for_table(format!(
+                    "CREATE UNLOGGED TABLE {} AS SELECT {} FROM ONLY {} WITH NO DATA",
+                    load.table,
+                    loaded_columns(table),
+                    table.name
+                )));
+            } else {
+                prepare.extend(
+                    create_table_steps(table, i, Some(load), None)
+                        .into_iter()
+                        .map(|s| for_table(s.sql)),
+                );
+            }
+            prepare.push(for_table(format!(
+                "COMMENT ON TABLE {} IS {}",
+                load.table,
+                literal(LOAD_MARKER)
+            )));
+            prepare[first].note = Some(if merged {
+                format!(
+                    "{} reloads in {} ranges at once: its unit loads the first and copies the \
+                     others' rows from this load table",
+                    table.name.human(),
+                    ranges.len(),
                 )
-                .with_purpose(Purpose::ForTable(table.name.clone())),
-            );
-            prepare[first].note = Some(format!(
-                "{} loads in {} ranges at once into this load table; its unit moves it into place",
-                table.name.human(),
-                ranges.len(),
-            ));
+            } else {
+                format!(
+                    "{} loads in {} ranges at once into this load table; its unit moves it into \
+                     place",
+                    table.name.human(),
+                    ranges.len(),
+                )
+            });
+            let parted = if merged { &ranges[1..] } else { &ranges[..] };
             splits.push(Split {
                 table: i,
-                ranges: ranges
+                ranges: parted
                     .iter()
                     .map(|bounds| Range {
                         steps: self.range_steps(table, i, &load.table, bounds),
                         bounds: bounds.clone(),
                     })
                     .collect(),
-                indexes: prebuilt_indexes(table, load)
-                    .into_iter()
-                    .map(|p| Step::new(Phase::PostData, Some(i), p.create))
-                    .collect(),
+                indexes: if merged {
+                    Vec::new()
+                } else {
+                    prebuilt_indexes(table, load)
+                        .into_iter()
+                        .map(|p| Step::new(Phase::PostData, Some(i), p.create))
+                        .collect()
+                },
                 discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
                 load_table: load.table.clone(),
+                merged,
             });
         }
         (prepare, splits)
@@ -332,10 +360,13 @@ impl UnitContext<'_> {
         if block {
             steps.push(self.block_step(Phase::TableStart, i, "SAVEPOINT"));
         }
-        if let Some(load) = load {
+        if let (Some(load), true) = (load, info.action.creates()) {
             // The rows are in the load table already.
             steps.extend(move_steps(table, i, load));
             steps.extend(self.staging_steps(table, info, i));
+        } else if let (Some(load), Some(first)) = (load, loading.first) {
+            steps.extend(self.staging_steps(table, info, i));
+            steps.extend(self.merged_rows(table, i, load, first));
         } else {
             if info.action.creates() {
                 steps.extend(create_table_steps(
@@ -356,7 +387,7 @@ impl UnitContext<'_> {
                 "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
             ));
         }
-        if let Some(load) = load {
+        if let (Some(load), true) = (load, info.action.creates()) {
             steps.extend(post_data_steps(
                 table,
                 i,

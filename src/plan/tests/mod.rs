@@ -427,6 +427,7 @@ fn what(step: &Step) -> String {
         StepKind::Rows => " [rows]",
         StepKind::Batch { .. } => " [batch]",
         StepKind::InsertMissing => " [insert missing]",
+        StepKind::Merge => " [merge]",
         StepKind::Together { .. } => " [together]",
         StepKind::Record => " [record]",
         StepKind::Secret { .. } => " [secret]",

@@ -334,15 +334,15 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
         splits(&plan(&catalog, &new, &options(StagingKind::View))),
         2
     );
-    // A reload truncates the table it has; a matview is staged whole.
-    assert_eq!(
-        splits(&plan(
-            &catalog,
-            &copied(&catalog),
-            &options(StagingKind::View)
-        )),
-        0
-    );
+    // A reload goes in parts: the unit loads the first range into the table it truncated,
+    // sessions of their own the others into a load table whose rows the unit copies in.
+    let reload = plan(&catalog, &copied(&catalog), &options(StagingKind::View));
+    assert_eq!(splits(&reload), 2);
+    for split in reload.units.iter().flat_map(|u| &u.splits) {
+        assert!(split.merged);
+        assert_eq!(split.ranges.len(), 1, "the first range is the unit's");
+        assert!(split.indexes.is_empty(), "keys are built in the table");
+    }
     assert_eq!(
         splits(&plan(&catalog, &new, &options(StagingKind::Matview))),
         0
@@ -357,11 +357,17 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
     let mut large = options(StagingKind::View);
     large.split_bytes = 2 << 30;
     assert_eq!(splits(&plan(&catalog, &new, &large)), 0);
-    // A changed table is rebuilt from its ranges.
+    // A changed table is rebuilt from its ranges (the other one reloads in parts).
     let mut changed = catalog.clone();
     changed.tables[1].columns.push(column("note", "text"));
     let rebuilt = plan(&changed, &copied(&catalog), &options(StagingKind::View));
-    assert_eq!(splits(&rebuilt), 1);
+    let moved: Vec<bool> = rebuilt
+        .units
+        .iter()
+        .flat_map(|u| &u.splits)
+        .map(|s| s.merged)
+        .collect();
+    assert_eq!(moved, [false, true]);
     let text = rebuilt.to_string();
     let dropped = text
         .find("DROP TABLE IF EXISTS \"public\".\"customers\" CASCADE;")
