@@ -352,10 +352,16 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
              unnest(ARRAY['plain', 'x"y', 'a,b', '{c}', 'back\slash', ' sp ', 'NULL', '']) w;
          CREATE TABLE public.prices (amount money PRIMARY KEY, what text);
          INSERT INTO public.prices SELECT g::money, 'p' FROM generate_series(1, 50) g;
+         CREATE TABLE public.readings (at timestamptz PRIMARY KEY, v integer);
+         INSERT INTO public.readings SELECT timestamptz '2024-01-01 00:00:00+00' + g * interval '1 day', g
+         FROM generate_series(0, 40) g;
          ANALYZE"#,
     );
-    let tables = ["tokens", "pairs", "prices"];
+    let tables = ["tokens", "pairs", "prices", "readings"];
     pair.snapcopy().args(tables).assert().success();
+    // The target prints dates day first: keys sent to the source must still read back the same.
+    pair.target
+        .psql("postgres", "ALTER DATABASE dev SET DateStyle = 'SQL, DMY'");
     pair.target.psql(
         "dev",
         "INSERT INTO public.tokens VALUES ('00000000-0000-0000-0000-000000000001', 'local');          DELETE FROM public.tokens WHERE label = 'token 7'",
@@ -364,7 +370,8 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
         "app",
         r#"INSERT INTO public.tokens SELECT md5((g * 7919)::text)::uuid, 'new ' || g FROM generate_series(1, 30) g;
          INSERT INTO public.pairs VALUES ('x"y', 41, 'new'), ('{c}', 41, 'new'), ('back\slash', 0, 'new'), ('', -1, 'new');
-         INSERT INTO public.prices VALUES (51, 'new')"#,
+         INSERT INTO public.prices VALUES (51, 'new');
+         INSERT INTO public.readings VALUES ('2025-03-04 05:06:07.25+00', 1), ('2025-12-11 00:00:00+00', 2)"#,
     );
     let incremental = |pair: &Pair| {
         let assert = pair
@@ -390,6 +397,10 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
     let prices = summary_row(&out, "public.prices");
     assert_eq!(prices["rows"], 1, "{prices}");
     assert_eq!(prices["note"], "all keys compared");
+    let readings = summary_row(&out, "public.readings");
+    assert_eq!(readings["rows"], 2, "{readings}");
+    assert_eq!(readings["note"], compared);
+    same(&pair, "public.readings");
     same(&pair, "public.pairs");
     same(&pair, "public.prices");
     // The target's own row stays; every source row is there.
@@ -403,7 +414,12 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
 
     // Nothing new: nothing inserted.
     let out = incremental(&pair);
-    for table in ["public.tokens", "public.pairs", "public.prices"] {
+    for table in [
+        "public.tokens",
+        "public.pairs",
+        "public.prices",
+        "public.readings",
+    ] {
         assert_eq!(summary_row(&out, table)["rows"], 0, "{table}");
     }
     assert_eq!(

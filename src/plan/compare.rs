@@ -87,6 +87,10 @@ impl UnitContext<'_> {
             .collect();
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let mut steps = vec![
+            // The keys reach the source as text the target prints: in formats every server
+            // reads back the same, whatever its DateStyle (for the rest of the unit's
+            // transaction only).
+            step("SET LOCAL DateStyle = 'ISO'; SET LOCAL IntervalStyle = 'postgres'".to_string()),
             step(
                 "DROP TABLE IF EXISTS pg_temp.snapcopy_same, pg_temp.snapcopy_diff, \
                  pg_temp.snapcopy_missing"
