@@ -258,10 +258,14 @@ fn incremental_without_a_key_or_after_drift_says_to_use_full(link: Link) {
 
 fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key(link: Link) {
     let pair = start(link);
+    // The target prints dates day first: the high-water mark must reach the source as the
+    // same moment (12 May, not 5 December, which would skip the rows in between).
+    pair.target
+        .psql("postgres", "ALTER DATABASE dev SET DateStyle = 'SQL, DMY'");
     pair.source.psql(
         "app",
         "CREATE TABLE public.visits (id uuid PRIMARY KEY, at timestamptz NOT NULL); \
-         INSERT INTO public.visits SELECT md5(g::text)::uuid, timestamptz '2024-01-01' + g * interval '1 minute' \
+         INSERT INTO public.visits SELECT md5(g::text)::uuid, timestamptz '2024-05-12' + g * interval '1 minute' \
          FROM generate_series(1, 500) g",
     );
     std::fs::write(
@@ -272,7 +276,7 @@ fn a_configured_cursor_column_pushes_down_for_a_table_without_a_growing_key(link
     pair.snapcopy().arg("visits").assert().success();
     pair.source.psql(
         "app",
-        "INSERT INTO public.visits SELECT md5((g + 1000)::text)::uuid, timestamptz '2025-01-01' + g * interval '1 minute' \
+        "INSERT INTO public.visits SELECT md5((g + 1000)::text)::uuid, timestamptz '2024-07-01' + g * interval '1 minute' \
          FROM generate_series(1, 7) g",
     );
     pair.snapcopy()

@@ -161,6 +161,12 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
     let _ = client
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
+    // Values the target prints go to the source as text (a high-water mark, keys compared):
+    // in formats every server reads back the same, whatever the target's DateStyle.
+    client
+        .batch_execute("SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'")
+        .await
+        .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     // Index and key builds after the rows want memory; raise it (never lower it) for this
     // session.
     let _ = client
