@@ -2,7 +2,6 @@
 //! lacks are found by comparing hashes of the keys on both servers, so that only the missing
 //! rows cross the link (see [`UnitContext::compared_rows`]).
 
-use super::rows::loaded_columns;
 use super::unit::UnitContext;
 use super::{Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::cli::LinkKind;
@@ -162,10 +161,8 @@ impl UnitContext<'_> {
             step(format!(
                 "WITH batch AS (DELETE FROM pg_temp.snapcopy_missing WHERE ctid = ANY (ARRAY(\
                  SELECT ctid FROM pg_temp.snapcopy_missing LIMIT {KEYS_PER_BATCH})) RETURNING *) \
-                 {} SELECT {} FROM {} ON CONFLICT DO NOTHING",
-                self.insert_head(table, &table.name),
-                loaded_columns(table),
-                self.link.read(&rows)
+                 {} ON CONFLICT DO NOTHING",
+                self.insert_rows(table, &table.name, &self.link.read(&rows))
             ))
             .of_kind(StepKind::Batch {
                 size: KEYS_PER_BATCH,

@@ -45,11 +45,7 @@ impl UnitContext<'_> {
             Step::new(
                 Phase::Data,
                 Some(i),
-                format!(
-                    "{} SELECT {} FROM {from}",
-                    self.insert_head(table, &table.name),
-                    loaded_columns(table),
-                ),
+                self.insert_rows(table, &table.name, &from),
             )
             .of_kind(StepKind::Rows),
         );
@@ -101,9 +97,8 @@ impl UnitContext<'_> {
             };
             parts.push(format!("{read} AS MATERIALIZED (SELECT * FROM {from})"));
             parts.push(format!(
-                "put{n} AS ({} SELECT {} FROM {read}{conflict} RETURNING 1)",
-                self.insert_head(table, &table.name),
-                loaded_columns(table)
+                "put{n} AS ({}{conflict} RETURNING 1)",
+                self.insert_rows(table, &table.name, &read)
             ));
             results.push(format!(
                 "(SELECT count(*) FROM {read}), (SELECT count(*) FROM put{n}), {high}"
@@ -134,10 +129,9 @@ impl UnitContext<'_> {
             Some(i),
             format!(
                 "WITH src AS MATERIALIZED (SELECT * FROM {from}), \
-                 ins AS ({head} SELECT {columns} FROM src ON CONFLICT DO NOTHING RETURNING 1) \
+                 ins AS ({insert} ON CONFLICT DO NOTHING RETURNING 1) \
                  SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins), {high}",
-                head = self.insert_head(table, &table.name),
-                columns = loaded_columns(table),
+                insert = self.insert_rows(table, &table.name, "src"),
             ),
         )
         .of_kind(StepKind::InsertMissing)]
@@ -330,12 +324,7 @@ impl UnitContext<'_> {
         let fetch = Step::new(
             Phase::Data,
             Some(i),
-            format!(
-                "{} SELECT {} FROM {}",
-                self.insert_head(table, into),
-                loaded_columns(table),
-                cursor.fetch
-            ),
+            self.insert_rows(table, into, &cursor.fetch),
         )
         .of_kind(StepKind::Batch { size: batch as u64 });
         Some(vec![
@@ -356,13 +345,13 @@ impl UnitContext<'_> {
             Some(w) if w.eq_ignore_ascii_case("WHERE ") => condition[6..].trim(),
             _ => condition,
         };
-        let rows = format!(
-            "SELECT {} FROM {}",
-            loaded_columns(table),
-            self.link.read(&self.read_of(
+        let insert = self.insert_rows(
+            table,
+            &table.name,
+            &self.link.read(&self.read_of(
                 table,
-                (!condition.is_empty()).then(|| condition.to_string())
-            ))
+                (!condition.is_empty()).then(|| condition.to_string()),
+            )),
         );
         let unique = table
             .constraints
@@ -372,15 +361,14 @@ impl UnitContext<'_> {
                 .indexes
                 .iter()
                 .any(|x| x.definition.starts_with("CREATE UNIQUE INDEX "));
-        let head = self.insert_head(table, &table.name);
         Step::new(
             Phase::Data,
             Some(i),
             if unique {
-                format!("{head} {rows} ON CONFLICT DO NOTHING")
+                format!("{insert} ON CONFLICT DO NOTHING")
             } else {
                 format!(
-                    "{head} {rows} EXCEPT SELECT {} FROM ONLY {}",
+                    "{insert} EXCEPT SELECT {} FROM ONLY {}",
                     loaded_columns(table),
                     table.name
                 )
@@ -389,9 +377,10 @@ impl UnitContext<'_> {
         .of_kind(StepKind::Rows)
     }
 
-    /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE]`; without
-    /// a column to load, no column list (`INSERT INTO t SELECT FROM ...` inserts empty rows).
-    pub(super) fn insert_head(&self, table: &Table, into: &QualifiedName) -> String {
+    /// `INSERT INTO <into> (<the table's loaded columns>) [OVERRIDING SYSTEM VALUE] SELECT
+    /// <the same columns> FROM <from>`; without a column to load, no column list (`INSERT INTO
+    /// t SELECT FROM ...` inserts empty rows).
+    pub(super) fn insert_rows(&self, table: &Table, into: &QualifiedName, from: &str) -> String {
         let overriding = if table
             .columns
             .iter()
@@ -402,8 +391,12 @@ impl UnitContext<'_> {
             ""
         };
         match loaded_columns(table) {
-            columns if columns.is_empty() => format!("INSERT INTO {into}{overriding}"),
-            columns => format!("INSERT INTO {into} ({columns}){overriding}"),
+            columns if columns.is_empty() => {
+                format!("INSERT INTO {into}{overriding} SELECT FROM {from}")
+            }
+            columns => {
+                format!("INSERT INTO {into} ({columns}){overriding} SELECT {columns} FROM {from}")
+            }
         }
     }
 }

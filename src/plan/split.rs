@@ -2,7 +2,6 @@
 //! loads under in the staging schema, each range's statements, and the index builds done on the
 //! load table before its unit moves it into place.
 
-use super::rows::loaded_columns;
 use super::unit::UnitContext;
 use super::{fnv1a, Bounds, Phase, Step, StepKind, TableInfo, TableIx};
 use crate::cli::StagingKind;
@@ -153,11 +152,10 @@ impl UnitContext<'_> {
             vec![Step::new(
                 Phase::Data,
                 Some(i),
-                format!(
-                    "{} SELECT {} FROM {}",
-                    self.insert_head(table, into),
-                    loaded_columns(table),
-                    self.link.read(&self.read_of(table, Some(predicate)))
+                self.insert_rows(
+                    table,
+                    into,
+                    &self.link.read(&self.read_of(table, Some(predicate))),
                 ),
             )
             .of_kind(StepKind::Rows)]
@@ -178,12 +176,7 @@ impl UnitContext<'_> {
             Step::new(
                 Phase::Data,
                 Some(i),
-                format!(
-                    "{} SELECT {} FROM {}",
-                    self.insert_head(table, &table.name),
-                    loaded_columns(table),
-                    load.table
-                ),
+                self.insert_rows(table, &table.name, &load.table.to_string()),
             )
             .of_kind(StepKind::Merge),
         );
