@@ -6,7 +6,7 @@ use super::unit::UnitContext;
 use super::{Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::cli::LinkKind;
 use crate::source::{Column, Table};
-use crate::sql::literal;
+use crate::sql::{literal, Ident};
 
 /// Keys fetched from the source per statement when the missing rows are read by key.
 const KEYS_PER_BATCH: u64 = 10_000;
@@ -18,14 +18,11 @@ impl UnitContext<'_> {
     /// The key columns by which incremental mode compares `table`'s keys, when it can: an
     /// existing table whose key does not grow, read through dblink (which can run the
     /// comparison's queries on the source), neither a subset nor masked (the comparison is of
-    /// the source's own keys), each key column of a type with a known hash function.
-    pub(super) fn compared_key<'t>(
-        &self,
-        table: &'t Table,
-        info: &TableInfo,
-    ) -> Option<Vec<&'t Column>> {
+    /// the source's own keys), each key column of a type with a known hash function. The unit
+    /// then says so in the table's pushdown ([`Pushdown::KeyHashes`]).
+    pub(super) fn compared_key(&self, table: &Table, info: &TableInfo) -> Option<Vec<Ident>> {
         let eligible = info.action == Action::Insert
-            && matches!(info.pushdown, Some(Pushdown::AllKeys | Pushdown::KeyHashes))
+            && info.pushdown == Some(Pushdown::AllKeys)
             && !info.data_only
             && self.link.kind() == LinkKind::Dblink
             && !self.subsets.limits(&table.name)
@@ -37,15 +34,13 @@ impl UnitContext<'_> {
             return None;
         }
         let key = table.key(self.options.cursors.get(&table.name))?;
-        let columns: Vec<&Column> = key
-            .columns
-            .iter()
-            .map(|k| table.columns.iter().find(|c| &c.name == k))
-            .collect::<Option<_>>()?;
-        columns
-            .iter()
-            .all(|c| column_hash(c).is_some())
-            .then_some(columns)
+        let hashable = key.columns.iter().all(|k| {
+            table
+                .columns
+                .iter()
+                .any(|c| &c.name == k && column_hash(c).is_some())
+        });
+        hashable.then_some(key.columns)
     }
 
     /// The missing rows of `table`, found by its keys' hashes, in three steps that each cost
@@ -60,7 +55,12 @@ impl UnitContext<'_> {
     ///
     /// Rows never pass through snapcopy; only the missing rows and the keys of differing
     /// buckets cross the link. Rows the target has that the source lacks stay.
-    pub(super) fn compared_rows(&self, table: &Table, key: &[&Column], i: TableIx) -> Vec<Step> {
+    pub(super) fn compared_rows(&self, table: &Table, key: &[Ident], i: TableIx) -> Vec<Step> {
+        let key: Vec<&Column> = key
+            .iter()
+            .filter_map(|k| table.columns.iter().find(|c| &c.name == k))
+            .collect();
+        let key = key.as_slice();
         let only = if table.is_partitioned() { "" } else { "ONLY " };
         let from = format!("{only}{}", table.name);
         let hash = key_hash(key);

@@ -14,10 +14,8 @@ impl UnitContext<'_> {
     /// The statements that bring the rows of one table, as its action says.
     pub(super) fn rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         match info.action {
-            Action::Insert => match self.compared_key(table, info) {
-                Some(key) if info.pushdown == Some(Pushdown::KeyHashes) => {
-                    self.compared_rows(table, &key, i)
-                }
+            Action::Insert => match &info.pushdown {
+                Some(Pushdown::KeyHashes(key)) => self.compared_rows(table, key, i),
                 _ => self.missing_rows(table, info, i),
             },
             Action::UserRows => vec![self.user_rows_step(table, i)],

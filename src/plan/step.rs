@@ -145,9 +145,9 @@ pub enum Pushdown {
     Above(crate::source::Cursor),
     /// Every source row travels; the keys decide what is missing.
     AllKeys,
-    /// Hashes of the keys are compared on both servers; only the missing rows travel (see
-    /// `plan::compare`).
-    KeyHashes,
+    /// Hashes of these key columns are compared on both servers; only the missing rows travel
+    /// (see `plan::compare`).
+    KeyHashes(Vec<crate::sql::Ident>),
 }
 
 impl TableInfo {
@@ -166,7 +166,7 @@ impl TableInfo {
                 parts.push(format!("{} {} last copy's max", c.column.raw(), c.operator))
             }
             Some(Pushdown::AllKeys) => parts.push("all keys compared".to_string()),
-            Some(Pushdown::KeyHashes) => parts.push("key hashes compared".to_string()),
+            Some(Pushdown::KeyHashes(_)) => parts.push("key hashes compared".to_string()),
             None => {}
         }
         if let Some(split) = &self.split {
@@ -179,7 +179,7 @@ impl TableInfo {
     pub fn pushed_down(&self) -> bool {
         matches!(
             self.pushdown,
-            Some(Pushdown::Above(_) | Pushdown::KeyHashes)
+            Some(Pushdown::Above(_) | Pushdown::KeyHashes(_))
         )
     }
 }

@@ -73,8 +73,8 @@ impl UnitContext<'_> {
             .collect();
         // Keys that do not grow are compared by their hashes where the link can.
         for (table, info) in ordered.iter().zip(infos.iter_mut()) {
-            if self.compared_key(table, info).is_some() {
-                info.pushdown = Some(Pushdown::KeyHashes);
+            if let Some(key) = self.compared_key(table, info) {
+                info.pushdown = Some(Pushdown::KeyHashes(key));
             }
         }
         // Split tables: their ranges, and the names they load under.
