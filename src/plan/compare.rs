@@ -53,7 +53,8 @@ impl UnitContext<'_> {
     ///    (keys only: the target's temp space holds no rows), then their rows, read by key from
     ///    the source and inserted [`KEYS_PER_BATCH`] keys at a time.
     ///
-    /// Rows never pass through snapcopy; only the missing rows and the keys of differing
+    /// Keys reach the source as text the target prints: in ISO, which every target session
+    /// sets when it opens (see `exec::session`). Rows never pass through snapcopy; only the missing rows and the keys of differing
     /// buckets cross the link. Rows the target has that the source lacks stay.
     pub(super) fn compared_rows(&self, table: &Table, key: &[Ident], i: TableIx) -> Vec<Step> {
         let key: Vec<&Column> = key
@@ -86,10 +87,6 @@ impl UnitContext<'_> {
             .collect();
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let mut steps = vec![
-            // The keys reach the source as text the target prints: in formats every server
-            // reads back the same, whatever its DateStyle (for the rest of the unit's
-            // transaction only).
-            step("SET LOCAL DateStyle = 'ISO'; SET LOCAL IntervalStyle = 'postgres'".to_string()),
             step(
                 "DROP TABLE IF EXISTS pg_temp.snapcopy_same, pg_temp.snapcopy_diff, \
                  pg_temp.snapcopy_missing"
