@@ -54,8 +54,9 @@ impl UnitContext<'_> {
     ///    the source and inserted [`KEYS_PER_BATCH`] keys at a time.
     ///
     /// Keys reach the source as text the target prints: in ISO, which every target session
-    /// sets when it opens (see `exec::session`). Rows never pass through snapcopy; only the missing rows and the keys of differing
-    /// buckets cross the link. Rows the target has that the source lacks stay.
+    /// sets when it opens (see `exec::session`). Rows never pass through snapcopy; only the
+    /// missing rows and the keys of differing buckets cross the link. Rows the target has that
+    /// the source lacks stay.
     pub(super) fn compared_rows(&self, table: &Table, key: &[Ident], i: TableIx) -> Vec<Step> {
         let key: Vec<&Column> = key
             .iter()
