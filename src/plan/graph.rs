@@ -10,20 +10,8 @@ use crate::sql::QualifiedName;
 /// reloading them is atomic and the keys can be checked when the unit commits; so do
 /// inheritance children and their parents.
 pub(super) fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
-    let index: BTreeMap<&QualifiedName, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.name, i))
-        .collect();
-    let mut parent: Vec<usize> = (0..tables.len()).collect();
-    fn find(parent: &mut [usize], i: usize) -> usize {
-        let mut root = i;
-        while parent[root] != root {
-            root = parent[root];
-        }
-        parent[i] = root;
-        root
-    }
+    let index = positions(tables);
+    let mut groups = Components::new(tables.len());
     for (i, t) in tables.iter().enumerate() {
         let references = t.constraints.iter().filter_map(|c| match &c.kind {
             ConstraintKind::ForeignKey { references } => Some(references),
@@ -32,17 +20,50 @@ pub(super) fn foreign_key_groups(tables: &[Table]) -> Vec<Vec<usize>> {
         // An inheritance child is made INHERITS its parents: it needs them in its unit.
         for other in references.chain(&t.inherits) {
             if let Some(&j) = index.get(other) {
-                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                parent[a.max(b)] = a.min(b);
+                groups.join(i, j);
             }
         }
     }
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 0..tables.len() {
-        let root = find(&mut parent, i);
-        groups.entry(root).or_default().push(i);
+        members.entry(groups.root(i)).or_default().push(i);
     }
-    groups.into_values().collect()
+    members.into_values().collect()
+}
+
+/// Each table's position in `tables`, by name.
+pub(super) fn positions(tables: &[Table]) -> BTreeMap<&QualifiedName, usize> {
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.name, i))
+        .collect()
+}
+
+/// Connected components of `0..n` as links join them (union-find): each is named by its
+/// smallest member.
+pub(super) struct Components(Vec<usize>);
+
+impl Components {
+    pub(super) fn new(n: usize) -> Components {
+        Components((0..n).collect())
+    }
+
+    /// The component of `i`.
+    pub(super) fn root(&mut self, i: usize) -> usize {
+        let mut root = i;
+        while self.0[root] != root {
+            root = self.0[root];
+        }
+        self.0[i] = root;
+        root
+    }
+
+    /// Puts `a` and `b` in one component.
+    pub(super) fn join(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.root(a), self.root(b));
+        self.0[a.max(b)] = a.min(b);
+    }
 }
 
 /// Orders tables so that a referenced table loads before the tables that reference it (an

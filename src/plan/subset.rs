@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::graph::{positions, Components};
 use crate::source::{ConstraintKind, Table};
 use crate::sql::{literal, Ident, QualifiedName};
 
@@ -305,29 +306,15 @@ impl Subsets {
 
 /// Each table's group: the tables keys connect it to, either way.
 fn connected(tables: &[Table], edges: &[Edge]) -> BTreeMap<QualifiedName, usize> {
-    let index: BTreeMap<&QualifiedName, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.name, i))
-        .collect();
-    let mut parent: Vec<usize> = (0..tables.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            i = parent[i];
-        }
-        i
-    }
+    let index = positions(tables);
+    let mut groups = Components::new(tables.len());
     for e in edges {
-        let (a, b) = (
-            root(&mut parent, index[&e.from.name]),
-            root(&mut parent, index[&e.to.name]),
-        );
-        parent[a.max(b)] = a.min(b);
+        groups.join(index[&e.from.name], index[&e.to.name]);
     }
     tables
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.name.clone(), root(&mut parent, i)))
+        .map(|(i, t)| (t.name.clone(), groups.root(i)))
         .collect()
 }
 
@@ -352,11 +339,7 @@ fn prefixed(alias: &str, columns: &[Ident]) -> String {
 /// Each table's strongly connected component in the foreign-key graph (Tarjan's algorithm):
 /// tables that reach each other through keys share one, so a key between them is on a cycle.
 fn strongly_connected(tables: &[Table], edges: &[Edge]) -> BTreeMap<QualifiedName, usize> {
-    let index: BTreeMap<&QualifiedName, usize> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.name, i))
-        .collect();
+    let index = positions(tables);
     let mut next: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
     for e in edges {
         next[index[&e.from.name]].push(index[&e.to.name]);
