@@ -197,22 +197,15 @@ impl<'a> Parts<'a> {
     pub(super) async fn owned_sequences(&mut self) -> anyhow::Result<()> {
         let (client, oids) = (self.client, &self.oids);
         for r in query(client, include_str!("sql/sequences.sql"), oids, "sequences").await? {
-            let table = self.table(r.get::<_, Oid>("table_oid"));
-            table.sequences.push(Sequence {
-                name: QualifiedName::new(
-                    r.get::<_, String>("nspname"),
-                    r.get::<_, String>("relname"),
-                ),
-                column: Ident::new(r.get::<_, String>("column_name")),
-                identity: r.get::<_, String>("deptype") == "i",
-                data_type: r.get("data_type"),
-                start: r.get("seqstart"),
-                increment: r.get("seqincrement"),
-                min: r.get("seqmin"),
-                max: r.get("seqmax"),
-                cache: r.get("seqcache"),
-                cycle: r.get("seqcycle"),
-            });
+            let sequence = super::read::sequence_of(
+                &r,
+                QualifiedName::new(r.get::<_, String>("nspname"), r.get::<_, String>("relname")),
+                Ident::new(r.get::<_, String>("column_name")),
+                r.get::<_, String>("deptype") == "i",
+            );
+            self.table(r.get::<_, Oid>("table_oid"))
+                .sequences
+                .push(sequence);
         }
 
         Ok(())

@@ -43,10 +43,6 @@ pub async fn candidates(client: &Client) -> anyhow::Result<Vec<Candidate>> {
         .collect())
 }
 
-/// The chosen tables with the partitions of every chosen partitioned table added (a partition
-/// tree is copied whole), and which chosen partitions stand alone (their parent is not
-/// chosen: they become plain tables). Returns the expanded list and, for messages, each tree
-/// root with its number of partitions.
 /// The extension a catalog row says owns the object (its `extension` and `extension_schema`
 /// columns), if any.
 pub(super) fn extension_of(r: &tokio_postgres::Row) -> Option<Extension> {
@@ -57,6 +53,32 @@ pub(super) fn extension_of(r: &tokio_postgres::Row) -> Option<Extension> {
         })
 }
 
+/// A sequence whose settings a catalog row gives (its `data_type`, `seqstart`, ...
+/// `seqcycle` columns, as `pg_sequence` names them).
+pub(super) fn sequence_of(
+    r: &tokio_postgres::Row,
+    name: QualifiedName,
+    column: Ident,
+    identity: bool,
+) -> Sequence {
+    Sequence {
+        name,
+        column,
+        identity,
+        data_type: r.get("data_type"),
+        start: r.get("seqstart"),
+        increment: r.get("seqincrement"),
+        min: r.get("seqmin"),
+        max: r.get("seqmax"),
+        cache: r.get("seqcache"),
+        cycle: r.get("seqcycle"),
+    }
+}
+
+/// The chosen tables with the partitions of every chosen partitioned table added (a partition
+/// tree is copied whole), and which chosen partitions stand alone (their parent is not
+/// chosen: they become plain tables). Returns the expanded list and, for messages, each tree
+/// root with its number of partitions.
 pub fn with_partitions(
     all: &[Candidate],
     chosen: Vec<Candidate>,
@@ -302,21 +324,15 @@ async fn shared_sequences(
                 }
             }
             None => out.push(SharedSequence {
-                sequence: Sequence {
+                sequence: sequence_of(
+                    &r,
                     name,
-                    column: Ident::new(
+                    Ident::new(
                         r.get::<_, Option<String>>("owner_column")
                             .unwrap_or_default(),
                     ),
-                    identity: false,
-                    data_type: r.get("data_type"),
-                    start: r.get("seqstart"),
-                    increment: r.get("seqincrement"),
-                    min: r.get("seqmin"),
-                    max: r.get("seqmax"),
-                    cache: r.get("seqcache"),
-                    cycle: r.get("seqcycle"),
-                },
+                    false,
+                ),
                 owner: r
                     .get::<_, Option<String>>("owner_schema")
                     .map(|schema| QualifiedName::new(schema, r.get::<_, String>("owner_table"))),
