@@ -27,13 +27,23 @@ impl UnitContext<'_> {
         if infos.iter().any(|i| i.data_only) {
             return reindex;
         }
-        let drop = |steps: &mut Vec<Step>, table: &QualifiedName, c: &Constraint| {
+        // Drops a constraint for the reload and records it to add back, once.
+        fn drop<'t>(
+            steps: &mut Vec<Step>,
+            readd: &mut Vec<(QualifiedName, &'t Constraint)>,
+            table: &QualifiedName,
+            c: &'t Constraint,
+        ) {
+            if readd.iter().any(|(t, d)| t == table && d.name == c.name) {
+                return;
+            }
             steps.push(Step::new(
                 Phase::Truncate,
                 None,
                 format!("ALTER TABLE {table} DROP CONSTRAINT {}", c.name),
             ));
-        };
+            readd.push((table.clone(), c));
+        }
         for (table, info) in ordered.iter().zip(infos) {
             if !self.reindexes(table, info) {
                 continue;
@@ -57,12 +67,8 @@ impl UnitContext<'_> {
                     for c in &other.constraints {
                         let to_it = matches!(&c.kind,
                             ConstraintKind::ForeignKey { references } if references == &table.name);
-                        let done = readd
-                            .iter()
-                            .any(|(t, d)| t == &other.name && d.name == c.name);
-                        if to_it && !done && self.has_constraint(&other.name, c) {
-                            drop(steps, &other.name, c);
-                            readd.push((other.name.clone(), c));
+                        if to_it && self.has_constraint(&other.name, c) {
+                            drop(steps, readd, &other.name, c);
                         }
                     }
                 }
@@ -73,17 +79,12 @@ impl UnitContext<'_> {
             for c in &table.constraints {
                 let within = matches!(&c.kind,
                     ConstraintKind::ForeignKey { references } if in_unit(references));
-                let done = readd
-                    .iter()
-                    .any(|(t, d)| t == &table.name && d.name == c.name);
-                if within && !done && self.has_constraint(&table.name, c) {
-                    drop(steps, &table.name, c);
-                    readd.push((table.name.clone(), c));
+                if within && self.has_constraint(&table.name, c) {
+                    drop(steps, readd, &table.name, c);
                 }
             }
             for c in keys {
-                drop(steps, &table.name, c);
-                readd.push((table.name.clone(), c));
+                drop(steps, readd, &table.name, c);
             }
             for index in table.indexes.iter().filter(|x| free(x.name.raw())) {
                 steps.push(Step::new(
