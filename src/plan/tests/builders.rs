@@ -129,16 +129,7 @@ fn user_rows_of_a_table_an_extension_made() {
 
 #[test]
 fn one_split_tables_load_table_ranges_and_index_builds() {
-    let extent = Extent::Key {
-        column: Ident::new("id"),
-        min: 1,
-        max: 1_000_000,
-    };
-    let plan = plan(
-        &large_fixture(extent),
-        &TargetState::default(),
-        &options(StagingKind::View),
-    );
+    let plan = large_first_copy();
     let unit = unit_of(&plan, "public.orders");
     let split = unit
         .splits

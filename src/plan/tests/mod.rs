@@ -341,6 +341,20 @@ fn unit_of<'a>(plan: &'a Plan, table: &str) -> &'a Unit {
         .unwrap_or_else(|| panic!("no unit holds {table}"))
 }
 
+/// The first copy, through views, of [`large_fixture`] with keys from 1 to 1,000,000.
+fn large_first_copy() -> Plan {
+    let extent = Extent::Key {
+        column: Ident::new("id"),
+        min: 1,
+        max: 1_000_000,
+    };
+    plan(
+        &large_fixture(extent),
+        &TargetState::default(),
+        &options(StagingKind::View),
+    )
+}
+
 /// A catalog whose customers (serial key) and orders (identity key) are large.
 fn large_fixture(extent: Extent) -> Catalog {
     let mut catalog = fixture();

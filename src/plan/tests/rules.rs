@@ -259,16 +259,7 @@ fn enum_labels_the_target_lacks_are_added_in_the_source_order() {
 
 #[test]
 fn large_new_tables_load_in_ranges_into_load_tables_that_the_unit_moves_into_place() {
-    let extent = Extent::Key {
-        column: Ident::new("id"),
-        min: 1,
-        max: 1_000_000,
-    };
-    let plan = plan(
-        &large_fixture(extent),
-        &TargetState::default(),
-        &options(StagingKind::View),
-    );
+    let plan = large_first_copy();
     let unit = unit_of(&plan, "public.orders");
     assert_eq!(unit.splits.len(), 2);
     assert!(unit_of(&plan, "public.audit").splits.is_empty());
