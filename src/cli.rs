@@ -125,7 +125,10 @@ pub struct CopyArgs {
 
     /// full: truncate and reload each table atomically (rebuild it if the source's shape
     /// changed). incremental: insert the rows whose key is missing, reading only new rows from
-    /// the source when the key grows [default: full].
+    /// the source when the key grows. sync: make each table equal to the source, inserting,
+    /// updating and deleting only the rows that differ (found by comparing hashes on both
+    /// servers; needs --link dblink and a key, else the table is reloaded in full)
+    /// [default: full].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
 
@@ -310,6 +313,9 @@ pub enum Mode {
     Full,
     /// Insert the rows that are missing.
     Incremental,
+    /// Make the table equal to the source: insert, update and delete only the rows that
+    /// differ, found by comparing hashes on both servers.
+    Sync,
 }
 
 /// How the target server reads the source.

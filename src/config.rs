@@ -204,6 +204,7 @@ tables = ["public.*"]
 # exclude = ["public.audit_*"]
 
 # full: truncate and reload each table atomically. incremental: insert missing rows.
+# sync: insert, update and delete only the rows that differ from the source's.
 # mode = "full"
 
 # view: a view over the link per table. matview: a materialized view (rows kept locally too).

@@ -40,6 +40,53 @@ pub struct TableOutcome {
     /// How the target server read its rows; none for a table refused before anything was
     /// done to it.
     pub link: Option<LinkKind>,
+    /// What a sync compared and changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncCounts>,
+}
+
+/// What a sync of one table compared and changed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Ranges (buckets of the key's hash) compared between the servers.
+    pub ranges: i64,
+    /// Of those, the ranges whose rows differed.
+    pub ranges_differed: i64,
+    /// Rows inserted.
+    pub inserted: i64,
+    /// Rows updated to the source's values.
+    pub updated: i64,
+    /// Rows deleted (the source has none with their key).
+    pub deleted: i64,
+    /// Bytes read from the source through the link: range summaries, keys and hashes, rows
+    /// (as the text the link carries them in).
+    pub link_bytes: i64,
+}
+
+impl SyncCounts {
+    /// Adds the counts of one statement.
+    pub fn add(&mut self, other: &SyncCounts) {
+        self.ranges += other.ranges;
+        self.ranges_differed += other.ranges_differed;
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+        self.link_bytes += other.link_bytes;
+    }
+
+    /// The summary's words: `12 of 131,072 ranges differed: 10 inserted, 3 updated, 1
+    /// deleted; 2.1 MB read`.
+    pub fn words(&self) -> String {
+        format!(
+            "{} of {} ranges differed: {} inserted, {} updated, {} deleted; {} read",
+            count(self.ranges_differed),
+            count(self.ranges),
+            count(self.inserted),
+            count(self.updated),
+            count(self.deleted),
+            bytes(self.link_bytes)
+        )
+    }
 }
 
 /// The end state of a table.
@@ -135,7 +182,11 @@ pub fn print(outcomes: &[TableOutcome], json: bool) {
                 TableStatus::Done => "ok".to_string(),
                 TableStatus::Failed(why) => format!("FAILED: {}", crate::sql::printable(why)),
             }),
-            Cell::new(crate::sql::printable(&o.note)),
+            Cell::new(crate::sql::printable(&match &o.sync {
+                Some(s) if o.note.is_empty() => s.words(),
+                Some(s) => format!("{}; {}", o.note, s.words()),
+                None => o.note.clone(),
+            })),
         ]);
     }
     let mut links: Vec<LinkKind> = outcomes.iter().filter_map(|o| o.link).collect();

@@ -172,12 +172,14 @@ impl Settings {
         let create_missing = args.create_missing || config.create_missing.unwrap_or(false);
         if create_missing && !data_only {
             bail!(
-                "--create-missing goes with --data-only (without it, snapcopy creates every                  table the target lacks anyway)"
+                "--create-missing goes with --data-only (without it, snapcopy creates every \
+                 table the target lacks anyway)"
             );
         }
         if data_only && (args.replace_unmanaged || args.rebuild) {
             bail!(
-                "--data-only never drops or remakes your tables; leave out --replace-unmanaged                  and --rebuild"
+                "--data-only never drops or remakes your tables; leave out --replace-unmanaged \
+                 and --rebuild"
             );
         }
         let jobs = args.jobs.or(config.jobs).unwrap_or_else(default_jobs);

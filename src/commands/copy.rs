@@ -251,6 +251,7 @@ fn summarize(
             note: String::new(),
             high_water: None,
             link: None,
+            sync: None,
         });
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));

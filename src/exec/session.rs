@@ -167,6 +167,16 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .batch_execute("SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'")
         .await
         .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
+    // The comparisons of incremental and sync modes keep keys and hashes in temporary tables
+    // (of a few megabytes each): in memory, not written out, as far as 128 MB; raised, never
+    // lowered, before the session touches a temporary table (later the server refuses).
+    let _ = client
+        .batch_execute(
+            "SELECT pg_catalog.set_config('temp_buffers', '16384', false) \
+             FROM pg_catalog.pg_settings WHERE name = 'temp_buffers' \
+             AND setting::int8 < 16384",
+        )
+        .await;
     // Index and key builds after the rows want memory; raise it (never lower it) for this
     // session.
     let _ = client

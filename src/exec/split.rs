@@ -8,6 +8,7 @@ use super::lock;
 use super::unit::{start_bar, Tally};
 use crate::plan::{Split, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
+use crate::report::SyncCounts;
 
 /// A split table while its ranges load: one progress bar for all of them.
 pub(super) struct SplitRun<'a> {
@@ -71,8 +72,10 @@ impl Tally for SplitPart<'_> {
         self.rows(i, rows, false);
     }
 
-    fn record(&self, _: TableIx) -> (i64, i64, bool, Option<String>) {
-        (0, 0, false, None)
+    fn synced(&mut self, _: TableIx, _: &SyncCounts) {}
+
+    fn record(&self, _: TableIx) -> (i64, i64, bool, Option<String>, i64) {
+        (0, 0, false, None, 0)
     }
 
     fn seconds(&mut self, _: TableIx, seconds: f64) {

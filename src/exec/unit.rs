@@ -13,7 +13,7 @@ use super::session::{connect, describe, open_session, Side};
 use super::{lock, slowest, Run, SplitWait};
 use crate::plan::{Action, Phase, Step, StepKind, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
-use crate::report::{TableOutcome, TableStatus};
+use crate::report::{SyncCounts, TableOutcome, TableStatus};
 use crate::settings::Verbosity;
 
 /// Where a session's results go: a unit's outcomes, or one range's share of a split table.
@@ -27,8 +27,11 @@ pub(super) trait Tally {
     fn inserted(&mut self, i: TableIx, read: i64, inserted: i64, high_water: Option<String>);
     /// Rows copied into table `i` from its load table, on top of those counted so far.
     fn merged(&mut self, i: TableIx, rows: i64);
-    /// The registry row's parameters for table `i`.
-    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>);
+    /// Counts of a sync's statement about table `i`, on top of those so far.
+    fn synced(&mut self, i: TableIx, counts: &SyncCounts);
+    /// The registry row's parameters for table `i`: rows loaded, rows skipped, pushed down,
+    /// the high-water mark, rows gained.
+    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>, i64);
     /// Time spent on table `i`.
     fn seconds(&mut self, i: TableIx, seconds: f64);
 }
@@ -68,10 +71,20 @@ impl Tally for UnitRun<'_> {
         self.rows(i, total, false);
     }
 
-    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>) {
+    fn synced(&mut self, i: TableIx, counts: &SyncCounts) {
+        let sync = self.outcomes[i]
+            .sync
+            .get_or_insert_with(SyncCounts::default);
+        sync.add(counts);
+        let written = sync.inserted + sync.updated;
+        self.rows(i, written, true);
+    }
+
+    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>, i64) {
         let o = &self.outcomes[i];
         let pushed_down = self.unit.tables[i].pushed_down();
-        (o.rows, o.skipped, pushed_down, o.high_water.clone())
+        let gained = o.sync.as_ref().map_or(0, |s| s.inserted - s.deleted);
+        (o.rows, o.skipped, pushed_down, o.high_water.clone(), gained)
     }
 
     fn seconds(&mut self, i: TableIx, seconds: f64) {
@@ -146,6 +159,7 @@ fn planned_outcome(t: &TableInfo) -> TableOutcome {
         note: t.note(),
         high_water: None,
         link: Some(t.link),
+        sync: None,
     }
 }
 
@@ -483,10 +497,32 @@ pub(super) async fn run_step(
                 tally.inserted(t, row.get(3 * k), row.get(3 * k + 1), row.get(3 * k + 2));
             }
         }
+        StepKind::Synced { batch } => loop {
+            let row = tx.query_one(&step.sql, &[]).await?;
+            let counts = SyncCounts {
+                ranges: row.get(1),
+                ranges_differed: row.get(2),
+                inserted: row.get(3),
+                updated: row.get(4),
+                deleted: row.get(5),
+                link_bytes: row.get(6),
+            };
+            tally.synced(i, &counts);
+            let taken: i64 = row.get(0);
+            if batch.is_none_or(|size| taken < size as i64) {
+                break;
+            }
+        },
         StepKind::Record => {
-            let (rows, skipped, pushed_down, high_water) = tally.record(i);
-            let values: [&(dyn ToSql + Sync); 5] =
-                [&rows, &skipped, &pushed_down, &snapshot_at, &high_water];
+            let (rows, skipped, pushed_down, high_water, gained) = tally.record(i);
+            let values: [&(dyn ToSql + Sync); 6] = [
+                &rows,
+                &skipped,
+                &pushed_down,
+                &snapshot_at,
+                &high_water,
+                &gained,
+            ];
             execute_with(tx, &step.sql, &values).await?;
         }
         StepKind::Statement | StepKind::Secret { .. } => tx.batch_execute(&step.sql).await?,

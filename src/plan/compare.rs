@@ -135,26 +135,8 @@ impl UnitContext<'_> {
                 matched.join(" AND ")
             )),
         ];
-        // The rows of a batch of missing keys on the source: `(k1, k2) IN (SELECT * FROM ROWS
-        // FROM (unnest(<k1s>), unnest(<k2s>)))`, the arrays built from the keys the batch took.
-        let arrays: Vec<String> = key
-            .iter()
-            .map(|c| {
-                format!(
-                    "'pg_catalog.unnest(' || pg_catalog.quote_literal((SELECT \
-                     pg_catalog.array_agg({})::text FROM batch)) || {}",
-                    c.name,
-                    literal(&format!("::{}[])", c.type_sql))
-                )
-            })
-            .collect();
-        let condition = format!(
-            "CASE WHEN NOT EXISTS (SELECT FROM batch) THEN 'false' ELSE {} || {} || '))' END",
-            literal(&format!("({names}) IN (SELECT * FROM ROWS FROM (")),
-            arrays.join(" || ', ' || ")
-        );
         let mut rows = self.read_of(table, None);
-        rows.computed = Some(format!("({condition})"));
+        rows.computed = Some(keys_of_batch(key));
         steps.push(
             step(format!(
                 "WITH batch AS (DELETE FROM pg_temp.snapcopy_missing WHERE ctid = ANY (ARRAY(\
@@ -168,6 +150,32 @@ impl UnitContext<'_> {
         );
         steps
     }
+}
+
+/// The condition, as SQL text the target builds when the statement runs, that picks on the
+/// source the rows of the keys a statement's `batch` holds: `(k1, k2) IN (SELECT * FROM ROWS
+/// FROM (unnest(<k1s>), unnest(<k2s>)))`, the arrays built from the batch's keys.
+pub(super) fn keys_of_batch(key: &[&Column]) -> String {
+    let names: Vec<String> = key.iter().map(|c| c.name.to_string()).collect();
+    let arrays: Vec<String> = key
+        .iter()
+        .map(|c| {
+            format!(
+                "'pg_catalog.unnest(' || pg_catalog.quote_literal((SELECT \
+                 pg_catalog.array_agg({})::text FROM batch)) || {}",
+                c.name,
+                literal(&format!("::{}[])", c.type_sql))
+            )
+        })
+        .collect();
+    format!(
+        "(CASE WHEN NOT EXISTS (SELECT FROM batch) THEN 'false' ELSE {} || {} || '))' END)",
+        literal(&format!(
+            "({}) IN (SELECT * FROM ROWS FROM (",
+            names.join(", ")
+        )),
+        arrays.join(" || ', ' || ")
+    )
 }
 
 /// The number of hash buckets for a table of `rows` rows: a power of two, about
@@ -188,7 +196,7 @@ fn key_hash(key: &[&Column]) -> String {
 
 /// The expression hashing one key column to an `int8`, for the types whose hash is known
 /// (their default hash operator class's extended function); `None` for the others.
-fn column_hash(c: &Column) -> Option<String> {
+pub(super) fn column_hash(c: &Column) -> Option<String> {
     let ty = c.type_sql.as_str();
     let function = match ty {
         "uuid" => "uuid_hash_extended",

@@ -101,6 +101,20 @@ pub(super) fn verdict(
             }
             mode.existing(table, Vec::new(), options.cursors.get(&table.name))?
         }
+        Mode::Sync => {
+            // Sync's fallback, a full reload, empties the user's table: refused instead.
+            let decision = mode.existing(table, Vec::new(), None)?;
+            if !theirs.unique_key || decision.action != Action::Sync {
+                let why = decision.reason.unwrap_or_else(|| {
+                    "the target's table has no primary key or unique index".into()
+                });
+                return Err(format!(
+                    "{name} cannot be synced row by row ({why}); use --mode full or --mode \
+                     incremental for it"
+                ));
+            }
+            decision
+        }
     };
     decision.reason = Some("data only: rows into the target's own table".into());
     let (load, left_out) = load_table(table, theirs);

@@ -33,13 +33,14 @@ mod setup;
 mod split;
 mod step;
 mod subset;
+mod sync;
 mod unit;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::target::{ExtensionState, StagingObject, TargetState};
 pub use link::PROXY_MARKER;
-pub use refresh::{Full, Incremental, Refresh};
+pub use refresh::{Full, Incremental, Refresh, Sync};
 pub use step::{
     Action, Bounds, Phase, Plan, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
     TableIx, Unit,
@@ -141,9 +142,13 @@ pub fn plan(catalog: &Catalog, target: &TargetState, options: &PlanOptions) -> P
     let server = server_name(staging_schema);
     let link = link::link_for(options, &server, target.dblink_schema.as_ref());
     let registry = registry::table(staging_schema);
+    let sync = Sync {
+        link: options.link_kind,
+    };
     let mode: &dyn Refresh = match options.mode {
         Mode::Full => &Full,
         Mode::Incremental => &Incremental,
+        Mode::Sync => &sync,
     };
 
     let subsets = subset::conditions(&catalog.tables, &options.filters);

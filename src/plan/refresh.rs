@@ -4,11 +4,13 @@
 //! Each mode is one type behind [`Refresh`]. `full` truncates and reloads (or rebuilds a table
 //! whose shape changed on the source); `incremental` inserts the rows whose key is missing,
 //! reading from the source only the rows above the last copy's high-water mark when the key
-//! only grows.
+//! only grows; `sync` makes the table equal to the source, writing only the rows that differ
+//! (see `plan::sync`), and reloads in full the tables it cannot compare, saying why.
 
 use super::decide::Decision;
 use super::{Action, Pushdown};
-use crate::source::Table;
+use crate::cli::LinkKind;
+use crate::source::{Identity, Table};
 use crate::sql::Ident;
 
 /// One refresh mode.
@@ -33,6 +35,13 @@ pub struct Full;
 
 /// Insert what is missing.
 pub struct Incremental;
+
+/// Make the table equal to the source, moving only the rows that differ.
+pub struct Sync {
+    /// How the target server reads the source: only dblink runs the comparison's queries on
+    /// the source.
+    pub link: LinkKind,
+}
 
 impl Refresh for Full {
     fn name(&self) -> &'static str {
@@ -98,5 +107,56 @@ impl Refresh for Incremental {
             }),
             ..Decision::new(Action::Insert)
         })
+    }
+}
+
+impl Refresh for Sync {
+    fn name(&self) -> &'static str {
+        "sync"
+    }
+
+    /// A table sync cannot compare row by row is reloaded in full (rebuilt when its shape
+    /// changed), and the summary says why.
+    fn existing(
+        &self,
+        table: &Table,
+        changes: Vec<String>,
+        _cursor: Option<&Ident>,
+    ) -> Result<Decision, String> {
+        if !changes.is_empty() {
+            return Ok(Decision {
+                changes,
+                reason: Some("its shape changed on the source, so sync rebuilds it".into()),
+                ..Decision::new(Action::Rebuild)
+            });
+        }
+        let reload = |why: String| Decision {
+            reason: Some(format!("{why}: reloaded in full")),
+            ..Decision::new(Action::Reload)
+        };
+        let Some(key) = table.key(None) else {
+            return Ok(reload(
+                "no primary key nor unique key on NOT NULL columns to match rows by".into(),
+            ));
+        };
+        if self.link != LinkKind::Dblink {
+            return Ok(reload(format!(
+                "{} cannot run sync's comparison on the source (--link dblink can)",
+                self.link.as_str()
+            )));
+        }
+        // An update cannot set a GENERATED ALWAYS identity column.
+        if let Some(c) = table
+            .columns
+            .iter()
+            .find(|c| c.identity == Some(Identity::Always) && !key.columns.contains(&c.name))
+        {
+            return Ok(reload(format!(
+                "its column {} is GENERATED ALWAYS AS IDENTITY outside the key, which an update \
+                 cannot set",
+                c.name.raw()
+            )));
+        }
+        Ok(Decision::new(Action::Sync))
     }
 }

@@ -121,6 +121,9 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
         StepKind::Batch { .. } => {
             writeln!(f, "-- repeated until it inserts fewer rows than it fetches")?
         }
+        StepKind::Synced { batch: Some(_) } => {
+            writeln!(f, "-- repeated until it takes fewer keys than it asks for")?
+        }
         StepKind::Record => writeln!(
             f,
             "-- $1 rows inserted, $2 rows skipped, $3 pushed down, $4 the source's time of the \

@@ -19,6 +19,7 @@ impl UnitContext<'_> {
                 _ => self.missing_rows(table, info, i),
             },
             Action::UserRows => vec![self.user_rows_step(table, i)],
+            Action::Sync => self.sync_rows(table, i),
             Action::Create | Action::Reload | Action::Rebuild => self.full_rows(table, info, i),
         }
     }

@@ -134,6 +134,8 @@ pub enum Action {
     Rebuild,
     /// Insert the rows whose key is missing (incremental mode).
     Insert,
+    /// Insert, update and delete the rows that differ from the source's (sync mode).
+    Sync,
     /// Add the rows an extension marks as user data to the table the extension made.
     UserRows,
 }
@@ -201,6 +203,7 @@ impl Action {
             Action::Reload => ("reload", "reloading", "reloaded"),
             Action::Rebuild => ("rebuild", "rebuilding", "rebuilt"),
             Action::Insert => ("insert missing rows", "adding missing rows to", "inserted"),
+            Action::Sync => ("sync", "syncing", "synced"),
             Action::UserRows => (
                 "add the extension's user rows",
                 "adding user rows to",
@@ -354,8 +357,17 @@ pub enum StepKind {
         /// The tables, in the order of the results.
         tables: Vec<TableIx>,
     },
+    /// Part of a table's sync (see `plan::sync`): returns keys taken, ranges compared, ranges
+    /// that differed, rows inserted, updated and deleted, and bytes read from the source, each
+    /// an `int8`, added to the table's counts. With `batch`, it runs again until it takes
+    /// fewer keys than that.
+    Synced {
+        /// The keys one run takes.
+        batch: Option<u64>,
+    },
     /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
-    /// source's time of the run's snapshot, `$5` the high-water mark read.
+    /// source's time of the run's snapshot, `$5` the high-water mark read, `$6` how many rows
+    /// the table gained (sync).
     Record,
     /// A statement that reaches a secret: `settings` are bound (as parameters, into
     /// transaction-local settings) before it runs, so that the secret is part of no

@@ -284,7 +284,7 @@ impl UnitContext<'_> {
         let mut readd: Vec<(QualifiedName, &Constraint)> = Vec::new();
         for (table, info) in ordered.iter().zip(infos) {
             // The user's tables keep every constraint they have.
-            if info.action != Action::Reload || info.data_only {
+            if !matches!(info.action, Action::Reload | Action::Sync) || info.data_only {
                 continue;
             }
             for c in &table.constraints {
@@ -306,6 +306,12 @@ impl UnitContext<'_> {
             }
         }
         let reindex = self.unindex(ordered, infos, &mut readd, &mut steps);
+        // Synced tables are compared, and lose the rows the source lacks, children first.
+        for (i, (table, info)) in ordered.iter().zip(infos).enumerate().rev() {
+            if info.action == Action::Sync {
+                steps.extend(self.sync_compare(table, TableIx(i)));
+            }
+        }
         for name in &rebuilt {
             steps.extend(self.drop_steps(name, &in_unit));
         }
@@ -452,6 +458,7 @@ impl UnitContext<'_> {
                 staging_kind: self.options.staging.as_str(),
                 mode: self.mode.name(),
                 incremental: info.action == Action::Insert,
+                sync: info.action == Action::Sync,
                 cursor: cursor.as_ref(),
                 link: self.link.kind().as_str(),
                 data_only: info.data_only,
@@ -549,7 +556,7 @@ impl UnitContext<'_> {
     /// snapcopy loads, unless it is the user's and the target role does not own it (then
     /// they fire, as the plan's warnings say).
     fn turns_triggers_off(&self, info: &TableInfo) -> bool {
-        matches!(info.action, Action::Reload | Action::Insert)
+        matches!(info.action, Action::Reload | Action::Insert | Action::Sync)
             && (!info.data_only
                 || self
                     .target

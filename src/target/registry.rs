@@ -188,6 +188,8 @@ pub struct Record<'a> {
     pub mode: &'a str,
     /// Whether rows were added to the table as it was (incremental), not loaded anew.
     pub incremental: bool,
+    /// Whether the table was synced: rows inserted, updated and deleted where they differed.
+    pub sync: bool,
     /// The column whose values only grow, whose maximum is the next refresh's high-water mark.
     pub cursor: Option<&'a Cursor>,
     /// The link its staging object reads through.
@@ -199,20 +201,22 @@ pub struct Record<'a> {
 impl Record<'_> {
     /// The registry row: what was copied, how, and the source's shape and time. `$1` rows
     /// loaded, `$2` rows skipped, `$3` pushed down, `$4` the source's time of the run's
-    /// snapshot (as text), `$5` the highest cursor value read (incremental only).
+    /// snapshot (as text), `$5` the highest cursor value read (incremental only), `$6` rows
+    /// gained (sync only).
     pub fn record_sql(&self, table: &Table) -> String {
         let registry = &self.registry;
         let (cursor, incremental) = (self.cursor, self.incremental);
+        let previous_total = format!(
+            "coalesce((SELECT rows_total FROM {registry} WHERE table_schema = {} AND \
+             table_name = {}), 0)",
+            literal(table.name.schema.raw()),
+            literal(table.name.name.raw())
+        );
         let (rows_total, high_water) = match (cursor, incremental) {
             // Rows snapcopy has put in the table: a count(*) would read the whole table, which
             // an incremental refresh exists to avoid.
             (_, true) => (
-                format!(
-                    "coalesce((SELECT rows_total FROM {registry} WHERE table_schema = {} AND \
-                     table_name = {}), 0) + $1::bigint",
-                    literal(table.name.schema.raw()),
-                    literal(table.name.name.raw())
-                ),
+                format!("{previous_total} + $1::bigint"),
                 "$5::text".to_string(),
             ),
             (Some(c), false) => (
@@ -226,7 +230,17 @@ impl Record<'_> {
             ),
             (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
         };
-        let staging_update = if incremental {
+        // A sync reads no table whole either: what it inserted less what it deleted. (It reads
+        // no high-water mark: `$5` is NULL.)
+        let (rows_total, high_water) = if self.sync {
+            (
+                format!("{previous_total} + $6::bigint"),
+                format!("coalesce($5::text, {high_water})"),
+            )
+        } else {
+            (rows_total, high_water)
+        };
+        let staging_update = if incremental || self.sync {
             format!("high_water = coalesce(EXCLUDED.high_water, {registry}.high_water)")
         } else {
             "staging_object = EXCLUDED.staging_object, staging_kind = EXCLUDED.staging_kind, \

@@ -210,6 +210,35 @@ impl Link for Dblink<'_> {
         )
     }
 
+    fn select_text(&self, read: &Read) -> String {
+        Self::remote_select(read)
+    }
+
+    fn send_sql(&self, select: &str) -> String {
+        format!(
+            "SELECT {}.dblink_send_query({}, {select})",
+            self.schema,
+            self.conn()
+        )
+    }
+
+    fn result(&self, definitions: &str) -> String {
+        format!(
+            "{}.dblink_get_result({}) AS t({definitions})",
+            self.schema,
+            self.conn()
+        )
+    }
+
+    /// dblink takes the next query once it has read the empty result that ends this one.
+    fn finish_sql(&self) -> String {
+        format!(
+            "SELECT FROM {}.dblink_get_result({}) AS t(done text)",
+            self.schema,
+            self.conn()
+        )
+    }
+
     fn read_sequence(&self, sequence: &QualifiedName) -> String {
         format!(
             "{}.dblink({}, {}) AS s(last_value bigint, is_called boolean)",

@@ -229,6 +229,22 @@ impl Link for PostgresFdw<'_> {
         unreachable!("row filters are refused with postgres_fdw")
     }
 
+    fn select_text(&self, _read: &Read) -> String {
+        unreachable!("sync is planned through dblink only")
+    }
+
+    fn send_sql(&self, _select: &str) -> String {
+        unreachable!("sync is planned through dblink only")
+    }
+
+    fn result(&self, _definitions: &str) -> String {
+        unreachable!("sync is planned through dblink only")
+    }
+
+    fn finish_sql(&self) -> String {
+        unreachable!("sync is planned through dblink only")
+    }
+
     fn read_sequence(&self, sequence: &QualifiedName) -> String {
         format!("{} AS s", self.proxy(sequence))
     }

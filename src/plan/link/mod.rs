@@ -51,6 +51,23 @@ pub(super) trait Link {
     /// the others are refused (or not planned) what needs it.
     fn read_query(&self, select: &str, definitions: &str) -> String;
 
+    /// The `SELECT` the source runs for `read`, as SQL of type text the target evaluates (see
+    /// [`Link::read_query`]), for a query around a table's rows; only dblink can.
+    fn select_text(&self, read: &Read) -> String;
+
+    /// A statement that starts `select` (as for [`Link::read_query`]) on the source and
+    /// returns at once, so that the target can work meanwhile; [`Link::result`] then reads
+    /// its rows, and [`Link::finish_sql`] ends it. Only dblink can.
+    fn send_sql(&self, select: &str) -> String;
+
+    /// A FROM item, aliased `t`, with the rows of the query [`Link::send_sql`] started, typed
+    /// by `definitions`.
+    fn result(&self, definitions: &str) -> String;
+
+    /// Ends the query [`Link::send_sql`] started, once its rows are read, so that the
+    /// connection takes the next.
+    fn finish_sql(&self) -> String;
+
     /// A FROM item `s(last_value, is_called)` with a source sequence's state.
     fn read_sequence(&self, sequence: &QualifiedName) -> String;
 

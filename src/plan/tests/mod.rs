@@ -443,6 +443,8 @@ fn what(step: &Step) -> String {
         StepKind::InsertMissing => " [insert missing]",
         StepKind::Merge => " [merge]",
         StepKind::Together { .. } => " [together]",
+        StepKind::Synced { batch: None } => " [synced]",
+        StepKind::Synced { batch: Some(_) } => " [synced batch]",
         StepKind::Record => " [record]",
         StepKind::Secret { .. } => " [secret]",
     };
