@@ -1,0 +1,292 @@
+//! `--mode sync`: the target's tables become equal to the source's (inserts, updates, deletes,
+//! local edits reverted), only the rows that differ are written, and what does not compare
+//! falls back to a full reload that says why.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{checksum, summary_row, Link, Pair};
+
+/// Keys of four kinds, values that only a careful comparison tells apart, and a parent and
+/// child tied by a foreign key.
+const SCHEMA: &str = r#"
+    CREATE TABLE public.items (
+        id uuid PRIMARY KEY,
+        title text,
+        score double precision,
+        price numeric,
+        span interval,
+        attrs jsonb
+    );
+    INSERT INTO public.items
+    SELECT md5(g::text)::uuid, 'item ' || g, g * 0.5, g, g * interval '1 hour', jsonb_build_object('g', g)
+    FROM generate_series(1, 5000) g;
+    CREATE TABLE public.pairs (a text, b integer, v text, PRIMARY KEY (a, b));
+    INSERT INTO public.pairs SELECT w, g, 'v' FROM generate_series(1, 30) g,
+        unnest(ARRAY['plain', 'x"y', 'a,b', '{c}', 'back\slash', ' sp ', 'NULL', '']) w;
+    CREATE TABLE public.authors (id integer PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE public.books (
+        id bigint PRIMARY KEY,
+        author_id integer NOT NULL REFERENCES public.authors,
+        title text NOT NULL
+    );
+    INSERT INTO public.authors SELECT g, 'author ' || g FROM generate_series(1, 200) g;
+    INSERT INTO public.books SELECT g, 1 + g % 200, 'book ' || g FROM generate_series(1, 2000) g;
+    CREATE TABLE public.log (at integer, what text);
+    INSERT INTO public.log SELECT g, 'line' FROM generate_series(1, 10) g;
+    ANALYZE;
+"#;
+
+const TABLES: [&str; 5] = [
+    "public.items",
+    "public.pairs",
+    "public.authors",
+    "public.books",
+    "public.log",
+];
+
+fn same(pair: &Pair, table: &str) {
+    assert_eq!(
+        checksum(&pair.target, "dev", table),
+        checksum(&pair.source, "app", table),
+        "rows of {table}"
+    );
+}
+
+fn sync(pair: &Pair) -> Vec<u8> {
+    let out = pair
+        .snapcopy()
+        .args(["--mode", "sync", "--json"])
+        .args(TABLES)
+        .assert()
+        .success();
+    out.get_output().stdout.clone()
+}
+
+/// The sync counts of `table` in a summary: inserted, updated, deleted.
+fn changed(out: &[u8], table: &str) -> (i64, i64, i64) {
+    let row = summary_row(out, table);
+    let sync = &row["sync"];
+    assert_eq!(row["action"], "sync", "{row}");
+    (
+        sync["inserted"].as_i64().unwrap(),
+        sync["updated"].as_i64().unwrap(),
+        sync["deleted"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn sync_makes_the_target_equal_writing_only_the_rows_that_differ() {
+    let pair = Pair::start();
+    pair.source.psql("app", SCHEMA);
+    pair.snapcopy().args(TABLES).assert().success();
+    let untouched = pair.target.psql(
+        "dev",
+        "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM public.items WHERE title LIKE 'item 4_'",
+    );
+
+    // Scattered changes on the source; values equal to PostgreSQL's `=` but not the same.
+    pair.source.psql(
+        "app",
+        r#"UPDATE public.items SET title = title || ' (edited)' WHERE title IN ('item 17', 'item 2500', 'item 3999');
+         UPDATE public.items SET score = '-0' WHERE title = 'item 1';
+         UPDATE public.items SET score = 'NaN' WHERE title = 'item 2';
+         UPDATE public.items SET price = 3.00 WHERE title = 'item 3';
+         UPDATE public.items SET span = interval '1 day' WHERE title = 'item 24';
+         UPDATE public.items SET title = NULL WHERE title = 'item 5';
+         UPDATE public.items SET title = '' WHERE title = 'item 6';
+         DELETE FROM public.items WHERE title IN ('item 100', 'item 1000', 'item 4999');
+         INSERT INTO public.items SELECT md5((g * 7919)::text)::uuid, 'new ' || g, NULL, NULL, NULL, NULL
+         FROM generate_series(1, 20) g;
+         UPDATE public.pairs SET v = 'changed' WHERE (a, b) IN (('x"y', 3), ('', 30), ('back\slash', 1));
+         DELETE FROM public.pairs WHERE (a, b) = ('{c}', 7);
+         INSERT INTO public.pairs VALUES ('a,b', 31, 'new');
+         DELETE FROM public.books WHERE author_id = 7;
+         DELETE FROM public.authors WHERE id = 7;
+         INSERT INTO public.authors VALUES (201, 'new author');
+         INSERT INTO public.books VALUES (2001, 201, 'new book'), (2002, 201, 'another');
+         UPDATE public.books SET author_id = 201 WHERE id = 5;
+         INSERT INTO public.log VALUES (11, 'line')"#,
+    );
+    // Local edits on the target: an update, a delete, a row of its own; all reverted.
+    pair.target.psql(
+        "dev",
+        "UPDATE public.items SET title = 'local' WHERE title = 'item 9';
+         DELETE FROM public.items WHERE title = 'item 10';
+         INSERT INTO public.items (id, title) VALUES ('00000000-0000-0000-0000-000000000001', 'mine');
+         UPDATE public.items SET score = 0 WHERE title = 'item 11';",
+    );
+    pair.source.psql(
+        "app",
+        "UPDATE public.items SET score = '-0' WHERE title = 'item 11'",
+    );
+
+    let out = sync(&pair);
+    for table in TABLES {
+        same(&pair, table);
+    }
+    // Items: 20 new rows and the one deleted locally; 10 rows edited on the source (item 11's
+    // local zero is not the source's minus zero) and the one edited locally; 3 deletes and the
+    // local row.
+    assert_eq!(changed(&out, "public.items"), (21, 11, 4));
+    assert_eq!(changed(&out, "public.pairs"), (1, 3, 1));
+    assert_eq!(changed(&out, "public.authors"), (1, 0, 1));
+    // Author 7's ten books go, two new ones come, one moves to the new author.
+    assert_eq!(changed(&out, "public.books"), (2, 1, 10));
+    let items = summary_row(&out, "public.items");
+    let ranges = items["sync"]["ranges"].as_i64().unwrap();
+    let differed = items["sync"]["ranges_differed"].as_i64().unwrap();
+    assert!(
+        ranges >= 512 && differed >= 1 && differed < ranges / 4,
+        "{items}"
+    );
+    assert!(items["sync"]["link_bytes"].as_i64().unwrap() > 0, "{items}");
+    assert_eq!(items["rows"], 32, "rows written: {items}");
+    // A table without a key is reloaded, and the summary says why.
+    let log = summary_row(&out, "public.log");
+    assert_eq!(log["action"], "reload", "{log}");
+    assert!(
+        log["note"]
+            .as_str()
+            .unwrap()
+            .contains("no primary key nor unique key"),
+        "{log}"
+    );
+    // Rows that did not change were not written.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM public.items WHERE title LIKE 'item 4_'",
+        ),
+        untouched
+    );
+    // The sequence of a synced table and the registry follow.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT mode || ' ' || rows_total FROM snapcopy.managed_tables WHERE table_name = 'books'"
+        ),
+        "sync 1992"
+    );
+
+    // Nothing new: nothing compared differs, nothing is written.
+    let out = sync(&pair);
+    for table in [
+        "public.items",
+        "public.pairs",
+        "public.authors",
+        "public.books",
+    ] {
+        assert_eq!(changed(&out, table), (0, 0, 0), "{table}");
+        assert_eq!(
+            summary_row(&out, table)["sync"]["ranges_differed"],
+            0,
+            "{table}"
+        );
+    }
+
+    // verify agrees.
+    pair.snapcopy()
+        .args(["verify"])
+        .args(TABLES)
+        .assert()
+        .success();
+}
+
+/// postgres_fdw cannot run the comparison on the source: the tables are reloaded in full, and
+/// the summary says so.
+#[test]
+fn sync_through_postgres_fdw_reloads_and_says_why() {
+    let pair = Pair::start().with_link(Link::PostgresFdw);
+    pair.source.psql("app", SCHEMA);
+    pair.snapcopy().args(TABLES).assert().success();
+    pair.source.psql(
+        "app",
+        "UPDATE public.items SET title = 'x' WHERE title = 'item 1'",
+    );
+    let out = sync(&pair);
+    let items = summary_row(&out, "public.items");
+    assert_eq!(items["action"], "reload", "{items}");
+    assert!(
+        items["note"]
+            .as_str()
+            .unwrap()
+            .contains("postgres_fdw cannot run sync's comparison on the source"),
+        "{items}"
+    );
+    same(&pair, "public.items");
+}
+
+/// A sync interrupted while it writes rows, or that fails, leaves every table as it was; the
+/// next one finishes the job.
+#[test]
+fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.big (id bigint PRIMARY KEY, code text NOT NULL, pad text);
+         INSERT INTO public.big SELECT g, 'c' || g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g;
+         ANALYZE",
+    );
+    pair.snapcopy()
+        .args(["-q", "public.big"])
+        .assert()
+        .success();
+    pair.source.psql(
+        "app",
+        "UPDATE public.big SET pad = 'changed' WHERE id % 2 = 0; DELETE FROM public.big WHERE id % 7 = 0",
+    );
+    let before = checksum(&pair.target, "dev", "public.big");
+
+    // SIGINT while the changed rows go in, after the deletes.
+    let child = Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
+        .args(["-q", "--mode", "sync", "public.big"])
+        .env("HOME", pair.home.path())
+        .current_dir(pair.home.path())
+        .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
+        .env("SNAPCOPY_TARGET", pair.target.conninfo("dev"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pair.target.psql(
+        "dev",
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH batch AS (DELETE FROM pg_temp.snapcopy_sync%'",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the sync never wrote rows");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert_eq!(checksum(&pair.target, "dev", "public.big"), before);
+
+    // A unique index of the target's own that the source's rows break: the sync fails, names
+    // the table, and changes nothing.
+    pair.target.psql(
+        "dev",
+        "CREATE UNIQUE INDEX big_pad_local ON public.big (pad) WHERE id > 100",
+    );
+    pair.snapcopy()
+        .args(["--mode", "sync", "public.big"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("public.big"))
+        .stderr(predicates::str::contains("big_pad_local"));
+    assert_eq!(checksum(&pair.target, "dev", "public.big"), before);
+
+    pair.target.psql("dev", "DROP INDEX public.big_pad_local");
+    pair.snapcopy()
+        .args(["-q", "--mode", "sync", "public.big"])
+        .assert()
+        .success();
+    same(&pair, "public.big");
+}
