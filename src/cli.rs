@@ -115,6 +115,10 @@ pub struct SourceOpts {
 /// Options of the copy and `plan`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CopyArgs {
+    /// Print no summary on stdout (`verify --repair` prints its own).
+    #[arg(skip)]
+    pub no_summary: bool,
+
     /// Tables and source.
     #[command(flatten)]
     pub from: SourceOpts,
@@ -235,6 +239,12 @@ pub struct VerifyArgs {
     /// with their subsets on the source. Config: [table."s.t"] where.
     #[arg(long = "where", value_name = "TABLE=CONDITION")]
     pub filters: Vec<String>,
+
+    /// Sync the tables that differ (as --mode sync does: only the rows that differ are
+    /// written, in one transaction per group of tables tied by foreign keys), then compare
+    /// them again; exits 1 only when some still differ.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 impl VerifyArgs {

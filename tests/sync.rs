@@ -193,6 +193,39 @@ fn sync_makes_the_target_equal_writing_only_the_rows_that_differ() {
         .args(TABLES)
         .assert()
         .success();
+
+    // verify --repair syncs what differs, says so, and then exits 0.
+    pair.target.psql(
+        "dev",
+        "UPDATE public.pairs SET v = 'local' WHERE b = 2; DELETE FROM public.books WHERE id = 2000",
+    );
+    pair.snapcopy()
+        .args(["verify"])
+        .args(TABLES)
+        .assert()
+        .code(1);
+    let out = pair
+        .snapcopy()
+        .args(["verify", "--repair", "--json"])
+        .args(TABLES)
+        .assert()
+        .success();
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let repaired: Vec<&str> = verdicts["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("repaired").is_some())
+        .map(|v| v["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(repaired, ["public.books", "public.pairs"], "{verdicts}");
+    same(&pair, "public.pairs");
+    same(&pair, "public.books");
+    pair.snapcopy()
+        .args(["verify"])
+        .args(TABLES)
+        .assert()
+        .success();
 }
 
 /// postgres_fdw cannot run the comparison on the source: the tables are reloaded in full, and

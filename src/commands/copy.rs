@@ -62,7 +62,13 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     progress.done();
     // The snapshot is needed no longer; end the read-only transaction cleanly.
     let _ = source.batch_execute("COMMIT").await;
-    Ok(summarize(outcomes, &plan.refused, settings.json, quiet))
+    Ok(summarize(
+        outcomes,
+        &plan.refused,
+        settings.json,
+        quiet,
+        args.no_summary,
+    ))
 }
 
 /// Each loading session holds a connection to the target and, through dblink, one to the
@@ -235,6 +241,7 @@ fn summarize(
     refused: &[(crate::sql::QualifiedName, String)],
     json: bool,
     quiet: bool,
+    no_summary: bool,
 ) -> Outcome {
     for (name, reason) in refused {
         if !quiet {
@@ -255,7 +262,9 @@ fn summarize(
         });
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
-    report::print(&outcomes, json);
+    if !no_summary {
+        report::print(&outcomes, json);
+    }
     let failed = outcomes
         .iter()
         .any(|o| matches!(o.status, TableStatus::Failed(_)));

@@ -36,6 +36,9 @@ pub struct Verdict {
     pub target_rows: Option<i64>,
     /// Every difference found, in words; empty when the copy is the same.
     pub differences: Vec<String>,
+    /// What `--repair` found and synced, when it did: the differences before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
 }
 
 impl Verdict {
@@ -114,6 +117,7 @@ pub async fn verify(
                 source_rows: rows,
                 target_rows: None,
                 differences: vec!["missing on the target".into()],
+                repaired: Vec::new(),
             });
             continue;
         };
@@ -165,6 +169,7 @@ pub async fn verify(
             source_rows,
             target_rows: Some(target_rows),
             differences,
+            repaired: Vec::new(),
         });
     }
     Ok(verdicts)
@@ -225,9 +230,17 @@ pub fn print(verdicts: &[Verdict], json: bool, quiet: bool) {
     let width = verdicts.iter().map(|v| v.table.len()).max().unwrap_or(0);
     for v in verdicts {
         if v.same() {
-            if !quiet {
+            if !quiet || !v.repaired.is_empty() {
                 let rows = crate::human::count(v.source_rows);
-                out(&format!("{:width$}  same     {rows} rows\n", v.table));
+                let repaired = if v.repaired.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (repaired: {})", v.repaired.join("; "))
+                };
+                out(&format!(
+                    "{:width$}  same     {rows} rows{repaired}\n",
+                    v.table
+                ));
             }
         } else {
             out(&format!(
@@ -280,11 +293,36 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
         &subsets,
     )
     .await?;
+    if args.repair && verdicts.iter().any(|v| !v.same()) {
+        verdicts = repair(args, settings.json, verdicts).await?;
+        let again = verify(
+            &source,
+            &target,
+            &catalog,
+            settings.triggers,
+            &masks,
+            &subsets,
+        )
+        .await?;
+        verdicts = again
+            .into_iter()
+            .zip(verdicts)
+            .map(|(after, before)| Verdict {
+                repaired: if after.same() && !before.same() {
+                    before.differences
+                } else {
+                    Vec::new()
+                },
+                ..after
+            })
+            .collect();
+    }
     verdicts.extend(gone.into_iter().map(|(name, reason)| Verdict {
         table: name.human(),
         source_rows: 0,
         target_rows: None,
         differences: vec![reason],
+        repaired: Vec::new(),
     }));
     print(&verdicts, settings.json, args.quiet);
     Ok(if verdicts.iter().all(|v| v.same()) {
@@ -292,4 +330,27 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::SomeFailed
     })
+}
+
+/// `verify --repair`: syncs the tables of `verdicts` that differ, as `--mode sync` does, and
+/// returns the verdicts as they were. Progress and errors go to stderr as a copy's do; its
+/// summary goes to stdout before the verdicts, except as JSON (the verdicts say what was
+/// repaired).
+async fn repair(
+    args: &VerifyArgs,
+    json: bool,
+    verdicts: Vec<Verdict>,
+) -> anyhow::Result<Vec<Verdict>> {
+    let mut copy = args.as_copy_args();
+    copy.from.tables = verdicts
+        .iter()
+        .filter(|v| !v.same())
+        .map(|v| v.table.clone())
+        .collect();
+    copy.from.exclude.clear();
+    copy.mode = Some(crate::cli::Mode::Sync);
+    copy.quiet = args.quiet;
+    copy.no_summary = json;
+    super::copy::copy(&copy, false).await?;
+    Ok(verdicts)
 }
