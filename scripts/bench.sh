@@ -13,7 +13,9 @@
 #   many: 401 tables of 1,000 rows, each with a foreign key to one hub table: pg_dump | psql
 #         (the baseline), snapcopy's first copy, a full re-run, an incremental run with nothing new
 #   uuid: one table with a uuid primary key, 1M rows (~220 MB): snapcopy's first copy (the
-#         baseline), a full reload, incremental after 1% new rows, incremental with nothing new
+#         baseline), a full reload, incremental after 1% new rows, incremental with nothing new,
+#         and --mode sync after 10,000 inserts, 5,000 updates of recent rows and 2,000 deletes
+#         (with the share of the table's rows it wrote)
 # Prints seconds per run, the median, MB/s, each method's ratio to its baseline, snapcopy's peak
 # RSS (it must not grow with the size of the tables), and each goal of issue 16, met or not.
 # Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3), ONLY (a
@@ -324,17 +326,45 @@ uu_add() {
 }
 m_uu_copy() { snap -q --source "$SU" --target "$TU" public.items >/dev/null; }
 m_uu_incremental() { snap -q --source "$SU" --target "$TU" --mode incremental public.items >/dev/null; }
+m_uu_sync() { snap -q --source "$SU" --target "$TU" --mode sync --json public.items > "$PG_WORK/sync.json"; }
+# The changes a sync run finds: 10,000 inserts, 5,000 updates of the most recent rows, 2,000
+# deletes anywhere; from a target equal to the source.
+uu_changes() {
+    uu_copied
+    [ -n "${uu_synced:-}" ] || { m_uu_sync; uu_synced=1; }
+    pg_psql source uu >/dev/null <<'SQL'
+INSERT INTO items (account, title, body, price, created, attrs)
+SELECT g % 5000, 'synced ' || g, md5(g::text), 2, now(), '{"new": true}' FROM generate_series(1, 10000) g;
+UPDATE items SET price = price + 1, title = title || ' (edited)'
+WHERE id IN (SELECT id FROM items WHERE title NOT LIKE 'synced %' ORDER BY created DESC LIMIT 5000);
+DELETE FROM items WHERE id IN (SELECT id FROM items TABLESAMPLE SYSTEM (1) LIMIT 2000);
+SQL
+}
 run "uuid baseline: snapcopy first copy" m_uu_copy reset_uu
 uu_done=1
 run "uuid: snapcopy full reload" m_uu_copy uu_copied
 run "uuid: snapcopy incremental, nothing new" m_uu_incremental uu_copied
 run "uuid: snapcopy incremental (+1% rows)" m_uu_incremental uu_add
+run "uuid: snapcopy sync (17,000 rows changed)" m_uu_sync uu_changes
 report "uuid: ${uuid_mb} MB table" "$uuid_mb" "uuid baseline: snapcopy first copy" \
     "uuid: snapcopy full reload" "uuid: snapcopy incremental (+1% rows)" \
-    "uuid: snapcopy incremental, nothing new" > "$PG_WORK/report.uuid"
+    "uuid: snapcopy incremental, nothing new" "uuid: snapcopy sync (17,000 rows changed)" \
+    > "$PG_WORK/report.uuid"
 goal "uuid: full reload vs first copy" "uuid: snapcopy full reload" "uuid baseline: snapcopy first copy" 1.15
 goal "uuid: incremental +1% vs first copy" "uuid: snapcopy incremental (+1% rows)" "uuid baseline: snapcopy first copy" 0.15
 goal "uuid: incremental, nothing new vs first copy" "uuid: snapcopy incremental, nothing new" "uuid baseline: snapcopy first copy" 0.05
+goal "uuid: sync (17,000 rows changed) vs first copy" "uuid: snapcopy sync (17,000 rows changed)" "uuid baseline: snapcopy first copy" 0.3
+if [ -s "$PG_WORK/sync.json" ]; then
+    # Rows the last sync wrote (inserted and updated), against the table's rows.
+    written=$(grep -oE '"(inserted|updated)": [0-9]+' "$PG_WORK/sync.json" | awk '{s += $2} END {print s + 0}')
+    total=$(pg_psql source uu -At -c "SELECT count(*) FROM items")
+    share=$(echo "scale=4; $written / $total" | bc)
+    verdict="not met"
+    [ "$(echo "$share < 0.10" | bc -l)" = 1 ] && verdict="met"
+    goals+=("$(printf "%-58s %5.2f%% of %s rows (goal < 10%%): %s" "uuid: sync, rows written" "$(echo "$share * 100" | bc -l)" "$total" "$verdict")")
+    sync_note=$(grep -oE '"ranges(_differed)?": [0-9]+|"link_bytes": [0-9]+|"(inserted|updated|deleted)": [0-9]+' "$PG_WORK/sync.json" | tr '\n' ' ')
+    goals+=("$(printf "%-58s %s" "uuid: the last sync's counts" "$sync_note")")
+fi
 fi
 
 echo
@@ -344,6 +374,6 @@ for w in large many uuid; do
 done
 if [ "${#goals[@]}" -gt 0 ]; then
     echo
-    echo "goals (issue 16):"
+    echo "goals (issues 16 and 17):"
     printf '%s\n' "${goals[@]}"
 fi
