@@ -91,7 +91,12 @@ impl UnitContext<'_> {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
-        let buckets = buckets(table.rows_with_partitions());
+        // A table never analyzed has no row estimate: its size says about how many.
+        let rows = match table.rows_with_partitions() {
+            n if n > 0 => n,
+            _ => table.data_bytes_with_partitions() / 100,
+        };
+        let buckets = buckets(rows);
         let bucket = format!("({} & {})::int4", key_hash(&key), buckets - 1);
         let row = record_hash(&columns);
         let only = if table.is_partitioned() { "" } else { "ONLY " };
