@@ -168,24 +168,11 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .await
         .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     // The comparisons of incremental and sync modes keep keys and hashes in temporary tables
-    // (of a few megabytes each): in memory, not written out, as far as 128 MB; raised, never
-    // lowered, before the session touches a temporary table (later the server refuses).
-    let _ = client
-        .batch_execute(
-            "SELECT pg_catalog.set_config('temp_buffers', '16384', false) \
-             FROM pg_catalog.pg_settings WHERE name = 'temp_buffers' \
-             AND setting::int8 < 16384",
-        )
-        .await;
-    // Index and key builds after the rows want memory; raise it (never lower it) for this
-    // session.
-    let _ = client
-        .batch_execute(
-            "SELECT pg_catalog.set_config('maintenance_work_mem', '262144', false) \
-             FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem' \
-             AND setting::bigint < 262144",
-        )
-        .await;
+    // (of a few megabytes each): in memory, not written out, as far as 128 MB (in 8 kB
+    // buffers), before the session touches a temporary table (later the server refuses).
+    raise(&client, "temp_buffers", 16_384).await;
+    // Index and key builds after the rows want memory (256 MB, in kB).
+    raise(&client, "maintenance_work_mem", 262_144).await;
     // A bulk load must not be cut short by the target's own timeouts.
     client
         .batch_execute(
@@ -195,6 +182,18 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .await
         .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     Ok(client)
+}
+
+/// Raises a memory setting to `value` (in its own unit) for the session, never lowering it;
+/// best effort: the load goes on with the server's setting if this fails.
+async fn raise(client: &Client, name: &str, value: i64) {
+    let _ = client
+        .execute(
+            "SELECT pg_catalog.set_config(name, $2::int8::text, false) \
+             FROM pg_catalog.pg_settings WHERE name = $1 AND setting::int8 < $2::int8",
+            &[&name, &value],
+        )
+        .await;
 }
 
 /// Sets `settings` (name, value) in the session of `tx`, for the transaction (`local`) or the
