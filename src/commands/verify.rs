@@ -284,18 +284,8 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let filters = crate::plan::resolve_filters(&catalog.tables, &settings.filters)
         .map_err(anyhow::Error::msg)?;
     let subsets = crate::plan::subset_conditions(&catalog.tables, &filters).conditions;
-    let mut verdicts = verify(
-        &source,
-        &target,
-        &catalog,
-        settings.triggers,
-        &masks,
-        &subsets,
-    )
-    .await?;
-    if args.repair && verdicts.iter().any(|v| !v.same()) {
-        verdicts = repair(args, settings.json, verdicts).await?;
-        let again = verify(
+    let compare = || {
+        verify(
             &source,
             &target,
             &catalog,
@@ -303,8 +293,12 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             &masks,
             &subsets,
         )
-        .await?;
-        verdicts = again
+    };
+    let mut verdicts = compare().await?;
+    if args.repair && verdicts.iter().any(|v| !v.same()) {
+        repair(args, settings.json, &verdicts).await?;
+        verdicts = compare()
+            .await?
             .into_iter()
             .zip(verdicts)
             .map(|(after, before)| Verdict {
@@ -332,15 +326,10 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// `verify --repair`: syncs the tables of `verdicts` that differ, as `--mode sync` does, and
-/// returns the verdicts as they were. Progress and errors go to stderr as a copy's do; its
+/// `verify --repair`: syncs the tables of `verdicts` that differ, as `--mode sync` does. Progress and errors go to stderr as a copy's do; its
 /// summary goes to stdout before the verdicts, except as JSON (the verdicts say what was
 /// repaired).
-async fn repair(
-    args: &VerifyArgs,
-    json: bool,
-    verdicts: Vec<Verdict>,
-) -> anyhow::Result<Vec<Verdict>> {
+async fn repair(args: &VerifyArgs, json: bool, verdicts: &[Verdict]) -> anyhow::Result<()> {
     let mut copy = args.as_copy_args();
     copy.from.tables = verdicts
         .iter()
@@ -352,5 +341,5 @@ async fn repair(
     copy.quiet = args.quiet;
     copy.no_summary = json;
     super::copy::copy(&copy, false).await?;
-    Ok(verdicts)
+    Ok(())
 }
