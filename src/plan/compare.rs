@@ -58,22 +58,12 @@ impl UnitContext<'_> {
     /// missing rows and the keys of differing buckets cross the link. Rows the target has that
     /// the source lacks stay.
     pub(super) fn compared_rows(&self, table: &Table, key: &[Ident], i: TableIx) -> Vec<Step> {
-        let key: Vec<&Column> = key
-            .iter()
-            .filter_map(|k| table.columns.iter().find(|c| &c.name == k))
-            .collect();
-        let key = key.as_slice();
-        let only = if table.is_partitioned() { "" } else { "ONLY " };
-        let from = format!("{only}{}", table.name);
-        let hash = key_hash(key);
+        let key = KeyColumns::of(table, key);
+        let from = table.own_rows();
+        let hash = key_hash(&key.0);
         let mask = buckets(table.rows_with_partitions()) - 1;
-        let names: Vec<String> = key.iter().map(|c| c.name.to_string()).collect();
-        let names = names.join(", ");
-        let definitions: Vec<String> = key
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.type_sql))
-            .collect();
-        let definitions = definitions.join(", ");
+        let names = key.names("");
+        let definitions = key.definitions();
         let read = |select: String, definitions: &str| self.link.read_query(&select, definitions);
         let totals = format!(
             "SELECT count(*), coalesce(bit_xor(h), 0) FROM (SELECT {hash} AS h FROM {from}) r"
@@ -82,10 +72,6 @@ impl UnitContext<'_> {
             "SELECT (h & {mask})::int4, count(*), bit_xor(h) FROM (SELECT {hash} AS h FROM {from}) r GROUP BY 1"
         );
         let same = "(SELECT same FROM pg_temp.snapcopy_same)";
-        let matched: Vec<String> = key
-            .iter()
-            .map(|c| format!("d.{0} = t.{0}", c.name))
-            .collect();
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let mut steps = vec![
             step(
@@ -132,11 +118,11 @@ impl UnitContext<'_> {
                     ),
                     &definitions
                 ),
-                matched.join(" AND ")
+                key.matched("d", "t")
             )),
         ];
         let mut rows = self.read_of(table, None);
-        rows.computed = Some(keys_of_batch(key));
+        rows.computed = Some(keys_of_batch(&key.0));
         steps.push(
             step(format!(
                 "WITH batch AS (DELETE FROM pg_temp.snapcopy_missing WHERE ctid = ANY (ARRAY(\
@@ -149,6 +135,50 @@ impl UnitContext<'_> {
             }),
         );
         steps
+    }
+}
+
+/// A key's columns, and the SQL that names and matches them.
+pub(super) struct KeyColumns<'t>(pub(super) Vec<&'t Column>);
+
+impl<'t> KeyColumns<'t> {
+    /// The columns of `table` named by `key`.
+    pub(super) fn of(table: &'t Table, key: &[Ident]) -> KeyColumns<'t> {
+        KeyColumns(
+            key.iter()
+                .filter_map(|k| table.columns.iter().find(|c| &c.name == k))
+                .collect(),
+        )
+    }
+
+    /// `<prefix>"a", <prefix>"b"`.
+    pub(super) fn names(&self, prefix: &str) -> String {
+        let names: Vec<String> = self
+            .0
+            .iter()
+            .map(|c| format!("{prefix}{}", c.name))
+            .collect();
+        names.join(", ")
+    }
+
+    /// `"a" <type>, "b" <type>`, for a result's column definitions.
+    pub(super) fn definitions(&self) -> String {
+        let definitions: Vec<String> = self
+            .0
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.type_sql))
+            .collect();
+        definitions.join(", ")
+    }
+
+    /// `<a>."a" = <b>."a" AND ...`: rows of `a` and `b` with the same key.
+    pub(super) fn matched(&self, a: &str, b: &str) -> String {
+        let matched: Vec<String> = self
+            .0
+            .iter()
+            .map(|c| format!("{a}.{0} = {b}.{0}", c.name))
+            .collect();
+        matched.join(" AND ")
     }
 }
 

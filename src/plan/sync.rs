@@ -18,7 +18,7 @@
 //! order before any table's inserts and updates (children first, then parents in load order),
 //! so that foreign keys among a unit's tables hold when each statement ends.
 
-use super::compare::{column_hash, keys_of_batch};
+use super::compare::{column_hash, keys_of_batch, KeyColumns};
 use super::unit::UnitContext;
 use super::{Phase, Step, StepKind, TableIx};
 use crate::source::{Column, Table};
@@ -73,34 +73,17 @@ impl UnitContext<'_> {
     pub(super) fn sync_compare(&self, table: &Table, i: TableIx) -> Vec<Step> {
         let key = sync_key(table);
         let columns: Vec<&Column> = table.columns.iter().filter(|c| c.is_loaded()).collect();
-        let names = |cs: &[&Column], prefix: &str| -> String {
-            cs.iter()
-                .map(|c| format!("{prefix}{}", c.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let key_names = names(&key, "");
-        let definitions = key
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.type_sql))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let matched = |a: &str, b: &str| {
-            key.iter()
-                .map(|c| format!("{a}.{0} = {b}.{0}", c.name))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
+        let key_names = key.names("");
+        let definitions = key.definitions();
         // A table never analyzed has no row estimate: its size says about how many.
         let rows = match table.rows_with_partitions() {
             n if n > 0 => n,
             _ => table.data_bytes_with_partitions() / 100,
         };
         let buckets = buckets(rows);
-        let bucket = format!("({} & {})::int4", key_hash(&key), buckets - 1);
+        let bucket = format!("({} & {})::int4", key_hash(&key.0), buckets - 1);
         let row = record_hash(&columns);
-        let only = if table.is_partitioned() { "" } else { "ONLY " };
-        let ours = format!("{only}{}", table.name);
+        let ours = table.own_rows();
         let t = Temps::of(i);
         // The source's rows as the run reads them (masked, a subset), as a subquery.
         let source = self.link.select_text(&self.read_of(table, None));
@@ -193,24 +176,24 @@ impl UnitContext<'_> {
             t.fetch,
             t.their_rows,
             t.our_rows,
-            matched("o", "s")
+            key.matched("o", "s")
         )));
         // The keys gone from the source first, then their rows by key (by index, not a scan).
         steps.push(step(format!(
             "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} o WHERE NOT EXISTS \
              (SELECT FROM {} s WHERE {})",
             t.gone,
-            names(&key, "o."),
+            key.names("o."),
             t.our_rows,
             t.their_rows,
-            matched("s", "o")
+            key.matched("s", "o")
         )));
         steps.push(
             step(format!(
                 "WITH gone AS (DELETE FROM {ours} d USING {} g WHERE {} RETURNING 1) \
                  SELECT 0::int8, 0::int8, 0::int8, 0::int8, 0::int8, count(*), 0::int8 FROM gone",
                 t.gone,
-                matched("d", "g"),
+                key.matched("d", "g"),
             ))
             .of_kind(StepKind::Synced { batch: None }),
         );
@@ -227,20 +210,14 @@ impl UnitContext<'_> {
     pub(super) fn sync_rows(&self, table: &Table, i: TableIx) -> Vec<Step> {
         let key = sync_key(table);
         let t = Temps::of(i);
-        let only = if table.is_partitioned() { "" } else { "ONLY " };
-        let matched = |a: &str, b: &str| {
-            key.iter()
-                .map(|c| format!("{a}.{0} = {b}.{0}", c.name))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
+        let ours = table.own_rows();
         let mut rows = self.read_of(table, None);
-        rows.computed = Some(keys_of_batch(&key));
-        let key_names: Vec<String> = key.iter().map(|c| format!("d.{}", c.name)).collect();
+        rows.computed = Some(keys_of_batch(&key.0));
+        let key_names = key.names("d.");
         let set: Vec<String> = table
             .columns
             .iter()
-            .filter(|c| c.is_loaded() && !key.iter().any(|k| k.name == c.name))
+            .filter(|c| c.is_loaded() && !key.0.iter().any(|k| k.name == c.name))
             .map(|c| format!("{0} = s.{0}", c.name))
             .collect();
         // Every row read updates the target's row with its key, if there is one: a key the
@@ -249,18 +226,14 @@ impl UnitContext<'_> {
         let update = if set.is_empty() {
             // Every column is the key's: a row that differs is another key.
             format!(
-                "SELECT {} FROM {only}{} d JOIN src s ON {}",
-                key_names.join(", "),
-                table.name,
-                matched("d", "s")
+                "SELECT {key_names} FROM {ours} d JOIN src s ON {}",
+                key.matched("d", "s")
             )
         } else {
             format!(
-                "UPDATE {only}{} d SET {} FROM src s WHERE {} RETURNING {}",
-                table.name,
+                "UPDATE {ours} d SET {} FROM src s WHERE {} RETURNING {key_names}",
                 set.join(", "),
-                matched("d", "s"),
-                key_names.join(", ")
+                key.matched("d", "s"),
             )
         };
         vec![Step::new(
@@ -279,7 +252,7 @@ impl UnitContext<'_> {
                  (SELECT coalesce(sum(pg_catalog.octet_length(s::text)), 0) FROM src s)::int8",
                 fetch = t.fetch,
                 read = self.link.read(&rows),
-                batch_match = matched("u", "s"),
+                batch_match = key.matched("u", "s"),
                 insert = self.insert_rows(table, &table.name, "new"),
             ),
         )
@@ -291,11 +264,11 @@ impl UnitContext<'_> {
 
 /// The columns sync matches rows by: the key incremental mode would use (the refresh mode
 /// only syncs a table that has one).
-fn sync_key(table: &Table) -> Vec<&Column> {
-    let key = table.key(None).map(|k| k.columns).unwrap_or_default();
-    key.iter()
-        .filter_map(|k| table.columns.iter().find(|c| &c.name == k))
-        .collect()
+fn sync_key(table: &Table) -> KeyColumns<'_> {
+    KeyColumns::of(
+        table,
+        &table.key(None).map(|k| k.columns).unwrap_or_default(),
+    )
 }
 
 /// The number of buckets for a table of `rows` rows: a power of two, about

@@ -272,6 +272,17 @@ impl Table {
         self.partition_by.is_some()
     }
 
+    /// The table's own rows as SQL names them: `ONLY <table>` (an inheritance parent's
+    /// children are tables of their own), or a partitioned table with its partitions (it has
+    /// no rows of its own).
+    pub fn own_rows(&self) -> String {
+        if self.is_partitioned() {
+            self.name.to_string()
+        } else {
+            format!("ONLY {}", self.name)
+        }
+    }
+
     /// The key rows are told apart by: the primary key, else the first unique constraint
     /// whose columns are all NOT NULL. `cursor` names a configured growing column.
     pub fn key(&self, cursor: Option<&Ident>) -> Option<Key> {

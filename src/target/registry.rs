@@ -221,12 +221,7 @@ impl Record<'_> {
             ),
             (Some(c), false) => (
                 "$1::bigint".to_string(),
-                format!(
-                    "(SELECT max({})::text FROM {}{})",
-                    c.column,
-                    if table.is_partitioned() { "" } else { "ONLY " },
-                    table.name
-                ),
+                format!("(SELECT max({})::text FROM {})", c.column, table.own_rows()),
             ),
             (None, false) => ("$1::bigint".to_string(), "NULL::text".to_string()),
         };

@@ -60,13 +60,12 @@ impl<'a> Dblink<'a> {
     /// row, since a dblink column list cannot be empty.
     fn remote_select(read: &Read) -> String {
         let table = read.table;
-        let only = if table.is_partitioned() { "" } else { "ONLY " };
         let columns = if read.columns.is_empty() {
             "1".to_string()
         } else {
             read.columns.join(", ")
         };
-        let select = format!("SELECT {columns} FROM {only}{}", table.name);
+        let select = format!("SELECT {columns} FROM {}", table.own_rows());
         match (&read.condition, &read.computed) {
             (None, None) => literal(&select),
             (Some(c), None) => literal(&format!("{select} WHERE {c}")),
