@@ -12,26 +12,8 @@ use common::{checksum, Link, Pair};
 /// Starts a reload of `big` and `small` in the background and returns once the target is
 /// busy inserting rows.
 fn start_reload(pair: &Pair) -> Child {
-    let child = Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
-        .args(["-q", "big", "small"])
-        .env("HOME", pair.home.path())
-        .current_dir(pair.home.path())
-        .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
-        .env("SNAPCOPY_TARGET", pair.target.conninfo("dev"))
-        .env("SNAPCOPY_LINK", pair.link.as_str())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pair.target.psql(
-        "dev",
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT INTO \"public\".\"big\"%'",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "the load never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = pair.spawn(&["-q", "big", "small"]);
+    pair.wait_for_target_statement("INSERT INTO \"public\".\"big\"");
     // Let it get well into the rows.
     std::thread::sleep(Duration::from_millis(500));
     child

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::{checksum, summary_row, Link, Pair};
 
@@ -274,25 +273,8 @@ fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
     let before = checksum(&pair.target, "dev", "public.big");
 
     // SIGINT while the changed rows go in, after the deletes.
-    let child = Command::new(assert_cmd::cargo::cargo_bin("snapcopy"))
-        .args(["-q", "--mode", "sync", "public.big"])
-        .env("HOME", pair.home.path())
-        .current_dir(pair.home.path())
-        .env("SNAPCOPY_SOURCE", pair.source.conninfo("app"))
-        .env("SNAPCOPY_TARGET", pair.target.conninfo("dev"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pair.target.psql(
-        "dev",
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH batch AS (DELETE FROM pg_temp.snapcopy_sync%'",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "the sync never wrote rows");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = pair.spawn(&["-q", "--mode", "sync", "public.big"]);
+    pair.wait_for_target_statement("WITH batch AS (DELETE FROM pg_temp.snapcopy_sync");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -97,7 +97,39 @@ impl Pair {
     /// The snapcopy binary with SNAPCOPY_SOURCE and SNAPCOPY_TARGET set (flags override them)
     /// and no other connection settings from the environment.
     pub fn snapcopy(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("snapcopy").unwrap();
+        assert_cmd::Command::from_std(self.command())
+    }
+
+    /// The same binary started in the background with `args`, its stderr piped, for a test
+    /// that interrupts it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (up to a minute) until a statement starting with `prefix` runs on the target.
+    pub fn wait_for_target_statement(&self, prefix: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND \
+             starts_with(query, '{}')",
+            prefix.replace('\'', "''")
+        );
+        while self.target.psql("dev", &sql) != "1" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no statement starting with {prefix} ran on the target"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("snapcopy"));
         for var in [
             "PGHOST",
             "PGPORT",
