@@ -102,18 +102,21 @@ pub(super) fn verdict(
             mode.existing(table, Vec::new(), options.cursors.get(&table.name))?
         }
         Mode::Sync => {
-            // Sync's fallback, a full reload, empties the user's table: refused instead.
-            let decision = mode.existing(table, Vec::new(), None)?;
-            if !theirs.unique_key || decision.action != Action::Sync {
-                let why = decision.reason.unwrap_or_else(|| {
-                    "the target's table has no primary key or unique index".into()
-                });
+            // Sync's fallback, a full reload, would empty the user's table: refused instead.
+            let sync = super::refresh::Sync {
+                link: options.link_kind,
+            };
+            let why = sync.unsyncable(table).or_else(|| {
+                (!theirs.unique_key)
+                    .then(|| "the target's table has no primary key or unique index".into())
+            });
+            if let Some(why) = why {
                 return Err(format!(
-                    "{name} cannot be synced row by row ({why}); use --mode full or --mode \
+                    "{name} cannot be synced row by row: {why}; use --mode full or --mode \
                      incremental for it"
                 ));
             }
-            decision
+            Decision::new(Action::Sync)
         }
     };
     decision.reason = Some("data only: rows into the target's own table".into());

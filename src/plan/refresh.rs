@@ -130,33 +130,41 @@ impl Refresh for Sync {
                 ..Decision::new(Action::Rebuild)
             });
         }
-        let reload = |why: String| Decision {
-            reason: Some(format!("{why}: reloaded in full")),
-            ..Decision::new(Action::Reload)
-        };
+        Ok(match self.unsyncable(table) {
+            Some(why) => Decision {
+                reason: Some(format!("{why}: reloaded in full")),
+                ..Decision::new(Action::Reload)
+            },
+            None => Decision::new(Action::Sync),
+        })
+    }
+}
+
+impl Sync {
+    /// Why `table` cannot be synced row by row, if it cannot.
+    pub(super) fn unsyncable(&self, table: &Table) -> Option<String> {
         let Some(key) = table.key(None) else {
-            return Ok(reload(
+            return Some(
                 "no primary key nor unique key on NOT NULL columns to match rows by".into(),
-            ));
+            );
         };
         if self.link != LinkKind::Dblink {
-            return Ok(reload(format!(
+            return Some(format!(
                 "{} cannot run sync's comparison on the source (--link dblink can)",
                 self.link.as_str()
-            )));
+            ));
         }
         // An update cannot set a GENERATED ALWAYS identity column.
-        if let Some(c) = table
+        table
             .columns
             .iter()
             .find(|c| c.identity == Some(Identity::Always) && !key.columns.contains(&c.name))
-        {
-            return Ok(reload(format!(
-                "its column {} is GENERATED ALWAYS AS IDENTITY outside the key, which an update \
-                 cannot set",
-                c.name.raw()
-            )));
-        }
-        Ok(Decision::new(Action::Sync))
+            .map(|c| {
+                format!(
+                    "its column {} is GENERATED ALWAYS AS IDENTITY outside the key, which an \
+                     update cannot set",
+                    c.name.raw()
+                )
+            })
     }
 }
