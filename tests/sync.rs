@@ -305,3 +305,112 @@ fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
         .success();
     same(&pair, "public.big");
 }
+
+const KEY: &str = "a-key-for-tests-0123456789";
+
+/// Sync compares with the source's rows as the run shapes them (masked, a subset), syncs a
+/// partitioned table through its parent, and loads the user's own table (`--data-only`)
+/// when it has a key, refusing one without.
+#[test]
+fn sync_of_masked_subsets_partitions_and_the_users_own_tables() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.customers (id integer PRIMARY KEY, email text NOT NULL, country text NOT NULL);
+         INSERT INTO public.customers SELECT g, 'c' || g || '@example.com', CASE WHEN g % 2 = 0 THEN 'FR' ELSE 'DE' END
+         FROM generate_series(1, 100) g;
+         CREATE TABLE public.orders (id integer PRIMARY KEY, customer_id integer NOT NULL REFERENCES public.customers, amount integer);
+         INSERT INTO public.orders SELECT g, 1 + g % 100, g FROM generate_series(1, 500) g;
+         CREATE TABLE public.measurements (id integer, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.measurements_2024 PARTITION OF public.measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE public.measurements_2025 PARTITION OF public.measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO public.measurements SELECT g, date '2024-06-01' + g * 3, 'v' FROM generate_series(1, 100) g;
+         CREATE TABLE public.accounts (id integer PRIMARY KEY, name text NOT NULL);
+         INSERT INTO public.accounts SELECT g, 'a' || g FROM generate_series(1, 50) g;
+         CREATE TABLE public.notes (body text);
+         INSERT INTO public.notes VALUES ('one'), ('two');
+         ANALYZE",
+    );
+    // The user's own tables, as a migration made them.
+    pair.target.psql(
+        "dev",
+        "CREATE TABLE public.accounts (id integer PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE public.notes (body text);",
+    );
+    let shaped = [
+        "--mask",
+        "customers.email=email",
+        "--where",
+        "customers=country = 'FR'",
+    ];
+    let managed = ["public.customers", "public.orders", "public.measurements"];
+    let run = |mode: &str| {
+        let out = pair
+            .snapcopy()
+            .env("SNAPCOPY_MASK_KEY", KEY)
+            .args(["--mode", mode, "--json"])
+            .args(shaped)
+            .args(managed)
+            .assert()
+            .success();
+        out.get_output().stdout.clone()
+    };
+    run("full");
+    pair.snapcopy()
+        .args(["-q", "--data-only", "public.accounts", "public.notes"])
+        .assert()
+        .success();
+
+    pair.source.psql(
+        "app",
+        "UPDATE public.customers SET email = 'changed@example.com' WHERE id = 6;
+         UPDATE public.customers SET country = 'DE' WHERE id = 2;
+         INSERT INTO public.orders VALUES (501, 4, 1), (502, 4, 2), (503, 4, 3);
+         UPDATE public.measurements SET v = 'w' WHERE id = 10;
+         DELETE FROM public.measurements WHERE id = 20;
+         INSERT INTO public.measurements VALUES (101, '2025-03-01', 'v');
+         UPDATE public.accounts SET name = 'renamed' WHERE id = 7",
+    );
+    let out = run("sync");
+    // Customer 2 left the subset with its five orders; customer 6's masked email changed.
+    assert_eq!(changed(&out, "public.customers"), (0, 1, 1));
+    assert_eq!(changed(&out, "public.orders"), (3, 0, 5));
+    assert_eq!(changed(&out, "public.measurements"), (1, 1, 1));
+    same(&pair, "public.measurements");
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM public.customers WHERE email IN ('c4@example.com', \
+             'changed@example.com') OR country <> 'FR'"
+        ),
+        "0",
+        "the emails stay masked, the subset stays French"
+    );
+    pair.snapcopy()
+        .env("SNAPCOPY_MASK_KEY", KEY)
+        .args(["verify"])
+        .args(shaped)
+        .args(managed)
+        .assert()
+        .success();
+    // The masks give the same values each run: nothing differs the second time.
+    let out = run("sync");
+    for table in managed {
+        assert_eq!(changed(&out, table), (0, 0, 0), "{table}");
+    }
+
+    // The user's table with a key is synced; the one without is refused, saying what to do.
+    pair.snapcopy()
+        .args(["-q", "--data-only", "--mode", "sync", "public.accounts"])
+        .assert()
+        .success();
+    same(&pair, "public.accounts");
+    pair.snapcopy()
+        .args(["--data-only", "--mode", "sync", "public.notes"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "public.notes cannot be synced row by row: no primary key nor unique key on NOT \
+             NULL columns to match rows by; use --mode full or --mode incremental for it",
+        ));
+}
