@@ -285,7 +285,7 @@ fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
     assert_eq!(checksum(&pair.target, "dev", "public.big"), before);
 
     // A unique index of the target's own that the source's rows break: the sync fails, names
-    // the table, and changes nothing.
+    // the table and the index, says what to do, and changes nothing.
     pair.target.psql(
         "dev",
         "CREATE UNIQUE INDEX big_pad_local ON public.big (pad) WHERE id > 100",
@@ -295,7 +295,10 @@ fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("public.big"))
-        .stderr(predicates::str::contains("big_pad_local"));
+        .stderr(predicates::str::contains("big_pad_local"))
+        .stderr(predicates::str::contains(
+            "reload the table with --mode full, or drop the target's own index",
+        ));
     assert_eq!(checksum(&pair.target, "dev", "public.big"), before);
 
     pair.target.psql("dev", "DROP INDEX public.big_pad_local");

@@ -6,7 +6,7 @@ use tokio_postgres::error::SqlState;
 
 use super::session::describe;
 use crate::cli::LinkKind;
-use crate::plan::{Phase, Step, TableIx};
+use crate::plan::{Phase, Step, StepKind, TableIx};
 
 /// A session's failure: the table it was about, what the session was doing, and the message.
 #[derive(Debug, Clone)]
@@ -100,6 +100,21 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              only from inside another function's body: create it on the target (as on the \
              source) and run again"
         ),
+        // A sync writes the rows that differ one key at a time, so a unique value that moved
+        // between rows, a local index, or a foreign key to a column that changed can stop it.
+        Phase::Data
+            if matches!(step.kind, StepKind::Synced { .. })
+                && (code == Some(&SqlState::UNIQUE_VIOLATION)
+                    || code == Some(&SqlState::FOREIGN_KEY_VIOLATION)) =>
+        {
+            format!(
+                "{message}: a sync updates the rows that differ one by one, and the target's \
+                 constraint refused one of them (a unique value that moved between rows on the \
+                 source, an index made on the target, a foreign key to a column that changed); \
+                 nothing changed: reload the table with --mode full, or drop the target's own \
+                 index, and run again"
+            )
+        }
         // The table was made from the source's catalog, so a value it refuses meets a type
         // that was on the target already (snapcopy keeps those as they are).
         Phase::Data if code.is_some_and(refused_value) => format!(
