@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use super::lock;
-use super::unit::{start_bar, Tally};
+use super::unit::{start_bar, Recorded, Tally};
 use crate::plan::{Split, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
 use crate::report::SyncCounts;
@@ -74,8 +74,9 @@ impl Tally for SplitPart<'_> {
 
     fn synced(&mut self, _: TableIx, _: &SyncCounts) {}
 
-    fn record(&self, _: TableIx) -> (i64, i64, bool, Option<String>, i64) {
-        (0, 0, false, None, 0)
+    /// A range has no registry row of its own.
+    fn record(&self, _: TableIx) -> Recorded {
+        Recorded::default()
     }
 
     fn seconds(&mut self, _: TableIx, seconds: f64) {

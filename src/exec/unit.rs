@@ -29,11 +29,25 @@ pub(super) trait Tally {
     fn merged(&mut self, i: TableIx, rows: i64);
     /// Counts of a sync's statement about table `i`, on top of those so far.
     fn synced(&mut self, i: TableIx, counts: &SyncCounts);
-    /// The registry row's parameters for table `i`: rows loaded, rows skipped, pushed down,
-    /// the high-water mark, rows gained.
-    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>, i64);
+    /// What the registry row of table `i` says of the run.
+    fn record(&self, i: TableIx) -> Recorded;
     /// Time spent on table `i`.
     fn seconds(&mut self, i: TableIx, seconds: f64);
+}
+
+/// The registry row's parameters (see [`StepKind::Record`]).
+#[derive(Debug, Default)]
+pub(super) struct Recorded {
+    /// Rows loaded.
+    rows: i64,
+    /// Rows read but not inserted (their key was there).
+    skipped: i64,
+    /// Whether only new rows were read.
+    pushed_down: bool,
+    /// The highest cursor value read (incremental).
+    high_water: Option<String>,
+    /// Rows the table gained (sync: inserted less deleted).
+    gained: i64,
 }
 
 /// A unit's tables as they run: outcomes, and progress started when a table's first
@@ -80,11 +94,15 @@ impl Tally for UnitRun<'_> {
         self.rows(i, written, true);
     }
 
-    fn record(&self, i: TableIx) -> (i64, i64, bool, Option<String>, i64) {
+    fn record(&self, i: TableIx) -> Recorded {
         let o = &self.outcomes[i];
-        let pushed_down = self.unit.tables[i].pushed_down();
-        let gained = o.sync.as_ref().map_or(0, |s| s.inserted - s.deleted);
-        (o.rows, o.skipped, pushed_down, o.high_water.clone(), gained)
+        Recorded {
+            rows: o.rows,
+            skipped: o.skipped,
+            pushed_down: self.unit.tables[i].pushed_down(),
+            high_water: o.high_water.clone(),
+            gained: o.sync.as_ref().map_or(0, |s| s.inserted - s.deleted),
+        }
     }
 
     fn seconds(&mut self, i: TableIx, seconds: f64) {
@@ -514,7 +532,13 @@ pub(super) async fn run_step(
             }
         },
         StepKind::Record => {
-            let (rows, skipped, pushed_down, high_water, gained) = tally.record(i);
+            let Recorded {
+                rows,
+                skipped,
+                pushed_down,
+                high_water,
+                gained,
+            } = tally.record(i);
             let values: [&(dyn ToSql + Sync); 6] = [
                 &rows,
                 &skipped,
