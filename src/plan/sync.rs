@@ -155,16 +155,18 @@ impl UnitContext<'_> {
             self.link.result(&format!("{definitions}, h int8"))
         )));
         steps.push(step(self.link.finish_sql()));
-        // What the comparison found, and what crossed the link for it (about what the
-        // source's results take on the target).
+        // What the comparison found, and what crossed the link for it: about the size of the
+        // source's results as the target holds them (their text, which dblink carries, takes
+        // twice as long to measure).
         steps.push(
             step(format!(
                 "SELECT 0::int8, {buckets}::int8, (SELECT count(*) FROM {differ}), 0::int8, \
-                 0::int8, 0::int8, pg_catalog.pg_relation_size({theirs}) + \
-                 pg_catalog.pg_relation_size({their_rows})",
+                 0::int8, 0::int8, (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), 0) \
+                 FROM {theirs} s)::int8 + (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), \
+                 0) FROM {their_rows} s)::int8",
                 differ = t.differ,
-                theirs = crate::sql::literal(&t.theirs),
-                their_rows = crate::sql::literal(&t.their_rows),
+                theirs = t.theirs,
+                their_rows = t.their_rows,
             ))
             .of_kind(StepKind::Synced { batch: None }),
         );
