@@ -102,6 +102,7 @@ impl Settings {
             batch_bytes: self.batch_bytes,
             split_bytes: self.split_bytes,
             split_ranges: self.jobs,
+            mark: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     guard::check_staging_schema(&target, &settings.staging_schema).await?;
     fit_jobs(&mut settings, &source, &target, quiet).await?;
     let snapshot = source::open_snapshot(&source).await?;
-    let mut planned = plan_copy(&source, &target, &mut settings, quiet).await?;
+    let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, quiet).await?;
     if !quiet {
         for warning in &planned.plan.warnings {
             eprintln!("warning: {}", sql::printable(warning));
@@ -111,6 +111,7 @@ async fn plan_copy(
     source: &Client,
     target: &Client,
     settings: &mut Settings,
+    snapshot: &source::Snapshot,
     quiet: bool,
 ) -> anyhow::Result<Planned> {
     let candidates = source::candidates(source).await?;
@@ -134,6 +135,7 @@ async fn plan_copy(
     };
     select::note_lone_children(settings, &chosen, &managed);
     let mut options = settings.plan_options();
+    options.mark = snapshot.mark.clone();
     // A rebuilt inheritance parent takes its children with it: the managed ones come along and
     // are made anew with it, which takes another look at the source.
     loop {

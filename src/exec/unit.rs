@@ -255,7 +255,7 @@ async fn committed(
             &format!("{} rows in {:.1} s", crate::human::count(o.rows), o.seconds),
         );
         // Without pushdown every row already copied counts as skipped: no news there.
-        if o.skipped > 0 && info.pushed_down() {
+        if o.skipped > 0 && info.skips_mean_collisions() {
             progress.say(&format!(
                 "warning: {}: {} source rows were not inserted because a row with the same key \
                  exists on the target (kept as it is); rows inserted locally may collide with \

@@ -15,22 +15,41 @@ const KEYS_PER_BATCH: u64 = 10_000;
 const ROWS_PER_BUCKET: i64 = 1_000;
 
 impl UnitContext<'_> {
-    /// The key columns by which incremental mode compares `table`'s keys, when it can: an
-    /// existing table whose key does not grow, read through dblink (which can run the
-    /// comparison's queries on the source), neither a subset nor masked (the comparison is of
-    /// the source's own keys), each key column of a type with a known hash function. The unit
-    /// then says so in the table's pushdown ([`Pushdown::KeyHashes`]).
-    pub(super) fn compared_key(&self, table: &Table, info: &TableInfo) -> Option<Vec<Ident>> {
+    /// How incremental mode finds the rows an existing table whose key does not grow lacks,
+    /// when the link can do better than read every row: through dblink (which can run queries
+    /// of its own on the source), the whole table (not a subset). When the table's last run
+    /// read all its rows from this source, in this cluster and on this timeline, only the rows
+    /// written since travel ([`Pushdown::Since`]); else its keys are compared by their hashes
+    /// ([`Pushdown::KeyHashes`]), if no column is masked (the comparison is of the source's own
+    /// keys) and each key column's type has a known hash function.
+    ///
+    /// Rows written since the last run are the ones a growing key finds above its high-water
+    /// mark: a row deleted on the target that the source did not change since stays deleted,
+    /// as a local edit (the key comparison would bring it back).
+    pub(super) fn compared(&self, table: &Table, info: &TableInfo) -> Option<Pushdown> {
         let eligible = info.action == Action::Insert
             && info.pushdown == Some(Pushdown::AllKeys)
             && !info.data_only
             && self.link.kind() == LinkKind::Dblink
-            && !self.subsets.limits(&table.name)
-            && table
-                .columns
-                .iter()
-                .all(|c| self.options.masks.rule(&table.name, &c.name).is_none());
+            && !self.subsets.limits(&table.name);
         if !eligible {
+            return None;
+        }
+        let last = self.target.marks.get(&table.name);
+        if let Some(xid) = self
+            .options
+            .mark
+            .as_ref()
+            .zip(last)
+            .and_then(|(now, last)| now.since(last))
+        {
+            return Some(Pushdown::Since(xid));
+        }
+        let masked = table
+            .columns
+            .iter()
+            .any(|c| self.options.masks.rule(&table.name, &c.name).is_some());
+        if masked {
             return None;
         }
         let key = table.key(self.options.cursors.get(&table.name))?;
@@ -40,7 +59,7 @@ impl UnitContext<'_> {
                 .iter()
                 .any(|c| &c.name == k && column_hash(c).is_some())
         });
-        hashable.then_some(key.columns)
+        hashable.then_some(Pushdown::KeyHashes(key.columns))
     }
 
     /// The missing rows of `table`, found by its keys' hashes, in three steps that each cost

@@ -93,6 +93,9 @@ pub struct PlanOptions {
     pub split_bytes: i64,
     /// How many ranges a split table is divided into (the run's sessions).
     pub split_ranges: usize,
+    /// Where the source's transactions stood at the run's snapshot: recorded for the tables
+    /// the run reads whole, and compared with the mark each table's last run recorded.
+    pub mark: Option<crate::source::ChangeMark>,
 }
 
 /// The default batch: large enough that the per-batch overhead is small, small enough to bound

@@ -150,6 +150,9 @@ pub enum Pushdown {
     /// Hashes of these key columns are compared on both servers; only the missing rows travel
     /// (see `plan::compare`).
     KeyHashes(Vec<crate::sql::Ident>),
+    /// Only the rows written on the source since the table's last run travel: those whose
+    /// `xmin` is at or after this transaction id (see [`crate::source::ChangeMark`]).
+    Since(u32),
 }
 
 impl TableInfo {
@@ -169,6 +172,7 @@ impl TableInfo {
             }
             Some(Pushdown::AllKeys) => parts.push("all keys compared".to_string()),
             Some(Pushdown::KeyHashes(_)) => parts.push("key hashes compared".to_string()),
+            Some(Pushdown::Since(_)) => parts.push("rows written since the last run".to_string()),
             None => {}
         }
         if let Some(split) = &self.split {
@@ -179,6 +183,16 @@ impl TableInfo {
 
     /// Whether only new rows were read from the source.
     pub fn pushed_down(&self) -> bool {
+        matches!(
+            self.pushdown,
+            Some(Pushdown::Above(_) | Pushdown::KeyHashes(_) | Pushdown::Since(_))
+        )
+    }
+
+    /// Whether a source row that was read but not inserted means that a local row took its
+    /// key. (Rows written since the last run include rows updated on the source, which the
+    /// target has already.)
+    pub fn skips_mean_collisions(&self) -> bool {
         matches!(
             self.pushdown,
             Some(Pushdown::Above(_) | Pushdown::KeyHashes(_))

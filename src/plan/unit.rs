@@ -71,10 +71,11 @@ impl UnitContext<'_> {
                     .expect("every ordered table is in the group")
             })
             .collect();
-        // Keys that do not grow are compared by their hashes where the link can.
+        // Keys that do not grow: the rows written since the last run, or the keys compared by
+        // their hashes, where the link can.
         for (table, info) in ordered.iter().zip(infos.iter_mut()) {
-            if let Some(key) = self.compared_key(table, info) {
-                info.pushdown = Some(Pushdown::KeyHashes(key));
+            if let Some(pushdown) = self.compared(table, info) {
+                info.pushdown = Some(pushdown);
             }
         }
         // Split tables: their ranges, and the names they load under.
@@ -438,6 +439,18 @@ impl UnitContext<'_> {
         steps
     }
 
+    /// The run's mark (see [`crate::source::ChangeMark`]) as the registry keeps it, when the
+    /// run reads every row of `table` in the run's snapshot: a managed table, whole (not a
+    /// subset), through dblink (postgres_fdw reads each unit at a moment of its own), not an
+    /// incremental run above a high-water mark (which reads only the newer rows).
+    fn mark(&self, table: &Table, info: &TableInfo) -> Option<String> {
+        let whole = self.link.kind() == crate::cli::LinkKind::Dblink
+            && !info.data_only
+            && !self.subsets.limits(&table.name)
+            && !matches!(info.pushdown, Some(Pushdown::Above(_)));
+        whole.then(|| self.options.mark.as_ref().map(|m| m.text()))?
+    }
+
     /// The registry rows: snapcopy manages the tables it creates; an extension's table stays
     /// the extension's.
     fn record_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
@@ -462,6 +475,7 @@ impl UnitContext<'_> {
                 cursor: cursor.as_ref(),
                 link: self.link.kind().as_str(),
                 data_only: info.data_only,
+                mark: self.mark(table, info),
             };
             steps.push(
                 Step::new(Phase::Record, Some(i), record.record_sql(table))

@@ -12,6 +12,58 @@ pub struct Snapshot {
     pub id: String,
     /// The source's time when it was taken, as text with its UTC offset.
     pub at: String,
+    /// Where the source's transactions stood, for a later run to read only the rows written
+    /// since; none when the source does not say which cluster it is.
+    pub mark: Option<ChangeMark>,
+}
+
+/// Where a source's transactions stood when a snapshot was taken: the cluster (its system
+/// identifier and timeline) and the snapshot's oldest transaction id still running (64 bits,
+/// with its epoch). Every row version a later snapshot sees and this one did not was written
+/// by a transaction at or after that id, so it carries an `xmin` at or after it.
+///
+/// A run that read all of a table's rows records its mark; the next incremental run of the
+/// table then reads only the rows whose `xmin` is that recent (see `plan::rows`). The mark
+/// holds only on the same cluster on the same timeline: a source restored into another
+/// cluster (dump and restore), or rewound and promoted onto a new timeline, may reuse ids, and
+/// there the keys are compared again. The 32-bit `xmin` of a row is compared by its age,
+/// which is exact while fewer than 2^31 ids separate the two marks; [`ChangeMark::since`]
+/// allows a quarter of that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMark {
+    /// `<system identifier>/<timeline>`.
+    pub cluster: String,
+    /// The snapshot's oldest running transaction id, with its epoch.
+    pub xmin: u64,
+}
+
+/// Transaction ids a mark stays usable for (a quarter of the 2^31 that ages can tell apart).
+const MARK_SPAN: u64 = 1 << 29;
+
+impl ChangeMark {
+    /// How the registry keeps it: `<cluster>:<xmin>`.
+    pub fn text(&self) -> String {
+        format!("{}:{}", self.cluster, self.xmin)
+    }
+
+    /// The mark the registry kept, if it reads as one.
+    pub fn parse(text: &str) -> Option<ChangeMark> {
+        let (cluster, xmin) = text.rsplit_once(':')?;
+        Some(ChangeMark {
+            cluster: cluster.to_string(),
+            xmin: xmin.parse().ok()?,
+        })
+    }
+
+    /// The 32-bit transaction id from which a row of the source, as it is at this mark, was
+    /// written after `earlier`: when both are of the same cluster and timeline and not too many
+    /// ids apart (else nothing: the keys must be compared).
+    pub fn since(&self, earlier: &ChangeMark) -> Option<u32> {
+        let same = self.cluster == earlier.cluster
+            && earlier.xmin <= self.xmin
+            && self.xmin - earlier.xmin < MARK_SPAN;
+        same.then_some((earlier.xmin & u64::from(u32::MAX)) as u32)
+    }
 }
 
 /// Opens the run's snapshot on the source session and returns it. The session must stay
@@ -20,6 +72,17 @@ pub struct Snapshot {
 /// pg_dump does, constants print in ISO dates, postgres-style intervals and exact floats, and
 /// every name is qualified (`search_path = ''`).
 pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
+    // Before the transaction: a server that keeps its control data from this role makes the
+    // query fail, and then the run simply has no mark.
+    let cluster = source
+        .query_one(
+            "SELECT s.system_identifier::text || '/' || c.timeline_id::text \
+             FROM pg_catalog.pg_control_system() s, pg_catalog.pg_control_checkpoint() c",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get::<_, String>(0));
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \
@@ -30,13 +93,60 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
         .context("could not prepare the source session")?;
     let row = source
         .query_one(
-            "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.now()::text",
+            "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.now()::text, \
+             pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot())",
             &[],
         )
         .await
         .context("could not export a snapshot on the source")?;
+    let xmin: i64 = row.get(2);
     Ok(Snapshot {
         id: row.get(0),
         at: row.get(1),
+        mark: cluster.map(|cluster| ChangeMark {
+            cluster,
+            xmin: xmin as u64,
+        }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeMark;
+
+    fn mark(cluster: &str, xmin: u64) -> ChangeMark {
+        ChangeMark {
+            cluster: cluster.into(),
+            xmin,
+        }
+    }
+
+    #[test]
+    fn a_mark_reads_back_from_the_registry() {
+        let m = mark("7710845653820768374/2", (5 << 32) + 17);
+        assert_eq!(m.text(), "7710845653820768374/2:21474836497");
+        assert_eq!(ChangeMark::parse(&m.text()), Some(m));
+        assert_eq!(ChangeMark::parse("nonsense"), None);
+        assert_eq!(ChangeMark::parse("1/1:x"), None);
+    }
+
+    #[test]
+    fn rows_written_since_a_mark_count_only_on_the_same_cluster_and_timeline_going_forward() {
+        // The 32-bit id, across an epoch.
+        let before_epoch = mark("42/1", (3 << 32) + u64::from(u32::MAX - 100));
+        assert_eq!(
+            mark("42/1", (4 << 32) + 5).since(&before_epoch),
+            Some(u32::MAX - 100)
+        );
+        let last = mark("42/1", (3 << 32) + 1000);
+        assert_eq!(mark("42/1", (3 << 32) + 1000).since(&last), Some(1000));
+        // Restored elsewhere, promoted onto another timeline, rewound, or too far apart.
+        assert_eq!(mark("43/1", (3 << 32) + 2000).since(&last), None);
+        assert_eq!(mark("42/2", (3 << 32) + 2000).since(&last), None);
+        assert_eq!(mark("42/1", (3 << 32) + 999).since(&last), None);
+        assert_eq!(
+            mark("42/1", (3 << 32) + 1000 + (1 << 29)).since(&last),
+            None
+        );
+    }
 }

@@ -51,6 +51,7 @@ pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS table_oid oid"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS link text"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS data_only boolean"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS source_mark text"),
     ]
 }
 
@@ -69,6 +70,9 @@ pub struct Managed {
     pub link: String,
     /// The highest value of its growing column that the last copy read, as text.
     pub high_water: Option<String>,
+    /// Where the source stood when its last run read all of its rows (see
+    /// [`crate::source::ChangeMark`]), as text.
+    pub source_mark: Option<String>,
     /// The table is the user's (made by their migrations): snapcopy loads its rows and never
     /// makes, drops or changes it (`--data-only`).
     pub data_only: bool,
@@ -87,7 +91,8 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
         "SELECT r.table_schema, r.table_name, r.source_shape::text, \
          coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false), \
          coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water, \
-         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false) \
+         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false), \
+         pg_catalog.to_jsonb(r) ->> 'source_mark' \
          FROM {} r \
          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
@@ -109,6 +114,7 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
             link: r.get(4),
             high_water: r.get(5),
             data_only: r.get(6),
+            source_mark: r.get(7),
         })
         .collect())
 }
@@ -196,6 +202,8 @@ pub struct Record<'a> {
     pub link: &'a str,
     /// The table is the user's; snapcopy only loads its rows.
     pub data_only: bool,
+    /// Where the source stood, when the run read every row of the table (else none).
+    pub mark: Option<String>,
 }
 
 impl Record<'_> {
@@ -252,17 +260,19 @@ impl Record<'_> {
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
              rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid, link, \
-             data_only) \
+             data_only, source_mark) \
              VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
              $4::text::timestamptz, $1::bigint, $2::bigint, {rows_total}, $3::boolean, \
-             {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}, {data_only}) \
+             {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}, {data_only}, \
+             {mark}::text) \
              ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
              mode = EXCLUDED.mode, link = EXCLUDED.link, refreshed_at = now(), \
              source_snapshot_at = EXCLUDED.source_snapshot_at, \
              rows_loaded = EXCLUDED.rows_loaded, rows_skipped = EXCLUDED.rows_skipped, \
              rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
              source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
-             data_only = EXCLUDED.data_only, {staging_update}",
+             data_only = EXCLUDED.data_only, source_mark = EXCLUDED.source_mark, \
+             {staging_update}",
             schema = literal(table.name.schema.raw()),
             name = literal(table.name.name.raw()),
             source = literal(self.source_label),
@@ -271,6 +281,7 @@ impl Record<'_> {
             mode = literal(self.mode),
             link = literal(self.link),
             data_only = self.data_only,
+            mark = self.mark.as_deref().map_or("NULL".to_string(), literal),
             oid = literal(&table.name.to_string()),
         )
     }

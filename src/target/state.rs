@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Row};
 use super::registry::Managed;
 use crate::cli::StagingKind;
 use crate::plan::staging_name;
-use crate::source::{Catalog, Shape, Table, TriggerState};
+use crate::source::{Catalog, ChangeMark, Shape, Table, TriggerState};
 use crate::sql::{Ident, QualifiedName};
 
 /// What the target already has, as the plan needs to know it.
@@ -50,6 +50,8 @@ pub struct TargetState {
     pub links: BTreeMap<QualifiedName, String>,
     /// The high-water mark each managed table's last copy read, as text.
     pub high_water: BTreeMap<QualifiedName, String>,
+    /// Where the source stood when each managed table's last run read all of its rows.
+    pub marks: BTreeMap<QualifiedName, crate::source::ChangeMark>,
     /// Tables the registry lists whose name the target now gives to another table (dropped and
     /// made again): not snapcopy's any more.
     pub replaced: BTreeSet<QualifiedName>,
@@ -119,6 +121,9 @@ pub async fn read(
         }
         if let Some(hw) = m.high_water {
             state.high_water.insert(m.name.clone(), hw);
+        }
+        if let Some(mark) = m.source_mark.as_deref().and_then(ChangeMark::parse) {
+            state.marks.insert(m.name.clone(), mark);
         }
         state.links.insert(m.name.clone(), m.link);
         state.managed.insert(m.name, m.shape);

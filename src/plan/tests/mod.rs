@@ -291,6 +291,7 @@ fn options(staging: StagingKind) -> PlanOptions {
         batch_bytes: DEFAULT_BATCH_BYTES,
         split_bytes: DEFAULT_SPLIT_BYTES,
         split_ranges: 2,
+        mark: None,
     }
 }
 
