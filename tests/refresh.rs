@@ -484,6 +484,70 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
     );
 }
 
+/// Rows written since the last run are asked of the same relations only: a table filled long
+/// ago and renamed into the place of the one the last run read has rows older than the mark
+/// that the target lacks; the keys are compared then, and every one arrives. (A partition
+/// attached with its old rows changes the table's shape: incremental mode refuses it, a full
+/// refresh brings it, and the mark then names the new partition too.)
+#[test]
+fn rows_older_than_the_mark_come_when_another_table_takes_the_place() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.codes (id uuid PRIMARY KEY, label text NOT NULL);
+         INSERT INTO public.codes SELECT md5(g::text)::uuid, 'code ' || g FROM generate_series(1, 100) g;
+         CREATE TABLE public.codes_next (LIKE public.codes INCLUDING ALL);
+         INSERT INTO public.codes_next SELECT md5(g::text)::uuid, 'code ' || g FROM generate_series(1, 150) g;
+         CREATE TABLE public.marks (id uuid, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE public.marks_2024 PARTITION OF public.marks FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         INSERT INTO public.marks SELECT md5(g::text)::uuid, '2024-03-01' FROM generate_series(1, 20) g;
+         CREATE TABLE public.marks_2025 (LIKE public.marks);
+         INSERT INTO public.marks_2025 SELECT md5(g::text)::uuid, '2025-03-01' FROM generate_series(1, 30) g",
+    );
+    pair.snapcopy().args(["codes", "marks"]).assert().success();
+    pair.source.psql(
+        "app",
+        "DROP TABLE public.codes;
+         ALTER TABLE public.codes_next RENAME TO codes;
+         ALTER INDEX public.codes_next_pkey RENAME TO codes_pkey;
+         ALTER TABLE public.marks ATTACH PARTITION public.marks_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    );
+    let assert = pair
+        .snapcopy()
+        .args(["--mode", "incremental", "--json", "codes"])
+        .assert()
+        .success();
+    let codes = summary_row(&assert.get_output().stdout, "public.codes");
+    assert_eq!(codes["rows"], 50, "{codes}");
+    assert_eq!(codes["note"], "key hashes compared");
+    same(&pair, "public.codes");
+    // The attached partition changes the table's shape: a full refresh brings it, and the next
+    // incremental run asks for rows written since.
+    pair.snapcopy()
+        .args(["--mode", "incremental", "marks"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "run snapcopy --mode full public.marks",
+        ));
+    pair.snapcopy().args(["marks"]).assert().success();
+    same(&pair, "public.marks");
+    let assert = pair
+        .snapcopy()
+        .args(["--mode", "incremental", "--json", "codes", "marks"])
+        .assert()
+        .success();
+    let out = assert.get_output().stdout.clone();
+    assert_eq!(
+        summary_row(&out, "public.codes")["note"],
+        "rows written since the last run"
+    );
+    assert_eq!(
+        summary_row(&out, "public.marks")["note"],
+        "rows written since the last run"
+    );
+}
+
 per_link!(
     incremental_finds_missing_rows_of_keys_that_do_not_grow,
     a_full_refresh_makes_the_target_equal_to_the_source,

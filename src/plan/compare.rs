@@ -36,13 +36,8 @@ impl UnitContext<'_> {
             return None;
         }
         let last = self.target.marks.get(&table.name);
-        if let Some(xid) = self
-            .options
-            .mark
-            .as_ref()
-            .zip(last)
-            .and_then(|(now, last)| now.since(last))
-        {
+        let now = self.options.mark.as_ref().map(|m| m.of_table(table));
+        if let Some(xid) = now.zip(last).and_then(|(now, last)| now.since(last)) {
             return Some(Pushdown::Since(xid));
         }
         let masked = table

@@ -22,16 +22,19 @@ pub struct Snapshot {
 /// with its epoch). Every row version a later snapshot sees and this one did not was written
 /// by a transaction at or after that id, so it carries an `xmin` at or after it.
 ///
-/// A run that read all of a table's rows records its mark; the next incremental run of the
-/// table then reads only the rows whose `xmin` is that recent (see `plan::rows`). The mark
-/// holds only on the same cluster on the same timeline: a source restored into another
-/// cluster (dump and restore), or rewound and promoted onto a new timeline, may reuse ids, and
-/// there the keys are compared again. The 32-bit `xmin` of a row is compared by its age,
+/// A run that read all of a table's rows records its mark, with the table's own identity (see
+/// [`ChangeMark::of_table`]); the next incremental run of the table then reads only the rows
+/// whose `xmin` is that recent (see `plan::rows`). The mark holds only for the same database
+/// of the same cluster on the same timeline, and the same relations: a source restored into
+/// another cluster (dump and restore), or rewound and promoted onto a new timeline, may reuse
+/// ids; another table renamed into the table's place, or a partition attached, brings rows
+/// written long before. There the keys are compared again. The 32-bit `xmin` of a row is compared by its age,
 /// which is exact while fewer than 2^31 ids separate the two marks; [`ChangeMark::since`]
 /// allows a quarter of that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeMark {
-    /// `<system identifier>/<timeline>`.
+    /// `<system identifier>/<timeline>/<database oid>`, and for a table `/<its oid>` and
+    /// `.<oid>` of each partition.
     pub cluster: String,
     /// The snapshot's oldest running transaction id, with its epoch.
     pub xmin: u64,
@@ -41,6 +44,18 @@ pub struct ChangeMark {
 const MARK_SPAN: u64 = 1 << 29;
 
 impl ChangeMark {
+    /// The mark for one table: the run's, with the oids of the table and its partitions.
+    pub fn of_table(&self, table: &crate::source::Table) -> ChangeMark {
+        let mut cluster = format!("{}/{}", self.cluster, table.oid);
+        for part in &table.partitions {
+            cluster.push_str(&format!(".{}", part.oid));
+        }
+        ChangeMark {
+            cluster,
+            xmin: self.xmin,
+        }
+    }
+
     /// How the registry keeps it: `<cluster>:<xmin>`.
     pub fn text(&self) -> String {
         format!("{}:{}", self.cluster, self.xmin)
@@ -76,8 +91,9 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
     // query fail, and then the run simply has no mark.
     let cluster = source
         .query_one(
-            "SELECT s.system_identifier::text || '/' || c.timeline_id::text \
-             FROM pg_catalog.pg_control_system() s, pg_catalog.pg_control_checkpoint() c",
+            "SELECT s.system_identifier::text || '/' || c.timeline_id::text || '/' || d.oid::text \
+             FROM pg_catalog.pg_control_system() s, pg_catalog.pg_control_checkpoint() c, \
+             pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
             &[],
         )
         .await
