@@ -88,10 +88,15 @@ impl ChangeMark {
 /// every name is qualified (`search_path = ''`).
 pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
     // Before the transaction: a server that keeps its control data from this role makes the
-    // query fail, and then the run simply has no mark.
+    // query fail, and then the run simply has no mark. The timeline: on a primary, the one its
+    // WAL is written on (a promoted server's new one at once); on a standby, its last
+    // checkpoint's.
     let cluster = source
         .query_one(
-            "SELECT s.system_identifier::text || '/' || c.timeline_id::text || '/' || d.oid::text \
+            "SELECT s.system_identifier::text || '/' || CASE WHEN pg_catalog.pg_is_in_recovery() \
+             THEN c.timeline_id ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(\
+             pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END::text || '/' || \
+             d.oid::text \
              FROM pg_catalog.pg_control_system() s, pg_catalog.pg_control_checkpoint() c, \
              pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()",
             &[],
