@@ -228,6 +228,22 @@ async fn committed(
     isolated: &Isolated,
     progress: &Progress,
 ) {
+    // Every table's size on the target, in one statement for the unit (a partitioned table's
+    // is its tree's).
+    let names: Vec<String> = outcomes.iter().map(|o| o.name.to_string()).collect();
+    let sizes: Vec<Option<i64>> = client
+        .query_one(
+            "SELECT pg_catalog.array_agg((SELECT coalesce((SELECT sum(\
+             pg_catalog.pg_total_relation_size(p.relid)) FROM pg_catalog.pg_partition_tree(\
+             c.oid) p)::bigint, pg_catalog.pg_total_relation_size(c.oid)) \
+             FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(n)) ORDER BY k) \
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(n, k)",
+            &[&names],
+        )
+        .await
+        .ok()
+        .and_then(|r| r.try_get(0).ok())
+        .unwrap_or_default();
     for ((i, o), (bar, info)) in outcomes
         .iter_mut()
         .enumerate()
@@ -241,15 +257,7 @@ async fn committed(
             continue;
         }
         o.status = TableStatus::Done;
-        let size = client
-            .query_one(
-                "SELECT coalesce((SELECT sum(pg_catalog.pg_total_relation_size(relid)) \
-                 FROM pg_catalog.pg_partition_tree($1::text::regclass))::bigint, \
-                 pg_catalog.pg_total_relation_size($1::text::regclass))",
-                &[&o.name.to_string()],
-            )
-            .await;
-        o.bytes = size.ok().and_then(|r| r.try_get(0).ok());
+        o.bytes = sizes.get(i).copied().flatten();
         progress.finish(
             bar,
             &format!("{} rows in {:.1} s", crate::human::count(o.rows), o.seconds),
