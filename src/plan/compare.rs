@@ -18,8 +18,9 @@ impl UnitContext<'_> {
     /// How incremental mode finds the rows an existing table whose key does not grow lacks,
     /// when the link can do better than read every row: through dblink (which can run queries
     /// of its own on the source), the whole table (not a subset). When the table's last run
-    /// read all its rows from this source, in this cluster and on this timeline, only the rows
-    /// written since travel ([`Pushdown::Since`]); else its keys are compared by their hashes
+    /// read all its rows from the same relations of the same source (database, cluster and
+    /// timeline: see [`crate::source::ChangeMark`]), only the rows written since travel
+    /// ([`Pushdown::Since`]); else its keys are compared by their hashes
     /// ([`Pushdown::KeyHashes`]), if no column is masked (the comparison is of the source's own
     /// keys) and each key column's type has a known hash function.
     ///
