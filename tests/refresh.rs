@@ -28,6 +28,17 @@ fn start(link: Link) -> Pair {
     pair
 }
 
+/// `snapcopy --mode incremental --json TABLE...`, which must succeed.
+fn incremental(pair: &Pair, tables: &[&str]) -> std::process::Output {
+    let assert = pair
+        .snapcopy()
+        .args(["--mode", "incremental", "--json"])
+        .args(tables)
+        .assert()
+        .success();
+    assert.get_output().clone()
+}
+
 fn same(pair: &Pair, table: &str) {
     assert_eq!(
         checksum(&pair.target, "dev", table),
@@ -104,12 +115,7 @@ fn incremental_adds_exactly_the_new_rows_keeps_local_edits_and_reads_only_new_ro
          INSERT INTO public.orders (customer_id, amount) SELECT 100 + g % 5, g FROM generate_series(1, 10) g",
     );
     let before = tuples_read(&pair, "public.orders");
-    let assert = pair
-        .snapcopy()
-        .args(["--mode", "incremental", "--json"])
-        .assert()
-        .success();
-    let orders = summary_row(&assert.get_output().stdout, "public.orders");
+    let orders = summary_row(&incremental(&pair, &[]).stdout, "public.orders");
     assert_eq!(orders["rows"], 10, "{orders}");
     assert_eq!(orders["skipped"], 0);
     assert_eq!(orders["action"], "insert");
@@ -380,16 +386,7 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
          INSERT INTO public.prices VALUES (51, 'new');
          INSERT INTO public.readings VALUES ('2025-03-04 05:06:07.25+00', 1), ('2025-12-11 00:00:00+00', 2)"#,
     );
-    let incremental = |pair: &Pair| {
-        let assert = pair
-            .snapcopy()
-            .args(["--mode", "incremental", "--json"])
-            .args(tables)
-            .assert()
-            .success();
-        assert.get_output().stdout.clone()
-    };
-    let out = incremental(&pair);
+    let out = incremental(&pair, &tables).stdout;
     let (found, unknown_hash) = match link {
         Link::Dblink => (
             "rows written since the last run",
@@ -424,12 +421,7 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
         "app",
         "UPDATE public.tokens SET label = 'token 8 renamed' WHERE label = 'token 8'",
     );
-    let assert = pair
-        .snapcopy()
-        .args(["--mode", "incremental", "--json", "tokens"])
-        .assert()
-        .success();
-    let output = assert.get_output();
+    let output = incremental(&pair, &["tokens"]);
     let tokens = summary_row(&output.stdout, "public.tokens");
     assert_eq!(tokens["rows"], 0, "{tokens}");
     if link == Link::Dblink {
@@ -448,7 +440,7 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
         "dev",
         "UPDATE snapcopy.managed_tables SET source_mark = '1/1:' || split_part(source_mark, ':', 2)",
     );
-    let out = incremental(&pair);
+    let out = incremental(&pair, &tables).stdout;
     let tokens = summary_row(&out, "public.tokens");
     assert_eq!(tokens["rows"], 1 - back, "{tokens}");
     if link == Link::Dblink {
@@ -466,7 +458,7 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
     );
 
     // Nothing new: nothing inserted.
-    let out = incremental(&pair);
+    let out = incremental(&pair, &tables).stdout;
     for table in [
         "public.tokens",
         "public.pairs",
@@ -512,12 +504,7 @@ fn rows_older_than_the_mark_come_when_another_table_takes_the_place() {
          ALTER INDEX public.codes_next_pkey RENAME TO codes_pkey;
          ALTER TABLE public.marks ATTACH PARTITION public.marks_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
     );
-    let assert = pair
-        .snapcopy()
-        .args(["--mode", "incremental", "--json", "codes"])
-        .assert()
-        .success();
-    let codes = summary_row(&assert.get_output().stdout, "public.codes");
+    let codes = summary_row(&incremental(&pair, &["codes"]).stdout, "public.codes");
     assert_eq!(codes["rows"], 50, "{codes}");
     assert_eq!(codes["note"], "key hashes compared");
     same(&pair, "public.codes");
@@ -532,12 +519,7 @@ fn rows_older_than_the_mark_come_when_another_table_takes_the_place() {
         ));
     pair.snapcopy().args(["marks"]).assert().success();
     same(&pair, "public.marks");
-    let assert = pair
-        .snapcopy()
-        .args(["--mode", "incremental", "--json", "codes", "marks"])
-        .assert()
-        .success();
-    let out = assert.get_output().stdout.clone();
+    let out = incremental(&pair, &["codes", "marks"]).stdout;
     assert_eq!(
         summary_row(&out, "public.codes")["note"],
         "rows written since the last run"
