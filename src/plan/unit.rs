@@ -448,7 +448,10 @@ impl UnitContext<'_> {
             && !info.data_only
             && !self.subsets.limits(&table.name)
             && !matches!(info.pushdown, Some(Pushdown::Above(_)));
-        whole.then(|| self.options.mark.as_ref().map(|m| m.of_table(table).text()))?
+        if !whole {
+            return None;
+        }
+        self.options.mark.as_ref().map(|m| m.of_table(table).text())
     }
 
     /// The registry rows: snapcopy manages the tables it creates; an extension's table stays

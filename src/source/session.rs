@@ -17,9 +17,9 @@ pub struct Snapshot {
     pub mark: Option<ChangeMark>,
 }
 
-/// Where a source's transactions stood when a snapshot was taken: the cluster (its system
-/// identifier and timeline) and the snapshot's oldest transaction id still running (64 bits,
-/// with its epoch). Every row version a later snapshot sees and this one did not was written
+/// Where a source's transactions stood when a snapshot was taken: its origin (the cluster's
+/// system identifier and timeline, the database) and the snapshot's oldest transaction id
+/// still running (64 bits, with its epoch). Every row version a later snapshot sees and this one did not was written
 /// by a transaction at or after that id, so it carries an `xmin` at or after it.
 ///
 /// A run that read all of a table's rows records its mark, with the table's own identity (see
@@ -28,14 +28,14 @@ pub struct Snapshot {
 /// of the same cluster on the same timeline, and the same relations: a source restored into
 /// another cluster (dump and restore), or rewound and promoted onto a new timeline, may reuse
 /// ids; another table renamed into the table's place, or a partition attached, brings rows
-/// written long before. There the keys are compared again. The 32-bit `xmin` of a row is compared by its age,
-/// which is exact while fewer than 2^31 ids separate the two marks; [`ChangeMark::since`]
-/// allows a quarter of that.
+/// written long before. There the keys are compared again. The 32-bit `xmin` of a row is
+/// compared by its age, which is exact while fewer than 2^31 ids separate the two marks;
+/// [`ChangeMark::since`] allows a quarter of that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeMark {
     /// `<system identifier>/<timeline>/<database oid>`, and for a table `/<its oid>` and
     /// `.<oid>` of each partition.
-    pub cluster: String,
+    pub origin: String,
     /// The snapshot's oldest running transaction id, with its epoch.
     pub xmin: u64,
 }
@@ -46,35 +46,35 @@ const MARK_SPAN: u64 = 1 << 29;
 impl ChangeMark {
     /// The mark for one table: the run's, with the oids of the table and its partitions.
     pub fn of_table(&self, table: &crate::source::Table) -> ChangeMark {
-        let mut cluster = format!("{}/{}", self.cluster, table.oid);
+        let mut origin = format!("{}/{}", self.origin, table.oid);
         for part in &table.partitions {
-            cluster.push_str(&format!(".{}", part.oid));
+            origin.push_str(&format!(".{}", part.oid));
         }
         ChangeMark {
-            cluster,
+            origin,
             xmin: self.xmin,
         }
     }
 
-    /// How the registry keeps it: `<cluster>:<xmin>`.
+    /// How the registry keeps it: `<origin>:<xmin>`.
     pub fn text(&self) -> String {
-        format!("{}:{}", self.cluster, self.xmin)
+        format!("{}:{}", self.origin, self.xmin)
     }
 
     /// The mark the registry kept, if it reads as one.
     pub fn parse(text: &str) -> Option<ChangeMark> {
-        let (cluster, xmin) = text.rsplit_once(':')?;
+        let (origin, xmin) = text.rsplit_once(':')?;
         Some(ChangeMark {
-            cluster: cluster.to_string(),
+            origin: origin.to_string(),
             xmin: xmin.parse().ok()?,
         })
     }
 
     /// The 32-bit transaction id from which a row of the source, as it is at this mark, was
-    /// written after `earlier`: when both are of the same cluster and timeline and not too many
-    /// ids apart (else nothing: the keys must be compared).
+    /// written after `earlier`: when both have the same origin and are not too many ids apart
+    /// (else nothing: the keys must be compared).
     pub fn since(&self, earlier: &ChangeMark) -> Option<u32> {
-        let same = self.cluster == earlier.cluster
+        let same = self.origin == earlier.origin
             && earlier.xmin <= self.xmin
             && self.xmin - earlier.xmin < MARK_SPAN;
         same.then_some((earlier.xmin & u64::from(u32::MAX)) as u32)
@@ -91,7 +91,7 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
     // query fail, and then the run simply has no mark. The timeline: on a primary, the one its
     // WAL is written on (a promoted server's new one at once); on a standby, its last
     // checkpoint's.
-    let cluster = source
+    let origin = source
         .query_one(
             "SELECT s.system_identifier::text || '/' || CASE WHEN pg_catalog.pg_is_in_recovery() \
              THEN c.timeline_id ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(\
@@ -124,8 +124,8 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
     Ok(Snapshot {
         id: row.get(0),
         at: row.get(1),
-        mark: cluster.map(|cluster| ChangeMark {
-            cluster,
+        mark: origin.map(|origin| ChangeMark {
+            origin,
             xmin: xmin as u64,
         }),
     })
@@ -135,9 +135,9 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
 mod tests {
     use super::ChangeMark;
 
-    fn mark(cluster: &str, xmin: u64) -> ChangeMark {
+    fn mark(origin: &str, xmin: u64) -> ChangeMark {
         ChangeMark {
-            cluster: cluster.into(),
+            origin: origin.into(),
             xmin,
         }
     }
@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_written_since_a_mark_count_only_on_the_same_cluster_and_timeline_going_forward() {
+    fn rows_written_since_a_mark_count_only_from_the_same_origin_going_forward() {
         // The 32-bit id, across an epoch.
         let before_epoch = mark("42/1", (3 << 32) + u64::from(u32::MAX - 100));
         assert_eq!(
