@@ -326,9 +326,9 @@ pub async fn verify_tables(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// `verify --repair`: syncs the tables of `verdicts` that differ, as `--mode sync` does. Progress and errors go to stderr as a copy's do; its
-/// summary goes to stdout before the verdicts, except as JSON (the verdicts say what was
-/// repaired).
+/// `verify --repair`: syncs the tables of `verdicts` that differ, as `--mode sync` does.
+/// Progress and errors go to stderr as a copy's do; its summary goes to stdout before the
+/// verdicts, except as JSON (the verdicts say what was repaired).
 async fn repair(args: &VerifyArgs, json: bool, verdicts: &[Verdict]) -> anyhow::Result<()> {
     let mut copy = args.as_copy_args();
     copy.from.tables = verdicts

@@ -15,8 +15,8 @@
 //! which `ddl` (definitions), `rows` (staging objects and row SQL, a `match` on the action),
 //! `split` (ranges of a large new table), `reindex` (keys built after a large reload's rows) and
 //! `sequences` write; `data_only` decides and shapes loads into the user's own tables; `setup`
-//! writes what runs once before the units; `link` says how the target server reads the source (dblink,
-//! postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
+//! writes what runs once before the units; `link` says how the target server reads the source
+//! (dblink, postgres_fdw); `step` is what a plan is made of; `render` prints it as the dry run.
 
 mod compare;
 mod data_only;

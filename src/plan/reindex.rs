@@ -10,8 +10,9 @@ impl UnitContext<'_> {
     /// A large table reloads as fast as it was first copied: its keys and indexes are dropped
     /// before its rows go in and built after them (a sort, not an insert per row into each
     /// index), as a first copy builds them; the unit's foreign keys to it, and its own to the
-    /// unit's tables, go and come back with them (checked once each, not per row). What something else needs (a view grouping by the key, a foreign key from a
-    /// table outside the unit) stays in place, and so does every index the target added.
+    /// unit's tables, go and come back with them (checked once each, not per row). What
+    /// something else needs (a view grouping by the key, a foreign key from a table outside
+    /// the unit) stays in place, and so does every index the target added.
     /// Drops are added to `steps` and what they dropped to `readd`; returns the indexes to
     /// build again.
     pub(super) fn unindex<'t>(

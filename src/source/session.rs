@@ -19,8 +19,9 @@ pub struct Snapshot {
 
 /// Where a source's transactions stood when a snapshot was taken: its origin (the cluster's
 /// system identifier and timeline, the database) and the snapshot's oldest transaction id
-/// still running (64 bits, with its epoch). Every row version a later snapshot sees and this one did not was written
-/// by a transaction at or after that id, so it carries an `xmin` at or after it.
+/// still running (64 bits, with its epoch). Every row version a later snapshot sees and this
+/// one did not was written by a transaction at or after that id, so it carries an `xmin` at or
+/// after it.
 ///
 /// A run that read all of a table's rows records its mark, with the table's own identity (see
 /// [`ChangeMark::of_table`]); the next incremental run of the table then reads only the rows
