@@ -366,3 +366,72 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
     let moved = text.find("ALTER TABLE \"snapcopy\".\"load ").unwrap();
     assert!(dropped < moved, "{text}");
 }
+
+/// The change mark: recorded for a table a run reads whole, not for one read above its
+/// high-water mark; an incremental run of a key that does not grow reads the rows written
+/// since the mark when it is the same origin's, else compares key hashes.
+#[test]
+fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_same_origin() {
+    use crate::source::ChangeMark;
+    let records = |plan: &Plan, table: &str| -> String {
+        plan.units
+            .iter()
+            .flat_map(|u| u.steps.iter())
+            .filter(|s| s.kind == StepKind::Record && s.sql.contains(&format!("'{table}'")))
+            .map(|s| s.sql.clone())
+            .collect()
+    };
+    let mut catalog = fixture();
+    let mut opts = options(StagingKind::View);
+    let run = ChangeMark {
+        origin: "42/1/5".into(),
+        xmin: 77,
+    };
+    opts.mark = Some(run.clone());
+    let mark = run.of_table(&catalog.tables[1]).text();
+    let full = plan(&catalog, &copied(&catalog), &opts);
+    assert!(records(&full, "customers").contains(&format!("'{mark}'::text")));
+    // Above the high-water mark of an integer key: only newer rows are read, no mark.
+    opts.mode = Mode::Incremental;
+    let above = plan(&catalog, &copied(&catalog), &opts);
+    assert!(records(&above, "customers").contains("NULL::text) ON CONFLICT"));
+
+    // A uuid key: rows written since the last run's mark, from the same origin only.
+    catalog.tables[1].columns[0] = Column {
+        not_null: true,
+        ..column("id", "uuid")
+    };
+    let mut state = copied(&catalog);
+    let last = ChangeMark {
+        xmin: 70,
+        ..run.of_table(&catalog.tables[1])
+    };
+    state
+        .marks
+        .insert(catalog.tables[1].name.clone(), last.clone());
+    let since = plan(&catalog, &state, &opts);
+    let customers = &since
+        .units
+        .iter()
+        .flat_map(|u| &u.tables)
+        .find(|t| t.name.name.raw() == "customers")
+        .unwrap();
+    assert_eq!(customers.note(), "rows written since the last run");
+    assert!(pretty(&since.units[0].steps).contains("pg_catalog.age(xmin) <= "));
+    assert!(records(&since, "customers").contains(&format!("'{mark}'::text")));
+    state.marks.insert(
+        catalog.tables[1].name.clone(),
+        ChangeMark {
+            origin: "43/1/5".into(),
+            ..last
+        },
+    );
+    let other = plan(&catalog, &state, &opts);
+    let customers = &other
+        .units
+        .iter()
+        .flat_map(|u| &u.tables)
+        .find(|t| t.name.name.raw() == "customers")
+        .unwrap();
+    assert_eq!(customers.note(), "key hashes compared");
+}
