@@ -119,6 +119,12 @@ pub struct CopyArgs {
     #[arg(skip)]
     pub no_summary: bool,
 
+    /// Sync by hashing every row, whatever each side wrote since the last run (`verify
+    /// --repair`: it repairs what verify found, which need not be a write). The run records no
+    /// marks, so the next sync hashes every row too.
+    #[arg(skip)]
+    pub hash_rows: bool,
+
     /// Tables and source.
     #[command(flatten)]
     pub from: SourceOpts,

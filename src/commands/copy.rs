@@ -31,7 +31,10 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     };
     guard::check_staging_schema(&target, &settings.staging_schema).await?;
     fit_jobs(&mut settings, &source, &target, quiet).await?;
-    let snapshot = source::open_snapshot(&source).await?;
+    let mut snapshot = source::open_snapshot(&source).await?;
+    if args.hash_rows {
+        snapshot.mark = None;
+    }
     let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, quiet).await?;
     if !quiet {
         for warning in &planned.plan.warnings {

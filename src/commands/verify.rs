@@ -340,6 +340,7 @@ async fn repair(args: &VerifyArgs, json: bool, verdicts: &[Verdict]) -> anyhow::
     copy.mode = Some(crate::cli::Mode::Sync);
     copy.quiet = args.quiet;
     copy.no_summary = json;
+    copy.hash_rows = true;
     super::copy::copy(&copy, false).await?;
     Ok(())
 }

@@ -28,6 +28,9 @@ impl UnitContext<'_> {
     /// mark: a row deleted on the target that the source did not change since stays deleted,
     /// as a local edit (the key comparison would bring it back).
     pub(super) fn compared(&self, table: &Table, info: &TableInfo) -> Option<Pushdown> {
+        if info.action == Action::Sync {
+            return self.synced_since(table, info);
+        }
         let eligible = info.action == Action::Insert
             && info.pushdown == Some(Pushdown::AllKeys)
             && !info.data_only

@@ -460,7 +460,7 @@ fn reached_rows(
 /// Should the mark's own age read negative (more than 2^31 ids since, which
 /// [`crate::source::ChangeMark::since`] rules out), every row is read. The mark's age is a
 /// subquery, computed once (a third of the scan's time when computed per row).
-fn written_since(xid: u32) -> String {
+pub(super) fn written_since(xid: u32) -> String {
     format!(
         "pg_catalog.age(xmin) <= (SELECT CASE WHEN a < 0 THEN 2147483647 ELSE a END \
          FROM pg_catalog.age('{xid}'::pg_catalog.xid) a)"

@@ -20,18 +20,31 @@
 
 use super::compare::{column_hash, keys_of_batch, KeyColumns};
 use super::unit::UnitContext;
-use super::{Phase, Step, StepKind, TableIx};
+use super::{Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
+use crate::cli::LinkKind;
 use crate::source::{Column, Table};
+use crate::sql::literal;
 
-/// About this many rows of a table fall in one bucket: the buckets' summaries cross the link
-/// whole, and every row of a bucket that differs does (its key and hash).
+/// About this many rows of a table fall in one bucket when rows are hashed: the buckets'
+/// summaries cross the link whole, and every row of a bucket that differs does (its key and
+/// hash).
 const ROWS_PER_BUCKET: i64 = 8;
+
+/// About this many keys fall in one bucket when only keys are hashed (a sync since the last
+/// run): fewer buckets cost less to sum up (a 1M-row table's 16k take two thirds of the time of
+/// 32k), and only the keys of the few that differ, those with deleted rows, cross the link.
+const KEYS_PER_BUCKET: i64 = 100;
 
 /// The most buckets a table has.
 const MAX_BUCKETS: i64 = 1 << 17;
 
 /// Keys whose rows are read from the source per statement.
 const KEYS_PER_BATCH: u64 = 10_000;
+
+/// The columns a temporary table of keys holds besides the key's own, named apart from any
+/// column a key may have.
+const BUCKET: &str = "\"snapcopy bucket\"";
+const HASH: &str = "\"snapcopy hash\"";
 
 /// The temporary tables of one table's comparison, named after its place in the unit.
 struct Temps {
@@ -49,6 +62,12 @@ struct Temps {
     fetch: String,
     /// The target's keys the source lacks.
     gone: String,
+    /// The keys of the target's rows written since its mark.
+    local: String,
+    /// The source's keys written since its mark that the target lacks.
+    added: String,
+    /// The one key more of the buckets where the target has one more (with its bucket).
+    single: String,
 }
 
 impl Temps {
@@ -62,25 +81,102 @@ impl Temps {
             their_rows: name("their_rows"),
             fetch: name("fetch"),
             gone: name("gone"),
+            local: name("local"),
+            added: name("added"),
+            single: name("single"),
         }
+    }
+
+    fn all(&self) -> Vec<String> {
+        [
+            &self.ours,
+            &self.theirs,
+            &self.differ,
+            &self.our_rows,
+            &self.their_rows,
+            &self.fetch,
+            &self.gone,
+            &self.local,
+            &self.added,
+            &self.single,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
     }
 }
 
 impl UnitContext<'_> {
+    /// Whether the sync of `table` can start from what each side wrote since its last run:
+    /// when that run left it equal to the source's rows at a mark that still holds on both
+    /// servers (see [`crate::source::ChangeMark`] and [`crate::target::LocalMark`]), and the
+    /// source's rows are its own (not a subset, no column masked: a changed rule or filter
+    /// changes rows the source did not write).
+    pub(super) fn synced_since(&self, table: &Table, info: &TableInfo) -> Option<Pushdown> {
+        let own_rows = !info.data_only
+            && self.link.kind() == LinkKind::Dblink
+            && !self.subsets.limits(&table.name)
+            && !table
+                .columns
+                .iter()
+                .any(|c| self.options.masks.rule(&table.name, &c.name).is_some());
+        let local = self.target.local_marks.get(&table.name)?;
+        if !own_rows || !local.holds(self.target.clock.as_ref()?) {
+            return None;
+        }
+        let last = self.target.marks.get(&table.name)?;
+        let now = self.options.mark.as_ref()?.of_table(table);
+        now.since(last).map(Pushdown::Since)
+    }
+
     /// The comparison of `table` with the source's rows and the deletes of the rows the source
     /// lacks: the unit runs these for each synced table, in reverse load order, before any
-    /// table's rows go in. Each reporting statement returns [`StepKind::Synced`]'s counts.
-    pub(super) fn sync_compare(&self, table: &Table, i: TableIx) -> Vec<Step> {
+    /// table's rows go in. The table is locked against other writers first, so that what the
+    /// comparison sees stays so until the run commits (and the registry's mark of the target
+    /// tells the run's rows from later edits). Each reporting statement returns
+    /// [`StepKind::Synced`]'s counts.
+    pub(super) fn sync_compare(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
+        let t = Temps::of(i);
+        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
+        let mut steps = vec![
+            step(format!(
+                "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+                table.name
+            )),
+            step(format!("DROP TABLE IF EXISTS {}", t.all().join(", "))),
+            // Hashed: a temporary table has no statistics, and sorting both is slower.
+            step("SET LOCAL enable_mergejoin = off".to_string()),
+        ];
+        match info.pushdown {
+            Some(Pushdown::Since(xid)) => steps.extend(self.changed_since(table, xid, i)),
+            _ => steps.extend(self.rows_hashed(table, i)),
+        }
+        // The target's rows whose key the source lacks, gone (by index, not a scan).
+        let key = sync_key(table);
+        steps.push(
+            step(format!(
+                "WITH gone AS (DELETE FROM {} d USING {} g WHERE {} RETURNING 1) \
+                 SELECT 0::int8, 0::int8, 0::int8, 0::int8, 0::int8, count(*), 0::int8 FROM gone",
+                table.own_rows(),
+                t.gone,
+                key.matched("d", "g"),
+            ))
+            .of_kind(StepKind::Synced { batch: None }),
+        );
+        let done: Vec<String> = t.all().into_iter().filter(|n| n != &t.fetch).collect();
+        steps.push(step(format!("DROP TABLE IF EXISTS {}", done.join(", "))));
+        steps.push(step("RESET enable_mergejoin".to_string()));
+        steps
+    }
+
+    /// Finds what differs by hashing every row, on both servers at once (see the module's
+    /// doc): the keys to read from the source go in `fetch`, those the source lacks in `gone`.
+    fn rows_hashed(&self, table: &Table, i: TableIx) -> Vec<Step> {
         let key = sync_key(table);
         let columns: Vec<&Column> = table.columns.iter().filter(|c| c.is_loaded()).collect();
         let key_names = key.names("");
         let definitions = key.definitions();
-        // A table never analyzed has no row estimate: its size says about how many.
-        let rows = match table.rows_with_partitions() {
-            n if n > 0 => n,
-            _ => table.data_bytes_with_partitions() / 100,
-        };
-        let buckets = buckets(rows);
+        let buckets = buckets(table_rows(table), ROWS_PER_BUCKET);
         let bucket = format!("({} & {})::int4", key_hash(&key.0), buckets - 1);
         let row = record_hash(&columns);
         let ours = table.own_rows();
@@ -88,18 +184,10 @@ impl UnitContext<'_> {
         // The source's rows as the run reads them (masked, a subset), as a subquery.
         let source = self.link.select_text(&self.read_of(table, None));
         let around = |before: &str, after: &str| {
-            format!(
-                "{} || {source} || {}",
-                crate::sql::literal(before),
-                crate::sql::literal(after)
-            )
+            format!("{} || {source} || {}", literal(before), literal(after))
         };
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let mut steps = vec![
-            step(format!(
-                "DROP TABLE IF EXISTS {}, {}, {}, {}, {}, {}, {}",
-                t.ours, t.theirs, t.differ, t.our_rows, t.their_rows, t.fetch, t.gone
-            )),
             // 1. Buckets: the source's query runs while the target sums up its own rows. (OFFSET
             // 0 keeps the planner from taking the key's uniqueness for the buckets' count, which
             // would sort every row instead of hashing into the buckets.)
@@ -115,96 +203,237 @@ impl UnitContext<'_> {
                  AS x FROM (SELECT {bucket} AS b, {row} AS h FROM {ours} OFFSET 0) r GROUP BY 1",
                 t.ours
             )),
-            step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}",
-                t.theirs,
-                self.link.result("b int4, n int8, x int8")
-            )),
-            step(self.link.finish_sql()),
-            // Hashed: a temporary table has no statistics, and sorting both is slower.
-            step("SET LOCAL enable_mergejoin = off".to_string()),
-            step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT coalesce(s.b, o.b) AS b \
-                 FROM {} s FULL JOIN {} o ON o.b = s.b \
-                 WHERE s.b IS NULL OR o.b IS NULL OR s.n <> o.n OR s.x <> o.x",
-                t.differ, t.theirs, t.ours
-            )),
         ];
+        steps.extend(self.buckets_differing(&t, i));
         // 2. The rows of the buckets that differ: every row when most buckets do.
-        let differing = format!(
-            "CASE WHEN NOT EXISTS (SELECT FROM {differ}) THEN 'false' \
-             WHEN (SELECT count(*) FROM {differ}) > {half} THEN 'true' \
-             ELSE {bucket_is} || pg_catalog.quote_literal((SELECT pg_catalog.array_agg(b)::text \
-             FROM {differ})) || '::int4[])' END",
-            differ = t.differ,
-            half = buckets / 2,
-            bucket_is = crate::sql::literal(&format!("{bucket} = ANY (")),
-        );
         steps.push(step(self.link.send_sql(&format!(
-            "{} || {source} || ') r WHERE ' || {differing}",
-            crate::sql::literal(&format!("SELECT {key_names}, {row} AS h FROM ("))
+            "{} || {source} || ') r WHERE ' || {}",
+            literal(&format!("SELECT {key_names}, {row} AS {HASH} FROM (")),
+            differing(&format!("SELECT b FROM {}", t.differ), &bucket, buckets),
         ))));
         steps.push(step(format!(
-            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {key_names}, {row} AS h \
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {key_names}, {row} AS {HASH} \
              FROM {ours} WHERE {bucket} IN (SELECT b FROM {})",
             t.our_rows, t.differ
         )));
         steps.push(step(format!(
             "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}",
             t.their_rows,
-            self.link.result(&format!("{definitions}, h int8"))
+            self.link.result(&format!("{definitions}, {HASH} int8"))
         )));
         steps.push(step(self.link.finish_sql()));
-        // What the comparison found, and what crossed the link for it: about the size of the
-        // source's results as the target holds them (their text, which dblink carries, takes
-        // twice as long to measure).
-        steps.push(
-            step(format!(
-                "SELECT 0::int8, {buckets}::int8, (SELECT count(*) FROM {differ}), 0::int8, \
-                 0::int8, 0::int8, (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), 0) \
-                 FROM {theirs} s)::int8 + (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), \
-                 0) FROM {their_rows} s)::int8",
-                differ = t.differ,
-                theirs = t.theirs,
-                their_rows = t.their_rows,
-            ))
-            .of_kind(StepKind::Synced { batch: None }),
-        );
+        steps.push(found(&t, buckets, i));
         // 3. The keys to read from the source (those the target lacks, or whose row differs),
-        // and the rows the source lacks, gone.
+        // and the rows the source lacks.
         steps.push(step(format!(
             "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {key_names} FROM {} s \
-             WHERE NOT EXISTS (SELECT FROM {} o WHERE {} AND o.h = s.h)",
+             WHERE NOT EXISTS (SELECT FROM {} o WHERE {} AND o.{HASH} = s.{HASH})",
             t.fetch,
             t.their_rows,
             t.our_rows,
             key.matched("o", "s")
         )));
-        // The keys gone from the source first, then their rows by key (by index, not a scan).
-        steps.push(step(format!(
-            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} o WHERE NOT EXISTS \
-             (SELECT FROM {} s WHERE {})",
-            t.gone,
-            key.names("o."),
-            t.our_rows,
-            t.their_rows,
-            key.matched("s", "o")
-        )));
-        steps.push(
+        steps.push(gone(&t, &key, i));
+        steps
+    }
+
+    /// Finds what differs from what each side wrote since the table's last run, which left it
+    /// equal to the source's rows (see [`Self::synced_since`]): the rows the source wrote
+    /// since (`xmin` at or after the source's mark) and those written on the target (local
+    /// edits, by the target's mark) are read by key from the source again. Deletes leave no
+    /// trace, on either side: the keys' hashes are summed up per bucket on both servers (the
+    /// target's with the new keys it is about to get), and the keys of the buckets that differ
+    /// compared. The keys to read go in `fetch`, those the source lacks in `gone`. No row is
+    /// hashed whole; the source is read three times, each a scan of its own.
+    fn changed_since(&self, table: &Table, xid: u32, i: TableIx) -> Vec<Step> {
+        let local = self
+            .target
+            .local_marks
+            .get(&table.name)
+            .expect("a table synced since its marks has the target's");
+        let key = sync_key(table);
+        let names = key.names("");
+        let definitions = key.definitions();
+        let buckets = buckets(table_rows(table), KEYS_PER_BUCKET);
+        let hash = key_hash(&key.0);
+        let bucket = format!("({hash} & {})::int4", buckets - 1);
+        let ours = table.own_rows();
+        let t = Temps::of(i);
+        let source = self.link.select_text(&self.read_of(table, None));
+        let written = self
+            .link
+            .select_text(&self.read_of(table, Some(super::rows::written_since(xid))));
+        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
+        let temporary = |name: &str, select: String| {
             step(format!(
-                "WITH gone AS (DELETE FROM {ours} d USING {} g WHERE {} RETURNING 1) \
-                 SELECT 0::int8, 0::int8, 0::int8, 0::int8, 0::int8, count(*), 0::int8 FROM gone",
-                t.gone,
-                key.matched("d", "g"),
+                "CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS {select}"
+            ))
+        };
+        let per_bucket = |from: &str| {
+            format!(
+                "SELECT {bucket} AS b, count(*) AS n, bit_xor({hash}) AS x FROM {from} GROUP BY 1"
+            )
+        };
+        let mut steps = vec![
+            // 1. The keys written since, on the source while the target finds its own.
+            step(self.link.send_sql(&format!(
+                "{} || {written} || ') r'",
+                literal(&format!("SELECT {names} FROM ("))
+            ))),
+            temporary(
+                &t.local,
+                format!("SELECT {names} FROM {ours} WHERE {}", local.written_after()),
+            ),
+            temporary(
+                &t.fetch,
+                format!("SELECT * FROM {}", self.link.result(&definitions)),
+            ),
+            step(self.link.finish_sql()),
+            // What crossed the link for it.
+            step(format!(
+                "SELECT 0::int8, 0::int8, 0::int8, 0::int8, 0::int8, 0::int8, \
+                 (SELECT coalesce(sum(pg_catalog.pg_column_size(f.*)), 0) FROM {} f)::int8",
+                t.fetch
             ))
             .of_kind(StepKind::Synced { batch: None }),
-        );
-        steps.push(step(format!(
-            "DROP TABLE {}, {}, {}, {}, {}, {}",
-            t.ours, t.theirs, t.differ, t.our_rows, t.their_rows, t.gone
+            step(format!(
+                "INSERT INTO {fetch} SELECT {local_names} FROM {local} l \
+                 WHERE NOT EXISTS (SELECT FROM {fetch} f WHERE {})",
+                key.matched("f", "l"),
+                fetch = t.fetch,
+                local = t.local,
+                local_names = key.names("l."),
+            )),
+            // The source's new keys, which the target is about to get.
+            temporary(
+                &t.added,
+                format!(
+                    "SELECT {} FROM {} f WHERE NOT EXISTS (SELECT FROM {ours} d WHERE {})",
+                    key.names("f."),
+                    t.fetch,
+                    key.matched("d", "f")
+                ),
+            ),
+            // 2. Buckets of the keys: the source's while the target sums up its own.
+            step(self.link.send_sql(&format!(
+                "{} || {source} || {}",
+                literal(&format!(
+                    "SELECT {bucket} AS b, count(*) AS n, bit_xor({hash}) AS x FROM ("
+                )),
+                literal(") r GROUP BY 1")
+            ))),
+            temporary(
+                &t.ours,
+                format!(
+                    "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({} UNION ALL {}) u \
+                     GROUP BY 1",
+                    per_bucket(&ours),
+                    per_bucket(&t.added)
+                ),
+            ),
+        ];
+        steps.extend(self.buckets_differing(&t, i));
+        // 3. The keys of the buckets that differ. A bucket where the target has one key more
+        // (the common case: a row deleted on the source) tells that key's hash: the XOR of the
+        // two sides' sums. Its key is found on the target alone; the source is asked for the
+        // keys of the other buckets while the target reads its own.
+        let send_keys = |buckets_sql: String| {
+            step(self.link.send_sql(&format!(
+                "{} || {source} || ') r WHERE ' || {}",
+                literal(&format!("SELECT {names} FROM (")),
+                differing(&buckets_sql, &bucket, buckets),
+            )))
+        };
+        steps.push(send_keys(format!(
+            "SELECT b FROM {} WHERE extra <> 1",
+            t.differ
         )));
-        steps.push(step("RESET enable_mergejoin".to_string()));
+        steps.push(temporary(
+            &t.our_rows,
+            format!(
+                "SELECT {names}, {bucket} AS {BUCKET}, {hash} AS {HASH} FROM {ours} \
+                 WHERE {bucket} IN (SELECT b FROM {differ}) UNION ALL \
+                 SELECT {names}, {bucket}, {hash} FROM {added} \
+                 WHERE {bucket} IN (SELECT b FROM {differ})",
+                differ = t.differ,
+                added = t.added
+            ),
+        ));
+        steps.push(temporary(
+            &t.their_rows,
+            format!("SELECT * FROM {}", self.link.result(&definitions)),
+        ));
+        steps.push(step(self.link.finish_sql()));
+        steps.push(temporary(
+            &t.single,
+            format!(
+                "SELECT o.{BUCKET}, {} FROM {} o JOIN {} d ON d.b = o.{BUCKET} AND d.extra = 1 \
+                 AND d.h = o.{HASH}",
+                key.names("o."),
+                t.our_rows,
+                t.differ
+            ),
+        ));
+        // A bucket with one key more whose hash matches none: its keys are asked for too.
+        steps.push(send_keys(format!(
+            "SELECT b FROM {} d WHERE d.extra = 1 AND NOT EXISTS (SELECT FROM {} s \
+             WHERE s.{BUCKET} = d.b)",
+            t.differ, t.single
+        )));
+        steps.push(step(format!(
+            "INSERT INTO {} SELECT * FROM {}",
+            t.their_rows,
+            self.link.result(&definitions)
+        )));
+        steps.push(step(self.link.finish_sql()));
+        steps.push(found(&t, buckets, i));
+        // The source's keys the target lacks (deleted on it) are read too.
+        steps.push(step(format!(
+            "INSERT INTO {} SELECT {} FROM {} s WHERE NOT EXISTS (SELECT FROM {} o WHERE {})",
+            t.fetch,
+            key.names("s."),
+            t.their_rows,
+            t.our_rows,
+            key.matched("o", "s")
+        )));
+        // Gone: the one key more of a bucket, and in the others the keys the source lacks.
+        steps.push(temporary(
+            &t.gone,
+            format!(
+                "SELECT {names} FROM {single} UNION ALL SELECT {} FROM {} o \
+                 WHERE NOT EXISTS (SELECT FROM {single} s WHERE s.{BUCKET} = o.{BUCKET}) \
+                 AND NOT EXISTS (SELECT FROM {} s WHERE {})",
+                key.names("o."),
+                t.our_rows,
+                t.their_rows,
+                key.matched("s", "o"),
+                single = t.single,
+            ),
+        ));
         steps
+    }
+
+    /// The source's buckets, read while the target made its own (`ours`), and those that
+    /// differ.
+    fn buckets_differing(&self, t: &Temps, i: TableIx) -> Vec<Step> {
+        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
+        vec![
+            step(format!(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}",
+                t.theirs,
+                self.link.result("b int4, n int8, x int8")
+            )),
+            step(self.link.finish_sql()),
+            // With how many rows the target has more, and the XOR of both sides' hashes.
+            step(format!(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT coalesce(s.b, o.b) AS b, \
+                 coalesce(o.n, 0) - coalesce(s.n, 0) AS extra, \
+                 coalesce(o.x, 0) # coalesce(s.x, 0) AS h \
+                 FROM {} s FULL JOIN {} o ON o.b = s.b \
+                 WHERE s.b IS NULL OR o.b IS NULL OR s.n <> o.n OR s.x <> o.x",
+                t.differ, t.theirs, t.ours
+            )),
+        ]
     }
 
     /// The rows of `table` that differ from the source's, read by key from the source in
@@ -273,11 +502,70 @@ fn sync_key(table: &Table) -> KeyColumns<'_> {
     )
 }
 
-/// The number of buckets for a table of `rows` rows: a power of two, about
-/// [`ROWS_PER_BUCKET`] rows each, from 1 to [`MAX_BUCKETS`].
-fn buckets(rows: i64) -> i64 {
-    let wanted = (rows.max(0) / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS);
+/// The number of buckets for a table of `rows` rows: a power of two, about `per_bucket` rows
+/// each, from 1 to [`MAX_BUCKETS`].
+fn buckets(rows: i64, per_bucket: i64) -> i64 {
+    let wanted = (rows.max(0) / per_bucket).clamp(1, MAX_BUCKETS);
     (wanted as u64).next_power_of_two() as i64
+}
+
+/// About how many rows `table` has: a table never analyzed has no row estimate, its size says.
+fn table_rows(table: &Table) -> i64 {
+    match table.rows_with_partitions() {
+        n if n > 0 => n,
+        _ => table.data_bytes_with_partitions() / 100,
+    }
+}
+
+/// The condition, as SQL text the target builds when the statement runs, that picks on the
+/// source the rows of the buckets `chosen` (a query of the target's) selects: every row when
+/// most buckets are.
+fn differing(chosen: &str, bucket: &str, buckets: i64) -> String {
+    format!(
+        "CASE WHEN NOT EXISTS ({chosen}) THEN 'false' \
+         WHEN (SELECT count(*) FROM ({chosen}) c) > {half} THEN 'true' \
+         ELSE {bucket_is} || pg_catalog.quote_literal((SELECT pg_catalog.array_agg(b)::text \
+         FROM ({chosen}) c)) || '::int4[])' END",
+        half = buckets / 2,
+        bucket_is = literal(&format!("{bucket} = ANY (")),
+    )
+}
+
+/// What the comparison found, and what crossed the link for it: about the size of the
+/// source's results as the target holds them (their text, which dblink carries, takes twice
+/// as long to measure).
+fn found(t: &Temps, buckets: i64, i: TableIx) -> Step {
+    Step::new(
+        Phase::Data,
+        Some(i),
+        format!(
+            "SELECT 0::int8, {buckets}::int8, (SELECT count(*) FROM {differ}), 0::int8, \
+             0::int8, 0::int8, (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), 0) \
+             FROM {theirs} s)::int8 + (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), \
+             0) FROM {their_rows} s)::int8",
+            differ = t.differ,
+            theirs = t.theirs,
+            their_rows = t.their_rows,
+        ),
+    )
+    .of_kind(StepKind::Synced { batch: None })
+}
+
+/// The target's keys, of the buckets that differ, that the source lacks.
+fn gone(t: &Temps, key: &KeyColumns, i: TableIx) -> Step {
+    Step::new(
+        Phase::Data,
+        Some(i),
+        format!(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} o WHERE NOT EXISTS \
+             (SELECT FROM {} s WHERE {})",
+            t.gone,
+            key.names("o."),
+            t.our_rows,
+            t.their_rows,
+            key.matched("s", "o")
+        ),
+    )
 }
 
 /// The hash of a row's key that picks its bucket: each column's own hash function (equal keys

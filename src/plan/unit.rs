@@ -310,7 +310,7 @@ impl UnitContext<'_> {
         // Synced tables are compared, and lose the rows the source lacks, children first.
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate().rev() {
             if info.action == Action::Sync {
-                steps.extend(self.sync_compare(table, TableIx(i)));
+                steps.extend(self.sync_compare(table, info, TableIx(i)));
             }
         }
         for name in &rebuilt {
@@ -454,10 +454,32 @@ impl UnitContext<'_> {
         self.options.mark.as_ref().map(|m| m.of_table(table).text())
     }
 
+    /// Whether the registry records where the target stands (see
+    /// [`crate::target::LocalMark`]) for `table`: when the run leaves it equal to the source's
+    /// rows at the run's mark, having read them all and loaded them in full or synced them.
+    /// (An incremental run leaves local edits alone.)
+    fn local_mark(&self, table: &Table, info: &TableInfo) -> bool {
+        let equal = matches!(
+            info.action,
+            Action::Create | Action::Reload | Action::Rebuild | Action::Sync
+        );
+        equal && self.mark(table, info).is_some() && self.target.clock.is_some()
+    }
+
     /// The registry rows: snapcopy manages the tables it creates; an extension's table stays
     /// the extension's.
     fn record_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
         let mut steps = Vec::new();
+        // The target's mark, taken once for the unit, after its last row.
+        let marked = ordered
+            .iter()
+            .zip(infos)
+            .any(|(table, info)| self.local_mark(table, info));
+        if let (true, Some(clock)) = (marked, &self.target.clock) {
+            for sql in crate::target::LocalMark::take(clock) {
+                steps.push(Step::new(Phase::Record, None, sql));
+            }
+        }
         for (i, (table, info)) in ordered
             .iter()
             .zip(infos)
@@ -479,6 +501,9 @@ impl UnitContext<'_> {
                 link: self.link.kind().as_str(),
                 data_only: info.data_only,
                 mark: self.mark(table, info),
+                local_mark: self
+                    .local_mark(table, info)
+                    .then(|| crate::target::mark::TAKEN.to_string()),
             };
             steps.push(
                 Step::new(Phase::Record, Some(i), record.record_sql(table))

@@ -16,5 +16,5 @@ mod types;
 pub use depends::{Collation, Function, Requirement};
 pub use model::*;
 pub use read::{candidates, introspect, read_extents, with_partitions};
-pub use session::{open_snapshot, ChangeMark, Snapshot};
+pub use session::{open_snapshot, origin, ChangeMark, Snapshot, MARK_SPAN};
 pub use shape::{Shape, ShapeDifference};

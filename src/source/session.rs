@@ -42,7 +42,7 @@ pub struct ChangeMark {
 }
 
 /// Transaction ids a mark stays usable for (a quarter of the 2^31 that ages can tell apart).
-const MARK_SPAN: u64 = 1 << 29;
+pub const MARK_SPAN: u64 = 1 << 29;
 
 impl ChangeMark {
     /// The mark for one table: the run's, with the oids of the table and its partitions.
@@ -82,17 +82,12 @@ impl ChangeMark {
     }
 }
 
-/// Opens the run's snapshot on the source session and returns it. The session must stay
-/// open, in its transaction, while the loads run: it must not be ended for idling in it.
-/// Expressions the catalog prints (defaults, bounds, checks) must parse on any target: as
-/// pg_dump does, constants print in ISO dates, postgres-style intervals and exact floats, and
-/// every name is qualified (`search_path = ''`).
-pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
-    // Before the transaction: a server that keeps its control data from this role makes the
-    // query fail, and then the run simply has no mark. The timeline: on a primary, the one its
-    // WAL is written on (a promoted server's new one at once); on a standby, its last
-    // checkpoint's.
-    let origin = source
+/// The origin of a server's transaction ids, `<system identifier>/<timeline>/<database oid>`
+/// (see [`ChangeMark`]); none when the server keeps its control data from this role. The
+/// timeline: on a primary, the one its WAL is written on (a promoted server's new one at once);
+/// on a standby, its last checkpoint's.
+pub async fn origin(client: &Client) -> Option<String> {
+    client
         .query_one(
             "SELECT s.system_identifier::text || '/' || CASE WHEN pg_catalog.pg_is_in_recovery() \
              THEN c.timeline_id ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(\
@@ -104,7 +99,17 @@ pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
         )
         .await
         .ok()
-        .map(|r| r.get::<_, String>(0));
+        .map(|r| r.get::<_, String>(0))
+}
+
+/// Opens the run's snapshot on the source session and returns it. The session must stay
+/// open, in its transaction, while the loads run: it must not be ended for idling in it.
+/// Expressions the catalog prints (defaults, bounds, checks) must parse on any target: as
+/// pg_dump does, constants print in ISO dates, postgres-style intervals and exact floats, and
+/// every name is qualified (`search_path = ''`).
+pub async fn open_snapshot(source: &Client) -> anyhow::Result<Snapshot> {
+    // Before the transaction: a failed query would end it.
+    let origin = origin(source).await;
     source
         .batch_execute(
             "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; \

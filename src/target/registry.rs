@@ -52,6 +52,7 @@ pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS link text"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS data_only boolean"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS source_mark text"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS target_mark text"),
     ]
 }
 
@@ -73,6 +74,9 @@ pub struct Managed {
     /// Where the source stood when its last run read all of its rows (see
     /// [`crate::source::ChangeMark`]), as text.
     pub source_mark: Option<String>,
+    /// Where the target stood when its last run left it equal to the source's rows (see
+    /// [`super::LocalMark`]), as text.
+    pub target_mark: Option<String>,
     /// The table is the user's (made by their migrations): snapcopy loads its rows and never
     /// makes, drops or changes it (`--data-only`).
     pub data_only: bool,
@@ -92,7 +96,7 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
          coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false), \
          coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water, \
          coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false), \
-         pg_catalog.to_jsonb(r) ->> 'source_mark' \
+         pg_catalog.to_jsonb(r) ->> 'source_mark', pg_catalog.to_jsonb(r) ->> 'target_mark' \
          FROM {} r \
          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
@@ -115,6 +119,7 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
             high_water: r.get(5),
             data_only: r.get(6),
             source_mark: r.get(7),
+            target_mark: r.get(8),
         })
         .collect())
 }
@@ -204,6 +209,9 @@ pub struct Record<'a> {
     pub data_only: bool,
     /// Where the source stood, when the run read every row of the table (else none).
     pub mark: Option<String>,
+    /// Where the target stands, as SQL (see [`super::LocalMark::recorded`]), when the run
+    /// leaves the table equal to the source's rows (else none).
+    pub local_mark: Option<String>,
 }
 
 impl Record<'_> {
@@ -260,11 +268,11 @@ impl Record<'_> {
             "INSERT INTO {registry} (table_schema, table_name, source, source_schema, \
              source_table, staging_object, staging_kind, mode, source_snapshot_at, rows_loaded, \
              rows_skipped, rows_total, pushed_down, high_water, source_shape, table_oid, link, \
-             data_only, source_mark) \
+             data_only, source_mark, target_mark) \
              VALUES ({schema}, {name}, {source}, {schema}, {name}, {staging}, {kind}, {mode}, \
              $4::text::timestamptz, $1::bigint, $2::bigint, {rows_total}, $3::boolean, \
              {high_water}, {shape}::jsonb, {oid}::regclass::oid, {link}, {data_only}, \
-             {mark}::text) \
+             {mark}::text, {local_mark}) \
              ON CONFLICT (table_schema, table_name) DO UPDATE SET source = EXCLUDED.source, \
              mode = EXCLUDED.mode, link = EXCLUDED.link, refreshed_at = now(), \
              source_snapshot_at = EXCLUDED.source_snapshot_at, \
@@ -272,6 +280,7 @@ impl Record<'_> {
              rows_total = EXCLUDED.rows_total, pushed_down = EXCLUDED.pushed_down, \
              source_shape = EXCLUDED.source_shape, table_oid = EXCLUDED.table_oid, \
              data_only = EXCLUDED.data_only, source_mark = EXCLUDED.source_mark, \
+             target_mark = EXCLUDED.target_mark, \
              {staging_update}",
             schema = literal(table.name.schema.raw()),
             name = literal(table.name.name.raw()),
@@ -282,6 +291,7 @@ impl Record<'_> {
             link = literal(self.link),
             data_only = self.data_only,
             mark = self.mark.as_deref().map_or("NULL".to_string(), literal),
+            local_mark = self.local_mark.as_deref().unwrap_or("NULL::text"),
             oid = literal(&table.name.to_string()),
         )
     }

@@ -52,6 +52,10 @@ pub struct TargetState {
     pub high_water: BTreeMap<QualifiedName, String>,
     /// Where the source stood when each managed table's last run read all of its rows.
     pub marks: BTreeMap<QualifiedName, crate::source::ChangeMark>,
+    /// Where the target stood when each managed table's last run left it equal to the source.
+    pub local_marks: BTreeMap<QualifiedName, super::LocalMark>,
+    /// The target's transaction ids now, if the server tells.
+    pub clock: Option<super::Clock>,
     /// Tables the registry lists whose name the target now gives to another table (dropped and
     /// made again): not snapcopy's any more.
     pub replaced: BTreeSet<QualifiedName>,
@@ -125,10 +129,14 @@ pub async fn read(
         if let Some(mark) = m.source_mark.as_deref().and_then(ChangeMark::parse) {
             state.marks.insert(m.name.clone(), mark);
         }
+        if let Some(mark) = m.target_mark.as_deref().and_then(super::LocalMark::parse) {
+            state.local_marks.insert(m.name.clone(), mark);
+        }
         state.links.insert(m.name.clone(), m.link);
         state.managed.insert(m.name, m.shape);
     }
     state.staging_objects = staging_objects(client, staging_schema, catalog).await?;
+    state.clock = super::Clock::read(client).await;
 
     let tables: Vec<&QualifiedName> = catalog.tables.iter().map(|t| &t.name).collect();
     for r in by_name(client, include_str!("sql/tables.sql"), &tables, "tables").await? {

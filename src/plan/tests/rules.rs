@@ -435,3 +435,91 @@ fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_sam
         .unwrap();
     assert_eq!(customers.note(), "key hashes compared");
 }
+
+/// The target's mark: taken once per unit, recorded for a table a run leaves equal to the
+/// source's rows (not after an incremental run); a sync starts from what either side wrote
+/// since when both marks hold, else hashes every row.
+#[test]
+fn the_targets_mark_is_recorded_where_a_run_leaves_the_table_equal_and_sync_starts_from_both() {
+    use crate::source::ChangeMark;
+    use crate::target::{Clock, LocalMark};
+    let taken = crate::target::mark::TAKEN;
+    let records = |plan: &Plan| -> Vec<String> {
+        plan.units
+            .iter()
+            .flat_map(|u| u.steps.iter())
+            .filter(|s| s.kind == StepKind::Record)
+            .map(|s| s.sql.clone())
+            .collect()
+    };
+    let note = |plan: &Plan, table: &str| -> String {
+        plan.units
+            .iter()
+            .flat_map(|u| &u.tables)
+            .find(|t| t.name.name.raw() == table)
+            .unwrap()
+            .note()
+    };
+    let catalog = fixture();
+    let mut opts = options(StagingKind::View);
+    let run = ChangeMark {
+        origin: "42/1/5".into(),
+        xmin: 77,
+    };
+    opts.mark = Some(run.clone());
+    let mut state = copied(&catalog);
+    state.clock = Some(Clock {
+        origin: "7/1/9".into(),
+        next: 500,
+    });
+    let full = plan(&catalog, &state, &opts);
+    let steps = pretty(&full.units[0].steps);
+    assert!(steps.contains("SAVEPOINT snapcopy_mark"), "{steps}");
+    // Once for the unit's tables.
+    assert!(full.units[0].tables.len() > 1);
+    assert_eq!(steps.matches("SAVEPOINT snapcopy_mark").count(), 1);
+    assert!(records(&full).iter().all(|r| r.contains(taken)));
+    // An incremental run leaves local edits: no target mark.
+    opts.mode = Mode::Incremental;
+    let incremental = plan(&catalog, &state, &opts);
+    assert!(records(&incremental).iter().all(|r| !r.contains(taken)));
+    assert!(!pretty(&incremental.units[0].steps).contains("snapcopy_mark"));
+
+    // Sync, both marks holding: each side's rows written since.
+    opts.mode = Mode::Sync;
+    for t in &catalog.tables {
+        state.marks.insert(
+            t.name.clone(),
+            ChangeMark {
+                xmin: 70,
+                ..run.of_table(t)
+            },
+        );
+        state.local_marks.insert(
+            t.name.clone(),
+            LocalMark {
+                origin: "7/1/9".into(),
+                last: 450,
+                xmax: 449,
+                running: vec![],
+            },
+        );
+    }
+    let since = plan(&catalog, &state, &opts);
+    assert_eq!(note(&since, "customers"), "rows written since the last run");
+    let steps = pretty(&since.units[0].steps);
+    assert!(steps.contains("pg_catalog.age(xmin) <= "), "{steps}");
+    assert!(
+        steps.contains("pg_catalog.age(xmin) < (SELECT pg_catalog.age('450'::pg_catalog.xid))"),
+        "{steps}"
+    );
+    assert!(records(&since).iter().all(|r| r.contains(taken)));
+    // The target restored elsewhere: every row is hashed.
+    state.clock = Some(Clock {
+        origin: "8/1/9".into(),
+        next: 500,
+    });
+    let hashed = plan(&catalog, &state, &opts);
+    assert_eq!(note(&hashed, "customers"), "");
+    assert!(pretty(&hashed.units[0].steps).contains("pg_catalog.hash_record_extended"));
+}
