@@ -27,6 +27,9 @@ impl UnitContext<'_> {
     /// Rows written since the last run are the ones a growing key finds above its high-water
     /// mark: a row deleted on the target that the source did not change since stays deleted,
     /// as a local edit (the key comparison would bring it back).
+    ///
+    /// A synced table reads what changed since its last run when it can (see
+    /// [`UnitContext::synced_since`]).
     pub(super) fn compared(&self, table: &Table, info: &TableInfo) -> Option<Pushdown> {
         if info.action == Action::Sync {
             return self.synced_since(table, info);

@@ -1,6 +1,9 @@
 //! Sync mode: a table snapcopy manages is made equal to the source's rows (as the run's masks
-//! and subsets shape them) by writing only the rows that differ, found by comparing hashes
-//! where the rows live:
+//! and subsets shape them) by writing only the rows that differ. Where the table's last run
+//! left it equal to the source's rows and both servers' marks of that run hold (see
+//! [`UnitContext::synced_since`]), they are the rows each side wrote since, and the deletes
+//! found by the keys' hashes ([`UnitContext::changed_since`]). Else they are found by comparing
+//! every row's hash where the rows live:
 //!
 //! 1. every row's hash, summed up per bucket of its key's hash (count and XOR of row hashes),
 //!    on both servers at once: the source's query runs while the target computes its own;

@@ -209,8 +209,8 @@ pub struct Record<'a> {
     pub data_only: bool,
     /// Where the source stood, when the run read every row of the table (else none).
     pub mark: Option<String>,
-    /// Where the target stands, as SQL (see [`super::LocalMark::recorded`]), when the run
-    /// leaves the table equal to the source's rows (else none).
+    /// Where the target stands, as SQL (see [`super::LocalMark::take`]), when the run leaves
+    /// the table equal to the source's rows (else none).
     pub local_mark: Option<String>,
 }
 
