@@ -437,11 +437,26 @@ fn sync_of_masked_subsets_partitions_and_the_users_own_tables() {
          INSERT INTO public.measurements VALUES (101, '2025-03-01', 'v');
          UPDATE public.accounts SET name = 'renamed' WHERE id = 7",
     );
+    // A local edit in a partition.
+    pair.target.psql(
+        "dev",
+        "UPDATE public.measurements SET v = 'local' WHERE id = 30",
+    );
     let out = run("sync");
     // Customer 2 left the subset with its five orders; customer 6's masked email changed.
     assert_eq!(changed(&out, "public.customers"), (0, 1, 1));
     assert_eq!(changed(&out, "public.orders"), (3, 0, 5));
-    assert_eq!(changed(&out, "public.measurements"), (1, 1, 1));
+    // The partitioned table, its own rows (no mask, no subset): from what each side wrote since
+    // the full copy, through its parent.
+    assert_eq!(changed(&out, "public.measurements"), (1, 2, 1));
+    assert_eq!(
+        summary_row(&out, "public.measurements")["note"],
+        "rows written since the last run"
+    );
+    assert_eq!(
+        summary_row(&out, "public.customers")["note"],
+        "a subset (--where)"
+    );
     same(&pair, "public.measurements");
     assert_eq!(
         pair.target.psql(

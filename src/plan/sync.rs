@@ -277,7 +277,17 @@ impl UnitContext<'_> {
                 "SELECT {bucket} AS b, count(*) AS n, bit_xor({hash}) AS x FROM {from} GROUP BY 1"
             )
         };
-        let mut steps = vec![
+        // Every row's key is read on the source from the heap: an index-only scan of a table
+        // whose visibility map is behind (rows written since its last vacuum) visits the heap
+        // in the index's order, page by page at random, several times slower than reading it
+        // through (measured: 1.1-1.6 s against 0.6 s for 1M rows).
+        let mut steps: Vec<Step> = self
+            .link
+            .on_source("SET LOCAL enable_indexonlyscan = off")
+            .map(step)
+            .into_iter()
+            .collect();
+        steps.extend([
             // 1. The keys written since, on the source while the target finds its own.
             step(self.link.send_sql(&format!(
                 "{} || {written} || ') r'",
@@ -307,7 +317,9 @@ impl UnitContext<'_> {
                 local = t.local,
                 local_names = key.names("l."),
             )),
-            // The source's new keys, which the target is about to get.
+            // The source's new keys, which the target is about to get: by the key's index (a
+            // table loaded since it was last analyzed may look cheaper to hash whole).
+            step("SET LOCAL enable_hashjoin = off".to_string()),
             temporary(
                 &t.added,
                 format!(
@@ -317,6 +329,7 @@ impl UnitContext<'_> {
                     key.matched("d", "f")
                 ),
             ),
+            step("RESET enable_hashjoin".to_string()),
             // 2. Buckets of the keys: the source's while the target sums up its own.
             step(self.link.send_sql(&format!(
                 "{} || {source} || {}",
@@ -334,7 +347,7 @@ impl UnitContext<'_> {
                     per_bucket(&t.added)
                 ),
             ),
-        ];
+        ]);
         steps.extend(self.buckets_differing(&t, i));
         // 3. The keys of the buckets that differ. A bucket where the target has one key more
         // (the common case: a row deleted on the source) tells that key's hash: the XOR of the
@@ -413,6 +426,7 @@ impl UnitContext<'_> {
                 single = t.single,
             ),
         ));
+        steps.extend(self.link.on_source("RESET enable_indexonlyscan").map(step));
         steps
     }
 

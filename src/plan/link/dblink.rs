@@ -277,6 +277,10 @@ impl Link for Dblink<'_> {
         true
     }
 
+    fn on_source(&self, command: &str) -> Option<String> {
+        Some(self.exec(command))
+    }
+
     fn keeps_staging_objects(&self) -> bool {
         true
     }

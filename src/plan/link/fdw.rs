@@ -257,6 +257,10 @@ impl Link for PostgresFdw<'_> {
         false
     }
 
+    fn on_source(&self, _command: &str) -> Option<String> {
+        None
+    }
+
     fn keeps_staging_objects(&self) -> bool {
         false
     }

@@ -80,6 +80,10 @@ pub(super) trait Link {
     /// reads in one of its own, taken at its first read.
     fn one_snapshot(&self) -> bool;
 
+    /// The statement that runs `command` (a `SET LOCAL`) in the source transaction, when the
+    /// link holds one of its own.
+    fn on_source(&self, command: &str) -> Option<String>;
+
     /// Whether staging objects made through this link last time are still there after the
     /// setup (postgres_fdw's go with the foreign tables the setup makes anew).
     fn keeps_staging_objects(&self) -> bool;
