@@ -272,11 +272,19 @@ impl UnitContext<'_> {
                 "CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS {select}"
             ))
         };
-        let per_bucket = |from: &str| {
+        // Each key hashed once, then grouped by a column the planner knows nothing of: it then
+        // sizes the hash table for a few groups and lets it grow, where the key's uniqueness
+        // would have it sized for a group per row, too large to stay in the CPU's caches (0.52
+        // s against 0.58-0.75 s for 1M keys into 16,384 buckets).
+        let (before, after) = (
             format!(
-                "SELECT {bucket} AS b, count(*) AS n, bit_xor({hash}) AS x FROM {from} GROUP BY 1"
-            )
-        };
+                "SELECT (h & {})::int4 AS b, count(*) AS n, bit_xor(h) AS x \
+                 FROM (SELECT {hash} AS h FROM (",
+                buckets - 1
+            ),
+            ") s OFFSET 0) r GROUP BY 1",
+        );
+        let buckets_of = |from: &str| format!("{before}SELECT * FROM {from}{after}");
         // Every row's key is read on the source from the heap: an index-only scan of a table
         // whose visibility map is behind (rows written since its last vacuum) visits the heap
         // in the index's order, page by page at random, several times slower than reading it
@@ -333,18 +341,16 @@ impl UnitContext<'_> {
             // 2. Buckets of the keys: the source's while the target sums up its own.
             step(self.link.send_sql(&format!(
                 "{} || {source} || {}",
-                literal(&format!(
-                    "SELECT {bucket} AS b, count(*) AS n, bit_xor({hash}) AS x FROM ("
-                )),
-                literal(") r GROUP BY 1")
+                literal(&before),
+                literal(after)
             ))),
             temporary(
                 &t.ours,
                 format!(
                     "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({} UNION ALL {}) u \
                      GROUP BY 1",
-                    per_bucket(&ours),
-                    per_bucket(&t.added)
+                    buckets_of(&ours),
+                    buckets_of(&t.added)
                 ),
             ),
         ]);
