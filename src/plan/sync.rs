@@ -545,10 +545,11 @@ fn table_rows(table: &Table) -> i64 {
 /// most buckets are.
 fn differing(chosen: &str, bucket: &str, buckets: i64) -> String {
     format!(
-        "CASE WHEN NOT EXISTS ({chosen}) THEN 'false' \
-         WHEN (SELECT count(*) FROM ({chosen}) c) > {half} THEN 'true' \
+        "(WITH c AS MATERIALIZED ({chosen}) SELECT CASE \
+         WHEN NOT EXISTS (SELECT FROM c) THEN 'false' \
+         WHEN (SELECT count(*) FROM c) > {half} THEN 'true' \
          ELSE {bucket_is} || pg_catalog.quote_literal((SELECT pg_catalog.array_agg(b)::text \
-         FROM ({chosen}) c)) || '::int4[])' END",
+         FROM c)) || '::int4[])' END)",
         half = buckets / 2,
         bucket_is = literal(&format!("{bucket} = ANY (")),
     )
