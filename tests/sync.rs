@@ -495,3 +495,55 @@ fn sync_of_masked_subsets_partitions_and_the_users_own_tables() {
              NULL columns to match rows by; use --mode full or --mode incremental for it",
         ));
 }
+
+/// A local edit by a transaction that was running when a sync took the target's mark, written
+/// after it committed from a subtransaction whose id was given before (a snapshot lists no
+/// subtransaction): the next sync reverts it.
+#[test]
+fn a_local_edit_from_a_subtransaction_running_during_a_sync_is_reverted_by_the_next() {
+    use std::io::Write;
+    let pair = Pair::start();
+    pair.source.psql("app", SCHEMA);
+    pair.target
+        .psql("dev", "CREATE TABLE public.other (x integer)");
+    pair.snapcopy().args(TABLES).assert().success();
+    let mut session = pair
+        .target
+        .psql_command("dev")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = session.stdin.take().unwrap();
+    // The transaction and its subtransaction get their ids before the sync.
+    writeln!(
+        input,
+        "BEGIN; SAVEPOINT s; INSERT INTO public.other VALUES (1);"
+    )
+    .unwrap();
+    input.flush().unwrap();
+    let idle = "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' \
+                AND backend_xid IS NOT NULL";
+    for _ in 0..200 {
+        if pair.target.psql("dev", idle) == "1" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(pair.target.psql("dev", idle), "1");
+    sync(&pair);
+    writeln!(
+        input,
+        "UPDATE public.items SET title = 'late' WHERE title = 'item 42'; COMMIT;"
+    )
+    .unwrap();
+    drop(input);
+    assert!(session.wait().unwrap().success());
+
+    let out = sync(&pair);
+    assert_eq!(
+        summary_row(&out, "public.items")["note"],
+        "rows written since the last run"
+    );
+    assert_eq!(changed(&out, "public.items"), (0, 1, 0));
+    same(&pair, "public.items");
+}

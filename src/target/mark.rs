@@ -34,12 +34,14 @@ impl Clock {
 
 /// Where the target's transactions stood when a run recorded a table in the registry, after
 /// the table's last row went in: the run's last transaction id (`last`: a subtransaction's,
-/// begun for this, after every id the run wrote rows with) and the snapshot of a statement
-/// that began after it (the transactions then `running`). A row written on the target later,
-/// a local edit, carries an `xmin` after `last` or among `running`: other writers were locked
-/// out of the table until the run committed (sync locks it, a reload truncates it, a new table
-/// is the run's own), so a transaction whose id is older wrote into it before the run read it,
-/// or was running when the mark was taken.
+/// begun for this, after every id the run wrote rows with) and the transaction ids then
+/// `running` in other sessions: those of a snapshot of a statement that began after it, and
+/// (since a snapshot lists no subtransaction) every id whose lock a session holds, as each
+/// transaction and subtransaction holds its own until its transaction ends. A row written on
+/// the target later, a local edit, carries an `xmin` after `last` or among `running`: other
+/// writers were locked out of the table until the run committed (sync locks it, a reload
+/// truncates it, a new table is the run's own), so a transaction whose id is older wrote into
+/// it before the run read it, or was running when the mark was taken.
 ///
 /// It holds only on the same database of the same cluster and timeline (another one may reuse
 /// the ids; the registry's table oid tells the same table) and for fewer than 2^29 ids since,
@@ -53,8 +55,8 @@ pub struct LocalMark {
     pub last: u32,
     /// The snapshot's first transaction id not yet completed, with its epoch.
     pub xmax: u64,
-    /// The transactions running then, with their epochs.
-    pub running: Vec<u64>,
+    /// The transaction ids running then in other sessions (32 bits).
+    pub running: Vec<u32>,
 }
 
 /// Where the unit's statements find the mark they record, once [`LocalMark::take`] took it.
@@ -64,14 +66,19 @@ impl LocalMark {
     /// The statements that take the mark in the run's transaction, after the last row went in,
     /// for the registry's rows to read as [`TAKEN`]: a subtransaction whose first write (a
     /// temporary table) gives it an id after all the run's, then the mark as text,
-    /// `<origin>:<last>:<xmin>:<xmax>:<running,...>` (`txid_snapshot`'s text at the end).
+    /// `<origin>:<last>:<xmin>:<xmax>:<running,...>:<locked,...>` (`txid_snapshot`'s text, then
+    /// the ids whose locks other sessions hold).
     pub fn take(clock: &Clock) -> Vec<String> {
         vec![
             "SAVEPOINT snapcopy_mark".to_string(),
             "CREATE TEMPORARY TABLE snapcopy_mark (mark text) ON COMMIT DROP".to_string(),
             format!(
                 "INSERT INTO pg_temp.snapcopy_mark SELECT {} || ':' || c.xmin::text || ':' || \
-                 pg_catalog.txid_current_snapshot()::text FROM pg_catalog.pg_class c \
+                 pg_catalog.txid_current_snapshot()::text || ':' || coalesce((SELECT \
+                 pg_catalog.string_agg(l.transactionid::text, ',') FROM pg_catalog.pg_locks l \
+                 WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted \
+                 AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()), '') \
+                 FROM pg_catalog.pg_class c \
                  WHERE c.oid = 'pg_temp.snapcopy_mark'::pg_catalog.regclass",
                 crate::sql::literal(&clock.origin)
             ),
@@ -80,17 +87,26 @@ impl LocalMark {
 
     /// The mark the registry kept, if it reads as one.
     pub fn parse(text: &str) -> Option<LocalMark> {
-        let mut parts = text.rsplitn(5, ':');
-        let running = parts.next()?;
+        let mut parts = text.rsplitn(6, ':');
+        let locked = parts.next()?;
+        let snapshot_running = parts.next()?;
         let xmax = parts.next()?.parse().ok()?;
         let _xmin: u64 = parts.next()?.parse().ok()?;
         let last = parts.next()?.parse().ok()?;
         let origin = parts.next()?.to_string();
-        let running = running
-            .split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| x.parse().ok())
-            .collect::<Option<Vec<u64>>>()?;
+        let ids = |list: &str| -> Option<Vec<u64>> {
+            list.split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.parse().ok())
+                .collect()
+        };
+        let mut running: Vec<u32> = ids(snapshot_running)?
+            .into_iter()
+            .chain(ids(locked)?)
+            .map(|x| (x & u64::from(u32::MAX)) as u32)
+            .collect();
+        running.sort_unstable();
+        running.dedup();
         Some(LocalMark {
             origin,
             last,
@@ -109,13 +125,12 @@ impl LocalMark {
     /// The condition on a row of the table that it was written after the mark: by its `xmin`'s
     /// age (computed once, as in `plan::rows`), or as one of the transactions then running.
     pub fn written_after(&self) -> String {
-        let xid = |x: u64| x & u64::from(u32::MAX);
         let mut condition = format!(
             "pg_catalog.age(xmin) < (SELECT pg_catalog.age('{}'::pg_catalog.xid))",
             self.last
         );
         if !self.running.is_empty() {
-            let running: Vec<String> = self.running.iter().map(|x| xid(*x).to_string()).collect();
+            let running: Vec<String> = self.running.iter().map(u32::to_string).collect();
             condition = format!(
                 "({condition} OR xmin = ANY ('{{{}}}'::pg_catalog.xid[]))",
                 running.join(",")
@@ -139,8 +154,10 @@ mod tests {
     #[test]
     fn a_local_mark_reads_back_from_the_text_the_registry_kept() {
         let epoch = 5u64 << 32;
+        // Running: one in the snapshot (with its epoch), one subtransaction's lock, and the
+        // snapshot's one again among the locks.
         let text = format!(
-            "7710845653820768374/1/16384:9:{}:{}:{},950",
+            "7710845653820768374/1/16384:9:{}:{}:{}:950,3",
             epoch + 3,
             epoch + 7,
             epoch + 3
@@ -151,16 +168,17 @@ mod tests {
                 origin: "7710845653820768374/1/16384".into(),
                 last: 9,
                 xmax: epoch + 7,
-                running: vec![epoch + 3, 950],
+                running: vec![3, 950],
             })
         );
-        let none_running = LocalMark::parse("1/1/5:11:10:12:").unwrap();
+        let none_running = LocalMark::parse("1/1/5:11:10:12::").unwrap();
         assert_eq!(
             (none_running.last, none_running.xmax, none_running.running),
             (11, 12, vec![])
         );
-        assert_eq!(LocalMark::parse("1/1/5:10:12:"), None);
-        assert_eq!(LocalMark::parse("1/1/5:11:10:x:"), None);
+        assert_eq!(LocalMark::parse("1/1/5:11:10:12:"), None);
+        assert_eq!(LocalMark::parse("1/1/5:11:10:x::"), None);
+        assert_eq!(LocalMark::parse("1/1/5:11:10:12::y"), None);
     }
 
     #[test]
@@ -169,7 +187,7 @@ mod tests {
             origin: "42/1/5".into(),
             last: 101,
             xmax: (3 << 32) + 100,
-            running: vec![(3 << 32) + 90],
+            running: vec![90, 95],
         };
         assert!(m.holds(&clock("42/1/5", (3 << 32) + 100)));
         assert!(m.holds(&clock("42/1/5", (3 << 32) + 5000)));
@@ -180,7 +198,7 @@ mod tests {
         assert_eq!(
             m.written_after(),
             "(pg_catalog.age(xmin) < (SELECT pg_catalog.age('101'::pg_catalog.xid)) \
-             OR xmin = ANY ('{90}'::pg_catalog.xid[]))"
+             OR xmin = ANY ('{90,95}'::pg_catalog.xid[]))"
         );
     }
 }
