@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{definition, Link, Pair};
+use common::{definition, summary_row, Link, Pair};
 use predicates::prelude::*;
 
 const KEY: &str = "a-key-for-tests-0123456789";
@@ -468,5 +468,45 @@ fn a_subset_follows_foreign_keys_down_and_up_and_every_key_holds() {
         pair.target
             .psql("dev", "SELECT count(*) FROM public.products WHERE id = 51"),
         "1"
+    );
+}
+
+/// A masked table whose key does not grow: incremental mode reads the rows written since the
+/// last run, and they come masked too.
+#[test]
+fn rows_written_since_the_last_run_come_masked() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.contacts (id uuid PRIMARY KEY, email text NOT NULL);
+         INSERT INTO public.contacts SELECT md5(g::text)::uuid, 'contact' || g || '@corp.example'
+         FROM generate_series(1, 100) g;",
+    );
+    let run = |mode: &str| {
+        let out = pair
+            .snapcopy()
+            .env("SNAPCOPY_MASK_KEY", KEY)
+            .args(["--mask", "contacts.email=email", "--mode", mode, "--json"])
+            .arg("public.contacts")
+            .assert()
+            .success();
+        out.get_output().stdout.clone()
+    };
+    run("full");
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.contacts VALUES ('00000000-0000-0000-0000-00000000000a', 'newcomer@corp.example')",
+    );
+    let out = run("incremental");
+    let row = summary_row(&out, "public.contacts");
+    assert_eq!(row["note"], "rows written since the last run", "{row}");
+    assert_eq!(row["rows"], 1, "{row}");
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) || ' ' || count(*) FILTER (WHERE email LIKE '%@corp.example') \
+             FROM public.contacts"
+        ),
+        "101 0"
     );
 }
