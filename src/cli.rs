@@ -246,9 +246,9 @@ pub struct VerifyArgs {
     #[arg(long = "where", value_name = "TABLE=CONDITION")]
     pub filters: Vec<String>,
 
-    /// Sync the tables that differ (as --mode sync does: only the rows that differ are
-    /// written, in one transaction per group of tables tied by foreign keys), then compare
-    /// them again; exits 1 only when some still differ.
+    /// Sync the tables that differ (as --mode sync does, hashing every row: only the rows that
+    /// differ are written, in one transaction per group of tables tied by foreign keys), then
+    /// compare them again; exits 1 only when some still differ.
     #[arg(long)]
     pub repair: bool,
 }
