@@ -8,8 +8,11 @@ use crate::cli::LinkKind;
 use crate::source::{Column, Table};
 use crate::sql::{literal, Ident};
 
-/// Keys fetched from the source per statement when the missing rows are read by key.
-const KEYS_PER_BATCH: u64 = 10_000;
+/// Keys whose rows are read from the source per statement, by key (here and in sync).
+pub(super) const KEYS_PER_BATCH: u64 = 10_000;
+
+/// The most hash buckets a table's keys or rows are summed up in.
+const MAX_BUCKETS: i64 = 1 << 17;
 
 /// About this many rows of a table fall in one hash bucket of its keys.
 const ROWS_PER_BUCKET: i64 = 1_000;
@@ -82,7 +85,7 @@ impl UnitContext<'_> {
         let key = KeyColumns::of(table, key);
         let from = table.own_rows();
         let hash = key_hash(&key.0);
-        let mask = buckets(table.rows_with_partitions()) - 1;
+        let mask = buckets(table_rows(table), ROWS_PER_BUCKET) - 1;
         let names = key.names("");
         let definitions = key.definitions();
         let read = |select: String, definitions: &str| self.link.read_query(&select, definitions);
@@ -229,18 +232,35 @@ pub(super) fn keys_of_batch(key: &[&Column]) -> String {
     )
 }
 
-/// The number of hash buckets for a table of `rows` rows: a power of two, about
-/// [`ROWS_PER_BUCKET`] rows each, from 1 to 65,536.
-fn buckets(rows: i64) -> i64 {
-    let wanted = (rows.max(0) / ROWS_PER_BUCKET).clamp(1, 1 << 16);
+/// The number of hash buckets for a table of `rows` rows: a power of two, about `per_bucket`
+/// rows each, from 1 to [`MAX_BUCKETS`].
+pub(super) fn buckets(rows: i64, per_bucket: i64) -> i64 {
+    let wanted = (rows.max(0) / per_bucket).clamp(1, MAX_BUCKETS);
     (wanted as u64).next_power_of_two() as i64
 }
 
-/// A 64-bit hash of the key columns, the same on both servers: each column's own extended
-/// hash function, chained through the previous column's hash as the seed.
-fn key_hash(key: &[&Column]) -> String {
+/// About how many rows `table` has: a table never analyzed has no row estimate, its size says.
+pub(super) fn table_rows(table: &Table) -> i64 {
+    match table.rows_with_partitions() {
+        n if n > 0 => n,
+        _ => table.data_bytes_with_partitions() / 100,
+    }
+}
+
+/// A 64-bit hash of the key columns, the same on both servers, that picks a key's bucket:
+/// each column's own hash function (equal keys fall in one bucket, even when their forms
+/// differ), or the hash of its text for a type without a known one; chained through the
+/// previous column's hash as the seed.
+pub(super) fn key_hash(key: &[&Column]) -> String {
     key.iter()
-        .filter_map(|c| column_hash(c))
+        .map(|c| {
+            column_hash(c).unwrap_or_else(|| {
+                format!(
+                    "pg_catalog.hashtextextended({}::text COLLATE pg_catalog.\"C\", 0)",
+                    c.name
+                )
+            })
+        })
         .reduce(|seed, h| format!("pg_catalog.hashint8extended({h}, {seed})"))
         .unwrap_or_else(|| "0::int8".to_string())
 }

@@ -21,7 +21,7 @@
 //! order before any table's inserts and updates (children first, then parents in load order),
 //! so that foreign keys among a unit's tables hold when each statement ends.
 
-use super::compare::{column_hash, keys_of_batch, KeyColumns};
+use super::compare::{buckets, key_hash, keys_of_batch, table_rows, KeyColumns, KEYS_PER_BATCH};
 use super::unit::UnitContext;
 use super::{Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::cli::LinkKind;
@@ -37,12 +37,6 @@ const ROWS_PER_BUCKET: i64 = 8;
 /// run): fewer buckets cost less to sum up (a 1M-row table's 16k take two thirds of the time of
 /// 32k), and only the keys of the few that differ, those with deleted rows, cross the link.
 const KEYS_PER_BUCKET: i64 = 100;
-
-/// The most buckets a table has.
-const MAX_BUCKETS: i64 = 1 << 17;
-
-/// Keys whose rows are read from the source per statement.
-const KEYS_PER_BATCH: u64 = 10_000;
 
 /// The columns a temporary table of keys holds besides the key's own, named apart from any
 /// column a key may have.
@@ -525,21 +519,6 @@ fn sync_key(table: &Table) -> KeyColumns<'_> {
     )
 }
 
-/// The number of buckets for a table of `rows` rows: a power of two, about `per_bucket` rows
-/// each, from 1 to [`MAX_BUCKETS`].
-fn buckets(rows: i64, per_bucket: i64) -> i64 {
-    let wanted = (rows.max(0) / per_bucket).clamp(1, MAX_BUCKETS);
-    (wanted as u64).next_power_of_two() as i64
-}
-
-/// About how many rows `table` has: a table never analyzed has no row estimate, its size says.
-fn table_rows(table: &Table) -> i64 {
-    match table.rows_with_partitions() {
-        n if n > 0 => n,
-        _ => table.data_bytes_with_partitions() / 100,
-    }
-}
-
 /// The condition, as SQL text the target builds when the statement runs, that picks on the
 /// source the rows of the buckets `chosen` (a query of the target's) selects: every row when
 /// most buckets are.
@@ -590,23 +569,6 @@ fn gone(t: &Temps, key: &KeyColumns, i: TableIx) -> Step {
             key.matched("s", "o")
         ),
     )
-}
-
-/// The hash of a row's key that picks its bucket: each column's own hash function (equal keys
-/// fall in one bucket, even when their forms differ), or the hash of its text for a type
-/// without a known one; chained through the previous column's hash as the seed.
-fn key_hash(key: &[&Column]) -> String {
-    key.iter()
-        .map(|c| {
-            column_hash(c).unwrap_or_else(|| {
-                format!(
-                    "pg_catalog.hashtextextended({}::text COLLATE pg_catalog.\"C\", 0)",
-                    c.name
-                )
-            })
-        })
-        .reduce(|seed, h| format!("pg_catalog.hashint8extended({h}, {seed})"))
-        .unwrap_or_else(|| "0::int8".to_string())
 }
 
 /// A 64-bit hash of `columns`' values, the same on both servers for the same values.
