@@ -4,7 +4,6 @@
 
 use super::unit::UnitContext;
 use super::{Action, Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
-use crate::cli::LinkKind;
 use crate::source::{Column, Table};
 use crate::sql::{literal, Ident};
 
@@ -39,9 +38,7 @@ impl UnitContext<'_> {
         }
         let eligible = info.action == Action::Insert
             && info.pushdown == Some(Pushdown::AllKeys)
-            && !info.data_only
-            && self.link.kind() == LinkKind::Dblink
-            && !self.subsets.limits(&table.name);
+            && self.reads_whole(table, info);
         if !eligible {
             return None;
         }

@@ -24,7 +24,6 @@
 use super::compare::{buckets, key_hash, keys_of_batch, table_rows, KeyColumns, KEYS_PER_BATCH};
 use super::unit::UnitContext;
 use super::{Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
-use crate::cli::LinkKind;
 use crate::source::{Column, Table};
 use crate::sql::literal;
 
@@ -110,9 +109,7 @@ impl UnitContext<'_> {
     /// source's rows are its own (not a subset, no column masked: a changed rule or filter
     /// changes rows the source did not write).
     pub(super) fn synced_since(&self, table: &Table, info: &TableInfo) -> Option<Pushdown> {
-        let own_rows = !info.data_only
-            && self.link.kind() == LinkKind::Dblink
-            && !self.subsets.limits(&table.name)
+        let own_rows = self.reads_whole(table, info)
             && !table
                 .columns
                 .iter()

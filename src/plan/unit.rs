@@ -439,16 +439,21 @@ impl UnitContext<'_> {
         steps
     }
 
-    /// The run's mark (see [`crate::source::ChangeMark`]) as the registry keeps it, when the
-    /// run reads every row of `table` in the run's snapshot: a managed table, whole (not a
-    /// subset), through dblink (postgres_fdw reads each unit at a moment of its own), not an
-    /// incremental run above a high-water mark (which reads only the newer rows).
-    fn mark(&self, table: &Table, info: &TableInfo) -> Option<String> {
-        let whole = self.link.kind() == crate::cli::LinkKind::Dblink
+    /// Whether the run reads `table` as the source's marks describe it: a managed table (not
+    /// the user's), whole (not a subset), in the run's snapshot (through dblink: postgres_fdw
+    /// reads each unit at a moment of its own).
+    pub(super) fn reads_whole(&self, table: &Table, info: &TableInfo) -> bool {
+        self.link.kind() == crate::cli::LinkKind::Dblink
             && !info.data_only
             && !self.subsets.limits(&table.name)
-            && !matches!(info.pushdown, Some(Pushdown::Above(_)));
-        if !whole {
+    }
+
+    /// The run's mark (see [`crate::source::ChangeMark`]) as the registry keeps it, when the
+    /// target holds every key the source had at the run's snapshot after the run: a table
+    /// read whole (see [`Self::reads_whole`]), not by an incremental run above a high-water
+    /// mark (which reads only the newer rows).
+    fn mark(&self, table: &Table, info: &TableInfo) -> Option<String> {
+        if !self.reads_whole(table, info) || matches!(info.pushdown, Some(Pushdown::Above(_))) {
             return None;
         }
         self.options.mark.as_ref().map(|m| m.of_table(table).text())
@@ -501,9 +506,7 @@ impl UnitContext<'_> {
                 link: self.link.kind().as_str(),
                 data_only: info.data_only,
                 mark: self.mark(table, info),
-                local_mark: self
-                    .local_mark(table, info)
-                    .then(|| crate::target::mark::TAKEN.to_string()),
+                local_mark: self.local_mark(table, info),
             };
             steps.push(
                 Step::new(Phase::Record, Some(i), record.record_sql(table))

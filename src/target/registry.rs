@@ -209,9 +209,9 @@ pub struct Record<'a> {
     pub data_only: bool,
     /// Where the source stood, when the run read every row of the table (else none).
     pub mark: Option<String>,
-    /// Where the target stands, as SQL (see [`super::LocalMark::take`]), when the run leaves
-    /// the table equal to the source's rows (else none).
-    pub local_mark: Option<String>,
+    /// Whether the run leaves the table equal to the source's rows: the registry then keeps
+    /// the target's mark the unit took (see [`super::LocalMark::take`]).
+    pub local_mark: bool,
 }
 
 impl Record<'_> {
@@ -291,7 +291,11 @@ impl Record<'_> {
             link = literal(self.link),
             data_only = self.data_only,
             mark = self.mark.as_deref().map_or("NULL".to_string(), literal),
-            local_mark = self.local_mark.as_deref().unwrap_or("NULL::text"),
+            local_mark = if self.local_mark {
+                super::mark::TAKEN
+            } else {
+                "NULL::text"
+            },
             oid = literal(&table.name.to_string()),
         )
     }
