@@ -342,6 +342,34 @@ fn unit_of<'a>(plan: &'a Plan, table: &str) -> &'a Unit {
         .unwrap_or_else(|| panic!("no unit holds {table}"))
 }
 
+/// The summary's note of `table` (its bare name) in `plan`.
+fn note_of(plan: &Plan, table: &str) -> String {
+    plan.units
+        .iter()
+        .flat_map(|u| &u.tables)
+        .find(|t| t.name.name.raw() == table)
+        .unwrap_or_else(|| panic!("no unit holds {table}"))
+        .note()
+}
+
+/// The registry statements of `plan`.
+fn records(plan: &Plan) -> Vec<String> {
+    plan.units
+        .iter()
+        .flat_map(|u| u.steps.iter())
+        .filter(|s| s.kind == StepKind::Record)
+        .map(|s| s.sql.clone())
+        .collect()
+}
+
+/// The registry statement of `table` (its bare name) in `plan`.
+fn record_of(plan: &Plan, table: &str) -> String {
+    records(plan)
+        .into_iter()
+        .find(|sql| sql.contains(&format!("'{table}'")))
+        .unwrap_or_else(|| panic!("no registry statement for {table}"))
+}
+
 /// The first copy, through views, of [`large_fixture`] with keys from 1 to 1,000,000.
 fn large_first_copy() -> Plan {
     let extent = Extent::Key {

@@ -373,14 +373,6 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
 #[test]
 fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_same_origin() {
     use crate::source::ChangeMark;
-    let records = |plan: &Plan, table: &str| -> String {
-        plan.units
-            .iter()
-            .flat_map(|u| u.steps.iter())
-            .filter(|s| s.kind == StepKind::Record && s.sql.contains(&format!("'{table}'")))
-            .map(|s| s.sql.clone())
-            .collect()
-    };
     let mut catalog = fixture();
     let mut opts = options(StagingKind::View);
     let run = ChangeMark {
@@ -390,11 +382,11 @@ fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_sam
     opts.mark = Some(run.clone());
     let mark = run.of_table(&catalog.tables[1]).text();
     let full = plan(&catalog, &copied(&catalog), &opts);
-    assert!(records(&full, "customers").contains(&format!("'{mark}'::text")));
+    assert!(record_of(&full, "customers").contains(&format!("'{mark}'::text")));
     // Above the high-water mark of an integer key: only newer rows are read, no mark.
     opts.mode = Mode::Incremental;
     let above = plan(&catalog, &copied(&catalog), &opts);
-    assert!(records(&above, "customers").contains("NULL::text) ON CONFLICT"));
+    assert!(record_of(&above, "customers").contains("NULL::text) ON CONFLICT"));
 
     // A uuid key: rows written since the last run's mark, from the same origin only.
     catalog.tables[1].columns[0] = Column {
@@ -410,15 +402,12 @@ fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_sam
         .marks
         .insert(catalog.tables[1].name.clone(), last.clone());
     let since = plan(&catalog, &state, &opts);
-    let customers = &since
-        .units
-        .iter()
-        .flat_map(|u| &u.tables)
-        .find(|t| t.name.name.raw() == "customers")
-        .unwrap();
-    assert_eq!(customers.note(), "rows written since the last run");
+    assert_eq!(
+        note_of(&since, "customers"),
+        "rows written since the last run"
+    );
     assert!(pretty(&since.units[0].steps).contains("pg_catalog.age(xmin) <= "));
-    assert!(records(&since, "customers").contains(&format!("'{mark}'::text")));
+    assert!(record_of(&since, "customers").contains(&format!("'{mark}'::text")));
     state.marks.insert(
         catalog.tables[1].name.clone(),
         ChangeMark {
@@ -427,13 +416,7 @@ fn the_change_mark_is_recorded_where_a_run_reads_every_row_and_used_from_the_sam
         },
     );
     let other = plan(&catalog, &state, &opts);
-    let customers = &other
-        .units
-        .iter()
-        .flat_map(|u| &u.tables)
-        .find(|t| t.name.name.raw() == "customers")
-        .unwrap();
-    assert_eq!(customers.note(), "key hashes compared");
+    assert_eq!(note_of(&other, "customers"), "key hashes compared");
 }
 
 /// The target's mark: taken once per unit, recorded for a table a run leaves equal to the
@@ -444,22 +427,6 @@ fn the_targets_mark_is_recorded_where_a_run_leaves_the_table_equal_and_sync_star
     use crate::source::ChangeMark;
     use crate::target::{Clock, LocalMark};
     let taken = crate::target::mark::TAKEN;
-    let records = |plan: &Plan| -> Vec<String> {
-        plan.units
-            .iter()
-            .flat_map(|u| u.steps.iter())
-            .filter(|s| s.kind == StepKind::Record)
-            .map(|s| s.sql.clone())
-            .collect()
-    };
-    let note = |plan: &Plan, table: &str| -> String {
-        plan.units
-            .iter()
-            .flat_map(|u| &u.tables)
-            .find(|t| t.name.name.raw() == table)
-            .unwrap()
-            .note()
-    };
     let catalog = fixture();
     let mut opts = options(StagingKind::View);
     let run = ChangeMark {
@@ -506,7 +473,10 @@ fn the_targets_mark_is_recorded_where_a_run_leaves_the_table_equal_and_sync_star
         );
     }
     let since = plan(&catalog, &state, &opts);
-    assert_eq!(note(&since, "customers"), "rows written since the last run");
+    assert_eq!(
+        note_of(&since, "customers"),
+        "rows written since the last run"
+    );
     let steps = pretty(&since.units[0].steps);
     assert!(steps.contains("pg_catalog.age(xmin) <= "), "{steps}");
     assert!(
@@ -520,6 +490,6 @@ fn the_targets_mark_is_recorded_where_a_run_leaves_the_table_equal_and_sync_star
         next: 500,
     });
     let hashed = plan(&catalog, &state, &opts);
-    assert_eq!(note(&hashed, "customers"), "");
+    assert_eq!(note_of(&hashed, "customers"), "");
     assert!(pretty(&hashed.units[0].steps).contains("pg_catalog.hash_record_extended"));
 }
