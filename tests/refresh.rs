@@ -668,3 +668,87 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
         "3"
     );
 }
+
+/// A reload in parts copies the other ranges' rows in only once their sessions have committed
+/// them, and all of them: here the other range's session is slowed down on the target (a
+/// trigger that an event trigger puts on snapcopy's load table), then made to lose a row
+/// there. The slow range's rows all arrive; the lost row fails the run, which names the table
+/// and keeps its previous rows.
+#[test]
+fn a_reload_in_parts_waits_for_its_other_ranges_and_takes_all_their_rows() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.docs (id uuid PRIMARY KEY, title text, body text);
+         INSERT INTO public.docs SELECT md5(g::text)::uuid, 'title ' || g, repeat(md5(g::text), 3)
+         FROM generate_series(1, 30000) g;
+         ANALYZE",
+    );
+    let copy = |pair: &Pair| {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .env("SNAPCOPY_SPLIT_MB", "1")
+            .args(["public.docs"]);
+        cmd
+    };
+    copy(&pair).assert().success();
+    pair.target.psql(
+        "dev",
+        "CREATE TABLE public.load_rule (what text);
+         INSERT INTO public.load_rule VALUES ('slow');
+         CREATE FUNCTION public.on_load() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF (SELECT what FROM public.load_rule) = 'slow' THEN
+             PERFORM pg_sleep(3);
+           ELSE
+             EXECUTE format('DELETE FROM %s WHERE ctid = (SELECT min(ctid) FROM %s)',
+                            TG_RELID::regclass, TG_RELID::regclass);
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE FUNCTION public.watch_loads() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         DECLARE t record;
+         BEGIN
+           FOR t IN SELECT object_identity FROM pg_event_trigger_ddl_commands()
+                    WHERE schema_name = 'snapcopy' AND object_type = 'table' LOOP
+             EXECUTE format('CREATE TRIGGER on_load AFTER INSERT ON %s
+                             FOR EACH STATEMENT EXECUTE FUNCTION public.on_load()',
+                            t.object_identity);
+           END LOOP;
+         END $$;
+         CREATE EVENT TRIGGER watch_loads ON ddl_command_end WHEN TAG IN ('CREATE TABLE AS')
+         EXECUTE FUNCTION public.watch_loads();",
+    );
+    let mut plan = pair.snapcopy();
+    plan.env("SNAPCOPY_BATCH_MB", "1")
+        .env("SNAPCOPY_SPLIT_MB", "1")
+        .args(["plan", "public.docs"]);
+    let plan = String::from_utf8(plan.output().unwrap().stdout).unwrap();
+    assert!(
+        plan.contains("public.docs reloads in 2 ranges at once"),
+        "{plan}"
+    );
+    pair.source.psql(
+        "app",
+        "UPDATE public.docs SET title = title || '!' WHERE id < '10000000-0000-0000-0000-000000000000'",
+    );
+    copy(&pair).assert().success();
+    assert_eq!(
+        checksum(&pair.target, "dev", "public.docs"),
+        checksum(&pair.source, "app", "public.docs")
+    );
+    // The load table loses a row after the other range inserted it.
+    let before = checksum(&pair.target, "dev", "public.docs");
+    pair.target
+        .psql("dev", "UPDATE public.load_rule SET what = 'lose a row'");
+    pair.source
+        .psql("app", "UPDATE public.docs SET title = title || '?'");
+    copy(&pair).assert().code(1).stderr(
+        predicate::str::contains("public.docs")
+            .and(predicate::str::contains("rows, but"))
+            .and(predicate::str::contains(
+                "the reload was rolled back and the table keeps its previous rows",
+            )),
+    );
+    assert_eq!(checksum(&pair.target, "dev", "public.docs"), before);
+}

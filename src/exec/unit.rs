@@ -408,22 +408,13 @@ pub(super) async fn execute(
             Phase::TableEnd => block = None,
             _ => {}
         }
-        // The other ranges of a table reloaded in parts must have committed their rows.
-        if let (StepKind::Merge, Some(wait)) =
-            (&step.kind, step.table.and_then(|i| merges.remove(&i)))
-        {
-            if let Err(e) = wait.loaded.await {
-                return Err(StepError {
-                    table: step.table,
-                    ..e
-                });
-            }
-        }
         let started = Instant::now();
         if let Some(i) = step.table {
             tally.touch(i);
         }
-        if let Err(e) = run_step(&tx, step, tally, &ctx.snapshot.at).await {
+        if let (StepKind::Merge, Some(i)) = (&step.kind, step.table) {
+            merge(&tx, step, i, merges.remove(&i), tally, &fail).await?;
+        } else if let Err(e) = run_step(&tx, step, tally, &ctx.snapshot.at).await {
             let failed = fail(step, e);
             match (block, step.table, session.undo_table) {
                 (Some(b), Some(t), Some(undo)) if b == t => {
@@ -480,6 +471,54 @@ pub(super) async fn execute(
     Ok((client, isolated))
 }
 
+/// Copies into table `i` the rows the other ranges of its reload in parts put in its load
+/// table: once they have all committed (`wait`), and all of them, or the unit fails (it rolls
+/// back, and the table keeps its previous rows): a reload in parts must never commit a table
+/// with rows missing.
+async fn merge(
+    tx: &tokio_postgres::Transaction<'_>,
+    step: &Step,
+    i: TableIx,
+    wait: Option<SplitWait<'_>>,
+    tally: &mut dyn Tally,
+    fail: &dyn Fn(&Step, tokio_postgres::Error) -> StepError,
+) -> Result<(), StepError> {
+    let failed = |message: String| StepError {
+        table: Some(i),
+        during: During::Step(step.phase),
+        message,
+    };
+    let Some(wait) = wait else {
+        return Err(failed(
+            "snapcopy lost track of the other ranges of its reload in parts (a bug): the \
+             reload was rolled back and the table keeps its previous rows; run again with \
+             --jobs 1, which reloads it in one piece, and report it"
+                .into(),
+        ));
+    };
+    if let Err(e) = wait.loaded.await {
+        return Err(StepError {
+            table: Some(i),
+            ..e
+        });
+    }
+    let loaded = wait.shared.total_rows();
+    let copied = tx
+        .execute(&step.sql, &[])
+        .await
+        .map_err(|e| fail(step, e))? as i64;
+    if copied != loaded {
+        return Err(failed(format!(
+            "its other ranges loaded {loaded} rows, but {copied} were there to copy in: the \
+             reload was rolled back and the table keeps its previous rows (something on the \
+             target changed snapcopy's load table; run again, or with --jobs 1, which reloads \
+             it in one piece)"
+        )));
+    }
+    tally.merged(i, copied);
+    Ok(())
+}
+
 /// Runs one statement of a session's transaction the way its kind says, and tells `tally`
 /// what it did.
 pub(super) async fn run_step(
@@ -508,6 +547,7 @@ pub(super) async fn run_step(
                 }
             }
         }
+        // `execute` runs a merge (see `merge`), which waits for the other ranges and counts.
         StepKind::Merge => {
             let rows = tx.execute(&step.sql, &[]).await?;
             tally.merged(i, rows as i64);
