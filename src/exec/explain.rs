@@ -74,6 +74,12 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              same run, or drop its foreign key on the target"
         ),
         Phase::Connect => link_failure(LinkKind::Dblink, code, &message),
+        // The source's rows, as of one moment, break a foreign key that the target has: one
+        // made there, or one the source does not enforce (NOT VALID, or its triggers off).
+        Phase::ForeignKeys if code == Some(&SqlState::FOREIGN_KEY_VIOLATION) => format!(
+            "{message}: the source's rows break a foreign key the target has; nothing changed: \
+             fix the rows on the source, or drop or change the key on the target, and run again"
+        ),
         // What reads rows reads the source through the link from objects snapcopy made itself:
         // a privilege it lacks is the source role's (both links pass the source's SQLSTATE on).
         Phase::Staging | Phase::Data if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {

@@ -23,6 +23,7 @@ mod data_only;
 mod ddl;
 mod decide;
 mod graph;
+mod key_checks;
 mod link;
 mod refresh;
 mod reindex;

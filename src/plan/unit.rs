@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
 use super::graph::load_order;
+use super::key_checks;
 use super::link::Link;
 use super::refresh::Refresh;
 use super::rows::loaded_columns;
@@ -103,6 +104,10 @@ impl UnitContext<'_> {
             ));
         }
         let cleared = self.clear(&ordered, &infos, &cyclic);
+        let keys_once = self.checks_keys_once(&ordered, &infos);
+        if keys_once {
+            steps.push(Step::new(Phase::Truncate, None, key_checks::checks_off()));
+        }
         steps.extend(cleared.steps);
         // Rows checked by an existing deferred key leave trigger events pending, and PostgreSQL
         // refuses ALTER TABLE while they are: after each such table's rows they are checked
@@ -151,6 +156,18 @@ impl UnitContext<'_> {
                 Phase::Data,
                 None,
                 "SET CONSTRAINTS ALL IMMEDIATE".to_string(),
+            ));
+        }
+        if keys_once {
+            let reloaded: Vec<&QualifiedName> = infos
+                .iter()
+                .filter(|i| i.action == Action::Reload)
+                .map(|i| &i.name)
+                .collect();
+            steps.push(Step::new(
+                Phase::ForeignKeys,
+                None,
+                key_checks::check_keys(&reloaded),
             ));
         }
         steps.extend(self.foreign_key_steps(&ordered, &infos, &cleared.readd, &cleared.rebuilt));
