@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::types::ToSql;
+use futures::future::join_all;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::explain::explain;
@@ -385,13 +386,14 @@ pub(super) async fn execute(
         .transaction()
         .await
         .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
-    let inside = steps
+    let inside: Vec<&Step> = steps
         .iter()
-        .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect));
-    let mut block: Option<TableIx> = None;
-    for step in inside {
+        .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect))
+        .collect();
+    // Whether a step runs, or is left out because a table it belongs to or references failed.
+    let runs = |step: &Step, isolated: &mut Isolated| {
         if step.table.is_some_and(|i| isolated.failed.contains_key(&i)) {
-            continue;
+            return false;
         }
         if let Some((j, what)) = &step.also {
             if isolated.failed.contains_key(j) {
@@ -399,24 +401,80 @@ pub(super) async fn execute(
                     "{what} is skipped: it references {}, which was not copied",
                     session.tables[*j].name.human()
                 ));
-                continue;
+                return false;
             }
         }
-        log_step(verbosity, step.text());
-        match step.phase {
-            Phase::TableStart => block = step.table,
-            Phase::TableEnd => block = None,
-            _ => {}
+        true
+    };
+    let mut block: Option<TableIx> = None;
+    let mut next = 0;
+    while next < inside.len() {
+        let step = inside[next];
+        next += 1;
+        if !runs(step, &mut isolated) {
+            continue;
         }
+        // Statements whose result nothing reads go together (see `pipelined`).
+        let mut window = vec![step];
+        if pipelined(step) && step.phase != Phase::TableEnd {
+            while let Some(&more) = inside.get(next) {
+                if window.len() == PIPELINE || !pipelined(more) || more.phase == Phase::TableStart {
+                    break;
+                }
+                // A table's block goes alone: a failure inside it undoes only its statements.
+                if block
+                    .or(step.table.filter(|_| step.phase == Phase::TableStart))
+                    .is_some()
+                    && more.table != step.table
+                {
+                    break;
+                }
+                next += 1;
+                if runs(more, &mut isolated) {
+                    window.push(more);
+                }
+                if more.phase == Phase::TableEnd {
+                    break;
+                }
+            }
+        }
+        // The block each statement runs in.
+        let blocks: Vec<Option<TableIx>> = window
+            .iter()
+            .map(|s| {
+                match s.phase {
+                    Phase::TableStart => block = s.table,
+                    Phase::TableEnd => block = None,
+                    _ => {}
+                }
+                log_step(verbosity, s.text());
+                if let Some(i) = s.table {
+                    tally.touch(i);
+                }
+                block
+            })
+            .collect();
         let started = Instant::now();
-        if let Some(i) = step.table {
-            tally.touch(i);
-        }
-        if let (StepKind::Merge, Some(i)) = (&step.kind, step.table) {
+        let failure = if window.len() > 1 {
+            let results = join_all(window.iter().map(|s| tx.batch_execute(&s.sql))).await;
+            // The first failure is the one to tell: the statements after it met an aborted
+            // transaction.
+            results
+                .into_iter()
+                .zip(window.iter().zip(&blocks))
+                .find_map(|(r, (s, b))| r.err().map(|e| (*s, *b, e)))
+        } else if let (StepKind::Merge, Some(i)) = (&step.kind, step.table) {
             merge(&tx, step, i, merges.remove(&i), tally, &fail).await?;
-        } else if let Err(e) = run_step(&tx, step, tally, &ctx.snapshot.at).await {
+            None
+        } else {
+            run_step(&tx, step, tally, &ctx.snapshot.at)
+                .await
+                .err()
+                .map(|e| (step, blocks[0], e))
+        };
+        if let Some((step, in_block, e)) = failure {
             let failed = fail(step, e);
-            match (block, step.table, session.undo_table) {
+            match (in_block, step.table, session.undo_table) {
                 (Some(b), Some(t), Some(undo)) if b == t => {
                     log_step(verbosity, undo);
                     tx.batch_execute(undo).await.map_err(|e| StepError {
@@ -434,8 +492,11 @@ pub(super) async fn execute(
                 _ => return Err(failed),
             }
         }
-        if let Some(i) = step.table {
-            tally.seconds(i, elapsed(started));
+        let share = elapsed(started) / window.len() as f64;
+        for s in &window {
+            if let Some(i) = s.table {
+                tally.seconds(i, share);
+            }
         }
     }
     // A run whose lock was taken from it (its session ended) must not load alongside the run
@@ -469,6 +530,17 @@ pub(super) async fn execute(
         let _ = client.batch_execute(&step.sql).await;
     }
     Ok((client, isolated))
+}
+
+/// The most statements sent at once.
+const PIPELINE: usize = 256;
+
+/// Whether a statement may be sent with those around it without waiting for their results
+/// (one round trip for a run of them instead of one each; PostgreSQL runs them in order, and
+/// after a failure refuses the rest, as the transaction is aborted): a plain statement, whose
+/// result nothing reads, that carries no secret.
+fn pipelined(step: &Step) -> bool {
+    matches!(step.kind, StepKind::Statement)
 }
 
 /// Copies into table `i` the rows the other ranges of its reload in parts put in its load
@@ -532,14 +604,14 @@ pub(super) async fn run_step(
     };
     match step.kind {
         StepKind::Rows => {
-            let rows = tx.execute(&step.sql, &[]).await?;
+            let rows = tx.execute_typed(&step.sql, &[]).await?;
             tally.rows(i, rows as i64, false);
         }
         StepKind::Batch { size } => {
             // The same statement, batch after batch, until the cursor runs dry.
             let mut total = 0;
             loop {
-                let rows = tx.execute(&step.sql, &[]).await?;
+                let rows = tx.execute_typed(&step.sql, &[]).await?;
                 total += rows as i64;
                 tally.rows(i, total, true);
                 if rows < size {
@@ -549,22 +621,22 @@ pub(super) async fn run_step(
         }
         // `execute` runs a merge (see `merge`), which waits for the other ranges and counts.
         StepKind::Merge => {
-            let rows = tx.execute(&step.sql, &[]).await?;
+            let rows = tx.execute_typed(&step.sql, &[]).await?;
             tally.merged(i, rows as i64);
         }
         StepKind::InsertMissing => {
-            let row = tx.query_one(&step.sql, &[]).await?;
+            let row = tx.query_typed_one(&step.sql, &[]).await?;
             tally.inserted(i, row.get(0), row.get(1), row.get(2));
         }
         StepKind::Together { ref tables } => {
-            let row = tx.query_one(&step.sql, &[]).await?;
+            let row = tx.query_typed_one(&step.sql, &[]).await?;
             for (k, &t) in tables.iter().enumerate() {
                 tally.touch(t);
                 tally.inserted(t, row.get(3 * k), row.get(3 * k + 1), row.get(3 * k + 2));
             }
         }
         StepKind::Synced { batch } => loop {
-            let row = tx.query_one(&step.sql, &[]).await?;
+            let row = tx.query_typed_one(&step.sql, &[]).await?;
             let counts = SyncCounts {
                 ranges: row.get(1),
                 ranges_differed: row.get(2),
@@ -587,15 +659,20 @@ pub(super) async fn run_step(
                 high_water,
                 gained,
             } = tally.record(i);
-            let values: [&(dyn ToSql + Sync); 6] = [
-                &rows,
-                &skipped,
-                &pushed_down,
-                &snapshot_at,
-                &high_water,
-                &gained,
-            ];
-            execute_with(tx, &step.sql, &values).await?;
+            // Typed parameters: one round trip, where preparing first would take two (`$5`
+            // and `$6` go unused by most records).
+            tx.execute_typed(
+                &step.sql,
+                &[
+                    (&rows, Type::INT8),
+                    (&skipped, Type::INT8),
+                    (&pushed_down, Type::BOOL),
+                    (&snapshot_at, Type::TEXT),
+                    (&high_water, Type::TEXT),
+                    (&gained, Type::INT8),
+                ],
+            )
+            .await?;
         }
         StepKind::Statement | StepKind::Secret { .. } => tx.batch_execute(&step.sql).await?,
     }

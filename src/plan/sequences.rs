@@ -13,6 +13,18 @@ impl UnitContext<'_> {
     /// behind the copied data.
     pub(super) fn sequence_steps(&self, ordered: &[&Table], infos: &[TableInfo]) -> Vec<Step> {
         let mut steps = Vec::new();
+        let prefetch = self.prefetch_sequences(ordered, infos);
+        let read = |seq: &QualifiedName| match &prefetch {
+            Some(_) => format!(
+                "(SELECT last_value, is_called FROM pg_temp.snapcopy_sequences WHERE name = {}) \
+                 AS s",
+                literal(&seq.to_string())
+            ),
+            None => self.link.read_sequence(seq),
+        };
+        if let Some(step) = &prefetch {
+            steps.push(step.clone());
+        }
         for (i, (table, info)) in ordered.iter().zip(infos).enumerate() {
             let i = TableIx(i);
             if info.data_only {
@@ -27,6 +39,7 @@ impl UnitContext<'_> {
                         seq,
                         &[(&table.name, &seq.column)],
                         matches!(info.action, Action::Insert | Action::UserRows),
+                        &read(&seq.name),
                     ),
                 ));
             }
@@ -57,12 +70,54 @@ impl UnitContext<'_> {
                     steps.push(Step::new(
                         Phase::Sequences,
                         Some(i),
-                        self.setval_sql(&shared.sequence, &bounds, true),
+                        self.setval_sql(
+                            &shared.sequence,
+                            &bounds,
+                            true,
+                            &read(&shared.sequence.name),
+                        ),
                     ));
                 }
             }
         }
         steps
+    }
+
+    /// With two sequences or more to set, the statement that reads all their states from the
+    /// source at once, into a temporary table (one round trip to the source instead of one per
+    /// sequence); `None` reads each where it is set. Each is still set in a statement of its
+    /// own table's, so that a table that failed takes only its own with it.
+    fn prefetch_sequences(&self, ordered: &[&Table], infos: &[TableInfo]) -> Option<Step> {
+        let mut names: Vec<&QualifiedName> = ordered
+            .iter()
+            .zip(infos)
+            .filter(|(_, info)| !info.data_only)
+            .flat_map(|(table, _)| table.sequences.iter().map(|s| &s.name))
+            .filter(|name| !self.is_shared(name))
+            .collect();
+        for shared in self.shared {
+            if ordered
+                .iter()
+                .zip(infos)
+                .any(|(t, info)| !info.data_only && shared.involves(&t.name))
+            {
+                names.push(&shared.sequence.name);
+            }
+        }
+        names.sort();
+        names.dedup();
+        if names.len() < 2 {
+            return None;
+        }
+        let from = self.link.read_sequences(&names)?;
+        Some(Step::new(
+            Phase::Sequences,
+            None,
+            format!(
+                "CREATE TEMPORARY TABLE snapcopy_sequences ON COMMIT DROP AS \
+                 SELECT name, last_value, is_called FROM {from}"
+            ),
+        ))
     }
 
     /// Sets a sequence from the source's state, read through the unit's link (so
@@ -76,6 +131,7 @@ impl UnitContext<'_> {
         seq: &Sequence,
         bounds: &[(&QualifiedName, &Ident)],
         keep_local: bool,
+        remote: &str,
     ) -> String {
         let inc = seq.increment;
         let (pick, agg) = if inc >= 0 {
@@ -117,7 +173,6 @@ impl UnitContext<'_> {
              ELSE s.last_value END AS src) AS x \
              CROSS JOIN LATERAL (SELECT {pick}(x.src{candidates}) AS want) AS n",
             seq_name = literal(&seq.name.to_string()),
-            remote = self.link.read_sequence(&seq.name),
         )
     }
 

@@ -247,6 +247,25 @@ impl Link for Dblink<'_> {
         )
     }
 
+    fn read_sequences(&self, sequences: &[&QualifiedName]) -> Option<String> {
+        let query = sequences
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT {}::text, last_value, is_called FROM {s}",
+                    literal(&s.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        Some(format!(
+            "{}.dblink({}, {}) AS s(name text, last_value bigint, is_called boolean)",
+            self.schema,
+            self.conn(),
+            literal(&query)
+        ))
+    }
+
     fn cursor(&self, read: &Read, batch: i64) -> Option<Cursor> {
         Some(Cursor {
             declare: format!(

@@ -249,6 +249,11 @@ impl Link for PostgresFdw<'_> {
         format!("{} AS s", self.proxy(sequence))
     }
 
+    /// Each sequence has a foreign table of its own.
+    fn read_sequences(&self, _sequences: &[&QualifiedName]) -> Option<String> {
+        None
+    }
+
     fn cursor(&self, _read: &Read, _batch: i64) -> Option<Cursor> {
         None
     }

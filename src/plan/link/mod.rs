@@ -71,6 +71,10 @@ pub(super) trait Link {
     /// A FROM item `s(last_value, is_called)` with a source sequence's state.
     fn read_sequence(&self, sequence: &QualifiedName) -> String;
 
+    /// A FROM item `s(name, last_value, is_called)` with the states of several source
+    /// sequences read at once (`name` as given), or `None` for a link that reads each apart.
+    fn read_sequences(&self, sequences: &[&QualifiedName]) -> Option<String>;
+
     /// For a link that holds a whole result on the target before the first row is inserted
     /// (dblink), the statements that read the rows in batches from a cursor instead; `None`
     /// for a link that streams.
