@@ -669,6 +669,132 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     );
 }
 
+/// A large reload of a table that nothing on the target depends on goes as a first copy does:
+/// into a new table, split across sessions, with its indexes built at once, swapped in for the
+/// old one in the unit's transaction. The table comes out as the source's (rows, definition,
+/// the foreign keys to it from the unit's other table, its sequence), the registry follows it
+/// (the next run knows it as snapcopy's). A view made on it while its rows were loading fails
+/// the unit before the old table goes: the table keeps its rows and the view, and the next run
+/// reloads it in place, saying why.
+#[test]
+fn a_large_reload_nothing_depends_on_goes_into_a_new_table_swapped_in() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.owners (id integer PRIMARY KEY);
+         INSERT INTO public.owners SELECT generate_series(0, 99);
+         CREATE TABLE public.docs (id uuid PRIMARY KEY, n bigserial, owner integer NOT NULL REFERENCES public.owners,
+                                   title text UNIQUE, body text);
+         COMMENT ON TABLE public.docs IS 'the documents';
+         COMMENT ON COLUMN public.docs.title IS 'shown in lists';
+         CREATE INDEX docs_owner_idx ON public.docs (owner);
+         CREATE TABLE public.notes (id integer PRIMARY KEY, doc_id uuid NOT NULL REFERENCES public.docs, body text);
+         INSERT INTO public.docs (id, owner, title, body) SELECT md5(g::text)::uuid, g % 100, 'title ' || g,
+                repeat(md5(g::text), 3) FROM generate_series(1, 30000) g;
+         INSERT INTO public.notes SELECT g, md5(g::text)::uuid, 'note' FROM generate_series(1, 1000) g;
+         ANALYZE",
+    );
+    let tables = ["public.docs", "public.notes", "public.owners"];
+    let copy = |pair: &Pair| {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .env("SNAPCOPY_SPLIT_MB", "1")
+            .args(tables);
+        cmd
+    };
+    copy(&pair).assert().success();
+    let mut plan = pair.snapcopy();
+    plan.env("SNAPCOPY_BATCH_MB", "1")
+        .env("SNAPCOPY_SPLIT_MB", "1")
+        .arg("plan")
+        .args(tables);
+    let plan = String::from_utf8(plan.output().unwrap().stdout).unwrap();
+    assert!(
+        plan.contains("public.docs goes only if nothing has come to depend on it"),
+        "{plan}"
+    );
+    pair.source.psql(
+        "app",
+        "UPDATE public.docs SET title = title || '!' WHERE owner = 7;
+         DELETE FROM public.notes WHERE id > 900;
+         DELETE FROM public.docs WHERE owner = 8 AND id NOT IN (SELECT doc_id FROM public.notes);
+         INSERT INTO public.docs (id, owner, title) SELECT md5('new' || g)::uuid, 1, 'new ' || g
+         FROM generate_series(1, 500) g",
+    );
+    let out = copy(&pair).arg("--json").assert().success();
+    let row = summary_row(&out.get_output().stdout, "public.docs");
+    assert_eq!(row["action"], "reload", "{row}");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap()
+            .contains("into a new table swapped in for the old one"),
+        "{row}"
+    );
+    let same_as_source = |pair: &Pair| {
+        for table in tables {
+            same(pair, table);
+            assert_eq!(
+                definition(&pair.target, "dev", table),
+                definition(&pair.source, "app", table),
+                "{table}"
+            );
+        }
+        let sequence = "SELECT last_value FROM public.docs_n_seq";
+        assert_eq!(
+            pair.target.psql("dev", sequence),
+            pair.source.psql("app", sequence)
+        );
+    };
+    same_as_source(&pair);
+    // The registry knows the new table: an incremental run takes it as snapcopy's.
+    pair.snapcopy()
+        .args(["--mode", "incremental", "public.docs"])
+        .assert()
+        .success();
+
+    // A view made on docs while its rows load (when an index of the load table is built).
+    pair.target.psql(
+        "dev",
+        "CREATE FUNCTION public.late_view() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE schema_name = 'snapcopy') THEN
+             CREATE OR REPLACE VIEW public.late AS SELECT id, title FROM public.docs;
+           END IF;
+         END $$;
+         CREATE EVENT TRIGGER late_view ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+         EXECUTE FUNCTION public.late_view();",
+    );
+    let before = checksum(&pair.target, "dev", "public.docs");
+    pair.source.psql(
+        "app",
+        "UPDATE public.docs SET body = 'changed' WHERE owner = 9",
+    );
+    copy(&pair).assert().code(1).stderr(
+        predicate::str::contains("view late now depends on public.docs")
+            .and(predicate::str::contains("run again")),
+    );
+    assert_eq!(checksum(&pair.target, "dev", "public.docs"), before);
+    pair.target.psql("dev", "DROP EVENT TRIGGER late_view");
+    let out = copy(&pair).arg("--json").assert().success();
+    let row = summary_row(&out.get_output().stdout, "public.docs");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap()
+            .contains("in place, as rule _RETURN on view late depends on it"),
+        "{row}"
+    );
+    same_as_source(&pair);
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM public.late WHERE title LIKE '%!'"
+        ),
+        "300"
+    );
+}
+
 /// A reload in parts copies the other ranges' rows in only once their sessions have committed
 /// them, and all of them: here the other range's session is slowed down on the target (a
 /// trigger that an event trigger puts on snapcopy's load table), then made to lose a row
@@ -692,9 +818,11 @@ fn a_reload_in_parts_waits_for_its_other_ranges_and_takes_all_their_rows() {
         cmd
     };
     copy(&pair).assert().success();
+    // A grant on the table keeps it in place (its unit copies the other range's rows in).
     pair.target.psql(
         "dev",
-        "CREATE TABLE public.load_rule (what text);
+        "GRANT SELECT ON public.docs TO PUBLIC;
+         CREATE TABLE public.load_rule (what text);
          INSERT INTO public.load_rule VALUES ('slow');
          CREATE FUNCTION public.on_load() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN

@@ -531,3 +531,45 @@ impl UnitContext<'_> {
         steps
     }
 }
+
+/// The guard before a table reloaded into a new one drops the old one: locked, nothing may
+/// have come to depend on it since the plan looked (a view, a function taking its row type, a
+/// foreign key from a table outside the unit `in_unit`), or the unit fails and the table keeps
+/// its rows; the next run reloads it in place. What is dropped with CASCADE is then only its
+/// own parts and the unit's foreign keys to it, which the unit adds back.
+pub(super) fn still_replaceable(name: &QualifiedName, in_unit: &BTreeSet<&QualifiedName>) -> Step {
+    let unit: Vec<String> = in_unit
+        .iter()
+        .map(|t| format!("{}::pg_catalog.regclass", literal(&t.to_string())))
+        .collect();
+    let table = format!("{}::pg_catalog.regclass", literal(&name.to_string()));
+    Step::new(
+        Phase::Truncate,
+        None,
+        format!(
+            "DO $snapcopy$ DECLARE what text; BEGIN \
+             LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE; \
+             SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) INTO what \
+             FROM pg_catalog.pg_depend d \
+             WHERE d.deptype = 'n' \
+             AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = {table}) \
+             OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
+             AND d.refobjid = (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = {table}))) \
+             AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND EXISTS \
+             (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.oid = d.objid \
+             AND k.conrelid = ANY (ARRAY[{unit}]))) \
+             LIMIT 1; \
+             IF what IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '2BP01', \
+             MESSAGE = pg_catalog.format('%s now depends on %s, which the reload was to \
+             replace with a new table: nothing changed; run again, and the next run reloads it \
+             in place', what, {human}); \
+             END IF; END $snapcopy$",
+            unit = unit.join(", "),
+            human = literal(&name.human()),
+        ),
+    )
+    .with_note(format!(
+        "{} goes only if nothing has come to depend on it",
+        name.human()
+    ))
+}

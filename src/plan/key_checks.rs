@@ -38,8 +38,10 @@ impl UnitContext<'_> {
         });
         reloads_a_key
             && infos.iter().all(|i| {
-                matches!(i.action, Action::Reload | Action::Create | Action::Rebuild)
-                    && !i.data_only
+                matches!(
+                    i.action,
+                    Action::Reload | Action::Create | Action::Rebuild | Action::Replace
+                ) && !i.data_only
             })
     }
 }

@@ -20,7 +20,9 @@ impl UnitContext<'_> {
             },
             Action::UserRows => vec![self.user_rows_step(table, i)],
             Action::Sync => self.sync_rows(table, i),
-            Action::Create | Action::Reload | Action::Rebuild => self.full_rows(table, info, i),
+            Action::Create | Action::Reload | Action::Rebuild | Action::Replace => {
+                self.full_rows(table, info, i)
+            }
         }
     }
 

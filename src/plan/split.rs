@@ -86,6 +86,19 @@ impl UnitContext<'_> {
             && self.reindexes(table, info)
     }
 
+    /// Whether a full reload of `table` goes into a new table swapped in for the old one,
+    /// the way a first copy loads: a table that would reload in parts, which nothing the user
+    /// built on the target needs (no view, grant, local index, comment, trigger, policy,
+    /// setting: see [`crate::target::TargetState::keeps_identity`]). It saves the local copy
+    /// of the other ranges' rows, and its indexes build at once in sessions of their own.
+    pub(super) fn replaces(&self, table: &Table, info: &TableInfo) -> bool {
+        info.action == super::Action::Reload
+            && !info.data_only
+            && self.target.managed.contains_key(&table.name)
+            && !self.target.keeps_identity.contains_key(&table.name)
+            && self.ranges(table, info).is_some()
+    }
+
     /// Whether a foreign key ties `table` to another table of the run, either way.
     fn tied_by_foreign_keys(&self, table: &Table) -> bool {
         let references = |from: &Table, to: &QualifiedName| {

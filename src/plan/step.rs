@@ -132,6 +132,12 @@ pub enum Action {
     Reload,
     /// Its shape changed on the source: drop it and create it anew (full mode).
     Rebuild,
+    /// snapcopy made it before and nothing on the target needs its identity (its oid): load
+    /// a new table, split across sessions as a first copy is, and swap it in for the old one
+    /// in the unit's transaction (full mode; see `UnitContext::replaces`). The user sees a
+    /// reload.
+    #[serde(rename = "reload")]
+    Replace,
     /// Insert the rows whose key is missing (incremental mode).
     Insert,
     /// Insert, update and delete the rows that differ from the source's (sync mode).
@@ -216,6 +222,7 @@ impl Action {
             Action::Create => ("create", "copying", "created"),
             Action::Reload => ("reload", "reloading", "reloaded"),
             Action::Rebuild => ("rebuild", "rebuilding", "rebuilt"),
+            Action::Replace => ("reload", "reloading", "reloaded"),
             Action::Insert => ("insert missing rows", "adding missing rows to", "inserted"),
             Action::Sync => ("sync", "syncing", "synced"),
             Action::UserRows => (
@@ -248,7 +255,12 @@ impl Action {
 
     /// Whether the table is (re)created from the catalog in this run.
     pub fn creates(self) -> bool {
-        matches!(self, Action::Create | Action::Rebuild)
+        matches!(self, Action::Create | Action::Rebuild | Action::Replace)
+    }
+
+    /// Whether the table the target has goes, and a new one takes its place.
+    pub fn drops(self) -> bool {
+        matches!(self, Action::Rebuild | Action::Replace)
     }
 }
 

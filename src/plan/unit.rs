@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::ddl::{create_table_steps, move_steps, post_data_steps, trigger_steps, Inheritance};
+use super::ddl::{
+    create_table_steps, move_steps, post_data_steps, still_replaceable, trigger_steps, Inheritance,
+};
 use super::graph::load_order;
 use super::key_checks;
 use super::link::Link;
@@ -77,6 +79,23 @@ impl UnitContext<'_> {
         for (table, info) in ordered.iter().zip(infos.iter_mut()) {
             if let Some(pushdown) = self.compared(table, info) {
                 info.pushdown = Some(pushdown);
+            }
+        }
+        // A large reload that nothing on the target ties to its table goes as a first copy
+        // does: into a new table, split across sessions, swapped in for the old one.
+        for (table, info) in ordered.iter().zip(infos.iter_mut()) {
+            if self.replaces(table, info) {
+                info.action = Action::Replace;
+                info.reason = Some(
+                    "into a new table swapped in for the old one (nothing on the target \
+                     depends on it)"
+                        .into(),
+                );
+            } else if let (true, Some(why)) = (
+                self.reloads_in_parts(table, info) && info.reason.is_none(),
+                self.target.keeps_identity.get(&table.name),
+            ) {
+                info.reason = Some(format!("in place, as {why}"));
             }
         }
         // Split tables: their ranges, and the names they load under.
@@ -278,7 +297,7 @@ impl UnitContext<'_> {
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
         let rebuilt: BTreeSet<QualifiedName> = infos
             .iter()
-            .filter(|i| i.action == Action::Rebuild)
+            .filter(|i| i.action.drops())
             .map(|i| i.name.clone())
             .collect();
         // User triggers never fire on snapcopy's loads: those of existing tables are off until
@@ -330,8 +349,11 @@ impl UnitContext<'_> {
                 steps.extend(self.sync_compare(table, info, TableIx(i)));
             }
         }
-        for name in &rebuilt {
-            steps.extend(self.drop_steps(name, &in_unit));
+        for info in infos.iter().filter(|i| i.action.drops()) {
+            if info.action == Action::Replace {
+                steps.push(still_replaceable(&info.name, &in_unit));
+            }
+            steps.extend(self.drop_steps(&info.name, &in_unit));
         }
         let reloads: Vec<String> = infos
             .iter()
@@ -483,7 +505,7 @@ impl UnitContext<'_> {
     fn local_mark(&self, table: &Table, info: &TableInfo) -> bool {
         let equal = matches!(
             info.action,
-            Action::Create | Action::Reload | Action::Rebuild | Action::Sync
+            Action::Create | Action::Reload | Action::Rebuild | Action::Replace | Action::Sync
         );
         equal && self.mark(table, info).is_some() && self.target.clock.is_some()
     }

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Row};
 use super::registry::Managed;
 use crate::cli::StagingKind;
 use crate::plan::staging_name;
-use crate::source::{Catalog, ChangeMark, Shape, Table, TriggerState};
+use crate::source::{Catalog, ChangeMark, ConstraintKind, Shape, Table, TriggerState};
 use crate::sql::{Ident, QualifiedName};
 
 /// What the target already has, as the plan needs to know it.
@@ -68,6 +68,11 @@ pub struct TargetState {
     /// each with whether something keeps it in place (see `sql/indexes.sql`): a large reload
     /// drops the others and builds them after its rows.
     pub indexes: BTreeMap<QualifiedName, BTreeMap<String, bool>>,
+    /// The managed tables that must keep their identity (their oid) through a full reload,
+    /// with why: something the user built on the target depends on them, or they differ from
+    /// what snapcopy makes (see `sql/identity.sql`). The others may be reloaded into a new
+    /// table swapped in for the old one.
+    pub keeps_identity: BTreeMap<QualifiedName, String>,
     /// The tables the registry lists as loaded data-only: the user's, never snapcopy's.
     pub data_only: BTreeSet<QualifiedName>,
     /// The chosen tables on the target that snapcopy did not make, as a data-only load needs
@@ -176,6 +181,20 @@ pub async fn read(
             .entry(qualified(&r, 0))
             .or_default()
             .insert(r.get(3), r.get(4));
+    }
+    for r in by_name(client, include_str!("sql/identity.sql"), &tables, "tables").await? {
+        let name = qualified(&r, 0);
+        let Some(table) = catalog.tables.iter().find(|t| t.name == name) else {
+            continue;
+        };
+        let comments: BTreeMap<String, String> =
+            serde_json::from_str(&r.get::<_, String>(4)).unwrap_or_default();
+        let why = r
+            .get::<_, Option<String>>(2)
+            .or_else(|| differs_from_source(table, &state, r.get(3), &comments));
+        if let Some(why) = why {
+            state.keeps_identity.insert(name, why);
+        }
     }
     for r in by_name(
         client,
@@ -310,6 +329,66 @@ pub(super) async fn by_name(
         .query(sql, &params)
         .await
         .with_context(|| format!("could not read the target's {what}"))
+}
+
+/// What the target has on `table` that snapcopy would not make from the source's catalog
+/// (comments, triggers, indexes), or an index that something depends on: the table must then
+/// keep its identity through a reload. `comment` and `column_comments` are the target's.
+fn differs_from_source(
+    table: &Table,
+    state: &TargetState,
+    comment: Option<String>,
+    column_comments: &BTreeMap<String, String>,
+) -> Option<String> {
+    if comment != table.comment {
+        return Some("its comment is not the source's".into());
+    }
+    let theirs: BTreeMap<String, String> = table
+        .columns
+        .iter()
+        .filter_map(|c| Some((c.name.raw().to_string(), c.comment.clone()?)))
+        .collect();
+    if &theirs != column_comments {
+        return Some("its columns' comments are not the source's".into());
+    }
+    let mut triggers: Vec<(&str, TriggerState)> = state
+        .triggers
+        .get(&table.name)
+        .into_iter()
+        .flatten()
+        .map(|(n, s)| (n.raw(), *s))
+        .collect();
+    let mut source: Vec<(&str, TriggerState)> = table
+        .triggers
+        .iter()
+        .map(|t| (t.name.raw(), t.state))
+        .collect();
+    triggers.sort_by_key(|(n, _)| *n);
+    source.sort_by_key(|(n, _)| *n);
+    if triggers != source {
+        return Some("its triggers are not the source's".into());
+    }
+    let made: BTreeSet<&str> = table
+        .constraints
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclude
+            )
+        })
+        .map(|c| c.name.raw())
+        .chain(table.indexes.iter().map(|x| x.name.raw()))
+        .collect();
+    for (index, kept) in state.indexes.get(&table.name).into_iter().flatten() {
+        if *kept {
+            return Some(format!("something depends on its index or key {index}"));
+        }
+        if !made.contains(index.as_str()) {
+            return Some(format!("it has an index the source does not ({index})"));
+        }
+    }
+    None
 }
 
 /// The qualified name in columns `at` (schema) and `at + 1` (name) of a row.

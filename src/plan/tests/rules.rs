@@ -325,14 +325,43 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
         splits(&plan(&catalog, &new, &options(StagingKind::View))),
         2
     );
-    // A reload goes in parts: the unit loads the first range into the table it truncated,
-    // sessions of their own the others into a load table whose rows the unit copies in.
+    // A reload of a table nothing on the target depends on goes as a first copy: every range
+    // into a new table, its indexes built there, the table swapped in.
     let reload = plan(&catalog, &copied(&catalog), &options(StagingKind::View));
     assert_eq!(splits(&reload), 2);
-    for split in reload.units.iter().flat_map(|u| &u.splits) {
+    for (split, unit) in reload
+        .units
+        .iter()
+        .flat_map(|u| u.splits.iter().map(move |s| (s, u)))
+    {
+        assert!(!split.merged);
+        assert_eq!(split.ranges.len(), 2);
+        assert!(!split.indexes.is_empty(), "keys are built on the new table");
+        assert_eq!(unit.tables[split.table.0].action, Action::Replace);
+    }
+    // One the target ties to its table (a view, a grant, ...) goes in parts: the unit loads the
+    // first range into the table it truncated, sessions of their own the others into a load
+    // table whose rows the unit copies in.
+    let mut tied = copied(&catalog);
+    for t in &catalog.tables {
+        tied.keeps_identity
+            .insert(t.name.clone(), "it has grants on the target".into());
+    }
+    let reload = plan(&catalog, &tied, &options(StagingKind::View));
+    assert_eq!(splits(&reload), 2);
+    for (split, unit) in reload
+        .units
+        .iter()
+        .flat_map(|u| u.splits.iter().map(move |s| (s, u)))
+    {
         assert!(split.merged);
         assert_eq!(split.ranges.len(), 1, "the first range is the unit's");
         assert!(split.indexes.is_empty(), "keys are built in the table");
+        assert_eq!(unit.tables[split.table.0].action, Action::Reload);
+        assert_eq!(
+            unit.tables[split.table.0].reason.as_deref(),
+            Some("in place, as it has grants on the target")
+        );
     }
     assert_eq!(
         splits(&plan(&catalog, &new, &options(StagingKind::Matview))),
@@ -348,10 +377,10 @@ fn only_large_tables_created_in_this_run_and_read_through_views_are_split() {
     let mut large = options(StagingKind::View);
     large.split_bytes = 2 << 30;
     assert_eq!(splits(&plan(&catalog, &new, &large)), 0);
-    // A changed table is rebuilt from its ranges (the other one reloads in parts).
+    // A changed table is rebuilt from its ranges (the other one, tied, reloads in parts).
     let mut changed = catalog.clone();
     changed.tables[1].columns.push(column("note", "text"));
-    let rebuilt = plan(&changed, &copied(&catalog), &options(StagingKind::View));
+    let rebuilt = plan(&changed, &tied, &options(StagingKind::View));
     let moved: Vec<bool> = rebuilt
         .units
         .iter()
