@@ -793,6 +793,45 @@ fn a_large_reload_nothing_depends_on_goes_into_a_new_table_swapped_in() {
         ),
         "300"
     );
+    // A foreign key to a table the run leaves out, and a constraint of the target's own, would
+    // go with the old table: it reloads in place and keeps them.
+    pair.target.psql("dev", "DROP VIEW public.late");
+    let note = |pair: &Pair, tables: &[&str]| {
+        let mut cmd = pair.snapcopy();
+        cmd.env("SNAPCOPY_BATCH_MB", "1")
+            .env("SNAPCOPY_SPLIT_MB", "1")
+            .arg("--json")
+            .args(tables);
+        let out = cmd.assert().success();
+        summary_row(&out.get_output().stdout, "public.docs")["note"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let alone = note(&pair, &["public.docs", "public.notes"]);
+    assert!(
+        alone.contains(
+            "in place, as its foreign key docs_owner_fkey references owners, which is not in the run"
+        ),
+        "{alone}"
+    );
+    pair.target.psql(
+        "dev",
+        "ALTER TABLE public.docs ADD CONSTRAINT docs_local CHECK (owner >= 0)",
+    );
+    let local = note(&pair, &tables);
+    assert!(
+        local.contains("in place, as it has a constraint the source does not (docs_local)"),
+        "{local}"
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint \
+             WHERE conrelid = 'public.docs'::regclass"
+        ),
+        "docs_local,docs_owner_fkey,docs_pkey,docs_title_key"
+    );
 }
 
 /// A reload in parts copies the other ranges' rows in only once their sessions have committed

@@ -332,7 +332,7 @@ pub(super) async fn by_name(
 }
 
 /// What the target has on `table` that snapcopy would not make from the source's catalog
-/// (comments, triggers, indexes), or an index that something depends on: the table must then
+/// (comments, triggers, constraints, indexes), or an index that something depends on: the table must then
 /// keep its identity through a reload. `comment` and `column_comments` are the target's.
 fn differs_from_source(
     table: &Table,
@@ -367,6 +367,14 @@ fn differs_from_source(
     source.sort_by_key(|(n, _)| *n);
     if triggers != source {
         return Some("its triggers are not the source's".into());
+    }
+    let constraints: BTreeSet<&str> = table.constraints.iter().map(|c| c.name.raw()).collect();
+    if let Some((_, name)) = state
+        .existing_constraints
+        .iter()
+        .find(|(t, name)| t == &table.name && !constraints.contains(name.as_str()))
+    {
+        return Some(format!("it has a constraint the source does not ({name})"));
     }
     let made: BTreeSet<&str> = table
         .constraints

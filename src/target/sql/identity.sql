@@ -2,7 +2,7 @@
 -- identity (its oid) through a full reload: the first of the things snapcopy does not make
 -- itself that a new table in its place would lose or that would go with the old one (grants, a
 -- role other than the run's owning it, row security, storage or statistics settings, a
--- replica identity, a clustered index, and any object that depends on it or on its row type
+-- replica identity, a clustered index, a foreign key to a table not named, and any object that depends on it or on its row type
 -- other than its own parts and the named tables' foreign keys), or NULL; then its comment and
 -- its columns' comments (the plan compares them with the source's), and whether it has
 -- children or is partitioned or a partition.
@@ -71,6 +71,12 @@ SELECT w.nspname, w.relname,
            CASE WHEN c.relhassubclass OR c.relispartition
                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = w.oid)
                 THEN 'it takes part in inheritance' END,
+           (SELECT 'its foreign key ' || pg_catalog.quote_ident(k.conname) || ' references '
+                   || k.confrelid::pg_catalog.regclass::text || ', which is not in the run'
+            FROM pg_catalog.pg_constraint k
+            WHERE k.conrelid = w.oid AND k.contype = 'f'
+              AND k.confrelid NOT IN (SELECT oid FROM named)
+            ORDER BY k.conname LIMIT 1),
            (SELECT min(dep.what) || ' depends on it' FROM dependents dep
             WHERE dep.table_oid = w.oid)
        ),
