@@ -669,7 +669,8 @@ fn a_large_reload_builds_keys_after_its_rows_and_keeps_what_the_target_built() {
     );
 }
 
-/// A large reload of a table that nothing on the target depends on goes as a first copy does:
+/// A large reload of a table that nothing on the target depends on goes as a first copy does
+/// (here two of them in one unit, one with a generated column):
 /// into a new table, split across sessions, with its indexes built at once, swapped in for the
 /// old one in the unit's transaction. The table comes out as the source's (rows, definition,
 /// the foreign keys to it from the unit's other table, its sequence), the registry follows it
@@ -684,14 +685,16 @@ fn a_large_reload_nothing_depends_on_goes_into_a_new_table_swapped_in() {
         "CREATE TABLE public.owners (id integer PRIMARY KEY);
          INSERT INTO public.owners SELECT generate_series(0, 99);
          CREATE TABLE public.docs (id uuid PRIMARY KEY, n bigserial, owner integer NOT NULL REFERENCES public.owners,
-                                   title text UNIQUE, body text);
+                                   title text UNIQUE, body text,
+                                   shout text GENERATED ALWAYS AS (upper(title)) STORED);
          COMMENT ON TABLE public.docs IS 'the documents';
          COMMENT ON COLUMN public.docs.title IS 'shown in lists';
          CREATE INDEX docs_owner_idx ON public.docs (owner);
          CREATE TABLE public.notes (id integer PRIMARY KEY, doc_id uuid NOT NULL REFERENCES public.docs, body text);
          INSERT INTO public.docs (id, owner, title, body) SELECT md5(g::text)::uuid, g % 100, 'title ' || g,
                 repeat(md5(g::text), 3) FROM generate_series(1, 30000) g;
-         INSERT INTO public.notes SELECT g, md5(g::text)::uuid, 'note' FROM generate_series(1, 1000) g;
+         INSERT INTO public.notes SELECT g, md5((1 + g % 30000)::text)::uuid, repeat('note ', 20)
+         FROM generate_series(1, 30000) g;
          ANALYZE",
     );
     let tables = ["public.docs", "public.notes", "public.owners"];
@@ -722,15 +725,17 @@ fn a_large_reload_nothing_depends_on_goes_into_a_new_table_swapped_in() {
          FROM generate_series(1, 500) g",
     );
     let out = copy(&pair).arg("--json").assert().success();
-    let row = summary_row(&out.get_output().stdout, "public.docs");
-    assert_eq!(row["action"], "reload", "{row}");
-    assert!(
-        row["note"]
-            .as_str()
-            .unwrap()
-            .contains("into a new table swapped in for the old one"),
-        "{row}"
-    );
+    for table in ["public.docs", "public.notes"] {
+        let row = summary_row(&out.get_output().stdout, table);
+        assert_eq!(row["action"], "reload", "{row}");
+        assert!(
+            row["note"]
+                .as_str()
+                .unwrap()
+                .contains("into a new table swapped in for the old one"),
+            "{row}"
+        );
+    }
     let same_as_source = |pair: &Pair| {
         for table in tables {
             same(pair, table);

@@ -534,13 +534,14 @@ impl UnitContext<'_> {
 
 /// The guard before a table reloaded into a new one drops the old one: locked, nothing may
 /// have come to depend on it since the plan looked (a view, a function taking its row type, a
-/// foreign key from a table outside the unit `in_unit`), or the unit fails and the table keeps
+/// foreign key from a table outside the unit `in_unit`; not its own generated columns, whose
+/// expressions depend on its other columns), or the unit fails and the table keeps
 /// its rows; the next run reloads it in place. What is dropped with CASCADE is then only its
 /// own parts and the unit's foreign keys to it, which the unit adds back.
 pub(super) fn still_replaceable(name: &QualifiedName, in_unit: &BTreeSet<&QualifiedName>) -> Step {
     let unit: Vec<String> = in_unit
         .iter()
-        .map(|t| format!("{}::pg_catalog.regclass", literal(&t.to_string())))
+        .map(|t| format!("pg_catalog.to_regclass({})", literal(&t.to_string())))
         .collect();
     let table = format!("{}::pg_catalog.regclass", literal(&name.to_string()));
     Step::new(
@@ -555,6 +556,7 @@ pub(super) fn still_replaceable(name: &QualifiedName, in_unit: &BTreeSet<&Qualif
              AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = {table}) \
              OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
              AND d.refobjid = (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = {table}))) \
+             AND d.classid <> 'pg_catalog.pg_attrdef'::pg_catalog.regclass \
              AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND EXISTS \
              (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.oid = d.objid \
              AND k.conrelid = ANY (ARRAY[{unit}]))) \

@@ -349,10 +349,11 @@ impl UnitContext<'_> {
                 steps.extend(self.sync_compare(table, info, TableIx(i)));
             }
         }
+        // Every guard before the first drop: a guard names the unit's tables.
+        for info in infos.iter().filter(|i| i.action == Action::Replace) {
+            steps.push(still_replaceable(&info.name, &in_unit));
+        }
         for info in infos.iter().filter(|i| i.action.drops()) {
-            if info.action == Action::Replace {
-                steps.push(still_replaceable(&info.name, &in_unit));
-            }
             steps.extend(self.drop_steps(&info.name, &in_unit));
         }
         let reloads: Vec<String> = infos
