@@ -532,42 +532,33 @@ impl UnitContext<'_> {
     }
 }
 
-/// The guard before a table reloaded into a new one drops the old one: locked, nothing may
-/// have come to depend on it since the plan looked (a view, a function taking its row type, a
-/// foreign key from a table outside the unit `in_unit`; not its own generated columns, whose
-/// expressions depend on its other columns), or the unit fails and the table keeps
-/// its rows; the next run reloads it in place. What is dropped with CASCADE is then only its
-/// own parts and the unit's foreign keys to it, which the unit adds back.
-pub(super) fn still_replaceable(name: &QualifiedName, in_unit: &BTreeSet<&QualifiedName>) -> Step {
-    let unit: Vec<String> = in_unit
-        .iter()
-        .map(|t| format!("pg_catalog.to_regclass({})", literal(&t.to_string())))
-        .collect();
-    let table = format!("{}::pg_catalog.regclass", literal(&name.to_string()));
+/// The guard before a table reloaded into a new one drops the old one: locked, the table's
+/// fingerprint must be the one the plan read (`fingerprint`, see
+/// [`crate::target::state::fingerprint`]). If anything was made on it meanwhile (a view, a
+/// grant, an index, a comment...), the unit fails before it changes anything and the table
+/// keeps its rows; the next run sees what is on it now. What the drop's CASCADE takes is then
+/// only the table's own parts and the unit's foreign keys to it, which the unit adds back.
+/// Guards run first in the unit, before its other statements change the unit's tables.
+pub(super) fn still_replaceable(name: &QualifiedName, fingerprint: &str) -> Step {
+    let now = crate::target::state::fingerprint(&format!(
+        "{}::pg_catalog.regclass",
+        literal(&name.to_string())
+    ));
     Step::new(
         Phase::Truncate,
         None,
         format!(
-            "DO $snapcopy$ DECLARE what text; BEGIN \
-             LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE; \
-             SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) INTO what \
-             FROM pg_catalog.pg_depend d \
-             WHERE d.deptype = 'n' \
-             AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = {table}) \
-             OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass \
-             AND d.refobjid = (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = {table}))) \
-             AND d.classid <> 'pg_catalog.pg_attrdef'::pg_catalog.regclass \
-             AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND EXISTS \
-             (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.oid = d.objid \
-             AND k.conrelid = ANY (ARRAY[{unit}]))) \
-             LIMIT 1; \
-             IF what IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '2BP01', \
-             MESSAGE = pg_catalog.format('%s now depends on %s, which the reload was to \
-             replace with a new table: nothing changed; run again, and the next run reloads it \
-             in place', what, {human}); \
-             END IF; END $snapcopy$",
-            unit = unit.join(", "),
-            human = literal(&name.human()),
+            "DO $snapcopy$ BEGIN LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE; \
+             IF {now} IS DISTINCT FROM {then} THEN RAISE EXCEPTION USING ERRCODE = '55000', \
+             MESSAGE = {message}; END IF; END $snapcopy$",
+            then = literal(fingerprint),
+            message = literal(&format!(
+                "{} changed on the target while this run loaded its rows into a new table (a \
+                 view, grant, index, comment or other object made on it, or a setting changed): \
+                 nothing changed; run again, and the next run takes what is on it now into \
+                 account",
+                name.human()
+            )),
         ),
     )
     .with_note(format!(

@@ -40,10 +40,15 @@ impl fmt::Display for Plan {
                     writeln!(
                         f,
                         "-- {}: {} of its ranges at once (a session and a transaction each) into \
-                         {}, while the unit loads the first; the unit then copies their rows",
+                         {}, while the unit loads the first; the unit then copies their rows{}",
                         table.name.human(),
                         split.ranges.len(),
-                        split.load_table
+                        split.load_table,
+                        table
+                            .reason
+                            .as_ref()
+                            .map(|r| format!(" (reloaded {r})"))
+                            .unwrap_or_default()
                     )?;
                 } else {
                     writeln!(

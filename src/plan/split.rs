@@ -94,7 +94,7 @@ impl UnitContext<'_> {
     pub(super) fn replaces(&self, table: &Table, info: &TableInfo) -> bool {
         info.action == super::Action::Reload
             && !info.data_only
-            && self.target.managed.contains_key(&table.name)
+            && self.target.fingerprints.contains_key(&table.name)
             && !self.target.keeps_identity.contains_key(&table.name)
             && self.ranges(table, info).is_some()
     }

@@ -91,11 +91,9 @@ impl UnitContext<'_> {
                      depends on it)"
                         .into(),
                 );
-            } else if let (true, Some(why)) = (
-                self.reloads_in_parts(table, info) && info.reason.is_none(),
-                self.target.keeps_identity.get(&table.name),
-            ) {
-                info.reason = Some(format!("in place, as {why}"));
+            } else if self.reloads_in_parts(table, info) && info.reason.is_none() {
+                let why = self.target.keeps_identity.get(&table.name);
+                info.reason = why.map(|why| format!("in place, as {why}"));
             }
         }
         // Split tables: their ranges, and the names they load under.
@@ -293,7 +291,16 @@ impl UnitContext<'_> {
         infos: &[TableInfo],
         cyclic: &BTreeSet<QualifiedName>,
     ) -> Cleared<'t> {
-        let mut steps = Vec::new();
+        // The tables reloaded into new ones are checked before anything changes the unit's
+        // tables: then the old ones are as the plan read them.
+        let mut steps: Vec<Step> = infos
+            .iter()
+            .filter(|i| i.action == Action::Replace)
+            .map(|i| {
+                let fingerprint = self.target.fingerprints.get(&i.name);
+                still_replaceable(&i.name, fingerprint.expect("replaces() reads it"))
+            })
+            .collect();
         let in_unit: BTreeSet<&QualifiedName> = ordered.iter().map(|t| &t.name).collect();
         let rebuilt: BTreeSet<QualifiedName> = infos
             .iter()
@@ -348,10 +355,6 @@ impl UnitContext<'_> {
             if info.action == Action::Sync {
                 steps.extend(self.sync_compare(table, info, TableIx(i)));
             }
-        }
-        // Every guard before the first drop: a guard names the unit's tables.
-        for info in infos.iter().filter(|i| i.action == Action::Replace) {
-            steps.push(still_replaceable(&info.name, &in_unit));
         }
         for info in infos.iter().filter(|i| i.action.drops()) {
             steps.extend(self.drop_steps(&info.name, &in_unit));

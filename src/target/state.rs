@@ -73,6 +73,10 @@ pub struct TargetState {
     /// what snapcopy makes (see `sql/identity.sql`). The others may be reloaded into a new
     /// table swapped in for the old one.
     pub keeps_identity: BTreeMap<QualifiedName, String>,
+    /// The chosen tables' fingerprints on the target (see [`fingerprint`]), as the plan read
+    /// them: a table reloaded into a new one is dropped only if its fingerprint is the same
+    /// when its unit runs.
+    pub fingerprints: BTreeMap<QualifiedName, String>,
     /// The tables the registry lists as loaded data-only: the user's, never snapcopy's.
     pub data_only: BTreeSet<QualifiedName>,
     /// The chosen tables on the target that snapcopy did not make, as a data-only load needs
@@ -182,8 +186,10 @@ pub async fn read(
             .or_default()
             .insert(r.get(3), r.get(4));
     }
-    for r in by_name(client, include_str!("sql/identity.sql"), &tables, "tables").await? {
+    let identity = include_str!("sql/identity.sql").replace("FINGERPRINT", &fingerprint("w.oid"));
+    for r in by_name(client, &identity, &tables, "tables").await? {
         let name = qualified(&r, 0);
+        state.fingerprints.insert(name.clone(), r.get(5));
         let Some(table) = catalog.tables.iter().find(|t| t.name == name) else {
             continue;
         };
@@ -329,6 +335,18 @@ pub(super) async fn by_name(
         .query(sql, &params)
         .await
         .with_context(|| format!("could not read the target's {what}"))
+}
+
+/// The SQL expression (a scalar subquery) of the fingerprint of the table whose oid is
+/// `table_oid` (an SQL expression): an md5 of what a new table in its place would not carry
+/// over (`sql/fingerprint.sql`).
+pub fn fingerprint(table_oid: &str) -> String {
+    include_str!("sql/fingerprint.sql")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("$table", table_oid)
 }
 
 /// What the target has on `table` that snapcopy would not make from the source's catalog

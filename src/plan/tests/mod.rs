@@ -308,6 +308,9 @@ fn copied(catalog: &Catalog) -> TargetState {
         // The last copy read keys up to 1000.
         state.high_water.insert(t.name.clone(), "1000".into());
         state.existing_tables.insert(t.name.clone());
+        state
+            .fingerprints
+            .insert(t.name.clone(), format!("fingerprint of {}", t.name.human()));
         state.staging_objects.insert(
             staging_name(&t.name),
             StagingObject {

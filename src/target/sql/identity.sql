@@ -1,13 +1,13 @@
 -- Of the named tables ($1 schemas, $2 names), what on the target needs each one to keep its
 -- identity (its oid) through a full reload: the first of the things snapcopy does not make
--- itself that a new table in its place would lose or that would go with the old one (grants, a
--- role other than the run's owning it, row security, storage or statistics settings, a
--- replica identity, a clustered index, a foreign key to a table not named, and any object that depends on it or on its row type
--- other than its own parts and the named tables' foreign keys), or NULL; then its comment and
--- its columns' comments (the plan compares them with the source's), and whether it has
--- children or is partitioned or a partition.
+-- itself that a new table in its place would lose, or that would go with the old one (grants,
+-- a role other than the run's owning it, row security, storage or statistics settings, a
+-- replica identity, a clustered index, inheritance, a foreign key to a table not named, any
+-- object that depends on it or on its row type other than its own parts and the named tables'
+-- foreign keys), or NULL; then its comment and its columns' comments (the plan compares them
+-- with the source's), and its fingerprint (sql/fingerprint.sql, spliced in for FINGERPRINT).
 WITH w AS (
-    SELECT c.oid, n.nspname, c.relname, c.reltype, c.reltoastrelid
+    SELECT c.oid, n.nspname, c.relname, c.reltype
     FROM unnest($1::text[], $2::text[]) AS u(schema_name, table_name)
     JOIN pg_catalog.pg_namespace n ON n.nspname = u.schema_name
     JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = u.table_name
@@ -86,7 +86,8 @@ SELECT w.nspname, w.relname,
                  JOIN pg_catalog.pg_description s
                    ON s.objoid = w.oid AND s.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
                   AND s.objsubid = a.attnum
-                 WHERE a.attrelid = w.oid AND a.attnum > 0), '{}')::text
+                 WHERE a.attrelid = w.oid AND a.attnum > 0), '{}')::text,
+       FINGERPRINT
 FROM w
 JOIN pg_catalog.pg_class c ON c.oid = w.oid
 ORDER BY 1, 2
