@@ -307,6 +307,75 @@ fn without_the_marks_sync_hashes_every_row_and_finds_the_same() {
     assert_eq!(summary_row(&out, "public.items")["note"], "");
 }
 
+/// Deletes that share a bucket of the keys' hashes: two on the source in one bucket (the
+/// target's keys there are looked up on the source), and in another a delete on the source and
+/// one on the target (their counts agree, so the source's keys of that bucket are read whole).
+/// A third bucket has one delete on the source and a row inserted on the target: one key more
+/// on each side, whose hashes do not add up to one key's.
+#[test]
+fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
+    let pair = Pair::start();
+    pair.source.psql("app", SCHEMA);
+    pair.snapcopy().args(["public.items"]).assert().success();
+    // 5,000 rows: 64 buckets. The first keys of three buckets, by title.
+    let bucket = "(pg_catalog.uuid_hash_extended(id, 0) & 63)";
+    let pick = |b: i64, n: usize| -> Vec<String> {
+        let titles = pair.source.psql(
+            "app",
+            &format!(
+                "SELECT string_agg(title, ',' ORDER BY g) FROM (SELECT title, \
+                 substr(title, 6)::int AS g FROM public.items WHERE {bucket} = {b} \
+                 ORDER BY g LIMIT {n}) s"
+            ),
+        );
+        titles.split(',').map(str::to_string).collect()
+    };
+    let quoted = |titles: &[String]| {
+        titles
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let two = pick(1, 2);
+    let mixed = pick(2, 2);
+    let inserted = pick(3, 1);
+    pair.source.psql(
+        "app",
+        &format!(
+            "DELETE FROM public.items WHERE title IN ({}, '{}', '{}')",
+            quoted(&two),
+            mixed[0],
+            inserted[0]
+        ),
+    );
+    // The target's own: a delete in the second bucket, a new row in the third (its key found
+    // by trying: the first of 1..1000 whose hash falls there).
+    pair.target.psql(
+        "dev",
+        &format!(
+            "DELETE FROM public.items WHERE title = '{}';
+             INSERT INTO public.items (id, title) SELECT k, 'mine' FROM (SELECT md5('mine' || g)::uuid AS k \
+             FROM generate_series(1, 1000) g) s WHERE (pg_catalog.uuid_hash_extended(k, 0) & 63) = 3 LIMIT 1",
+            mixed[1]
+        ),
+    );
+    let out = pair
+        .snapcopy()
+        .args(["--mode", "sync", "--json", "public.items"])
+        .assert()
+        .success();
+    let out = out.get_output().stdout.clone();
+    same(&pair, "public.items");
+    assert_eq!(
+        summary_row(&out, "public.items")["note"],
+        "rows written since the last run"
+    );
+    // The local delete comes back; the four rows deleted on the source and the local one go.
+    assert_eq!(changed(&out, "public.items"), (1, 0, 5));
+    assert_eq!(buckets(&out, "public.items"), (64, 3));
+}
+
 /// postgres_fdw cannot run the comparison on the source: the tables are reloaded in full, and
 /// the summary says so.
 #[test]

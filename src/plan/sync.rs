@@ -37,6 +37,11 @@ const ROWS_PER_BUCKET: i64 = 8;
 /// 32k), and only the keys of the few that differ, those with deleted rows, cross the link.
 const KEYS_PER_BUCKET: i64 = 100;
 
+/// At most this many of the target's keys are looked up on the source by key to tell which
+/// of them it lacks (their text is part of the query); more, and their buckets' keys are read
+/// from the source whole.
+const PROBED_KEYS: i64 = 50_000;
+
 /// The columns a temporary table of keys holds besides the key's own, named apart from any
 /// column a key may have.
 const BUCKET: &str = "\"snapcopy bucket\"";
@@ -64,6 +69,10 @@ struct Temps {
     added: String,
     /// The one key more of the buckets where the target has one more (with its bucket).
     single: String,
+    /// The target's keys in the other buckets that differ, looked up on the source.
+    probed: String,
+    /// The buckets whose difference the keys the source lacks do not account for.
+    unbalanced: String,
 }
 
 impl Temps {
@@ -80,6 +89,8 @@ impl Temps {
             local: name("local"),
             added: name("added"),
             single: name("single"),
+            probed: name("probed"),
+            unbalanced: name("unbalanced"),
         }
     }
 
@@ -95,6 +106,8 @@ impl Temps {
             &self.local,
             &self.added,
             &self.single,
+            &self.probed,
+            &self.unbalanced,
         ]
         .into_iter()
         .cloned()
@@ -237,8 +250,11 @@ impl UnitContext<'_> {
     /// edits, by the target's mark) are read by key from the source again. Deletes leave no
     /// trace, on either side: the keys' hashes are summed up per bucket on both servers (the
     /// target's with the new keys it is about to get), and the keys of the buckets that differ
-    /// compared. The keys to read go in `fetch`, those the source lacks in `gone`. No row is
-    /// hashed whole; the source is read three times, each a scan of its own.
+    /// compared: the target's, looked up on the source by key, and the source's own only where
+    /// the target lacks some (a row deleted on the target). The keys to read go in `fetch`,
+    /// those the source lacks in `gone`. No row is hashed whole; the source's table is scanned
+    /// twice (for the rows written since, and for the buckets), a third time only for the
+    /// buckets where the target lacks keys.
     fn changed_since(&self, table: &Table, xid: u32, i: TableIx) -> Vec<Step> {
         let local = self
             .target
@@ -329,6 +345,11 @@ impl UnitContext<'_> {
                 ),
             ),
             step("RESET enable_hashjoin".to_string()),
+            // The target's keys are read from the heap too, for the same reason: its table has
+            // the last run's writes and the local edits since (measured on 1M rows after a sync
+            // of 17,000: 0.98 s against 0.31 s for the buckets, 0.78 s against 0.20 s for the
+            // keys of the buckets that differ).
+            step("SET LOCAL enable_indexonlyscan = off".to_string()),
             // 2. Buckets of the keys: the source's while the target sums up its own.
             step(self.link.send_sql(&format!(
                 "{} || {source} || {}",
@@ -346,21 +367,7 @@ impl UnitContext<'_> {
             ),
         ]);
         steps.extend(self.buckets_differing(&t, i));
-        // 3. The keys of the buckets that differ. A bucket where the target has one key more
-        // (the common case: a row deleted on the source) tells that key's hash: the XOR of the
-        // two sides' sums. Its key is found on the target alone; the source is asked for the
-        // keys of the other buckets while the target reads its own.
-        let send_keys = |buckets_sql: String| {
-            step(self.link.send_sql(&format!(
-                "{} || {source} || ') r WHERE ' || {}",
-                literal(&format!("SELECT {names} FROM (")),
-                differing(&buckets_sql, &bucket, buckets),
-            )))
-        };
-        steps.push(send_keys(format!(
-            "SELECT b FROM {} WHERE extra <> 1",
-            t.differ
-        )));
+        // 3. The target's keys of the buckets that differ, with those it is about to get.
         steps.push(temporary(
             &t.our_rows,
             format!(
@@ -372,11 +379,10 @@ impl UnitContext<'_> {
                 added = t.added
             ),
         ));
-        steps.push(temporary(
-            &t.their_rows,
-            format!("SELECT * FROM {}", self.link.result(&definitions)),
-        ));
-        steps.push(step(self.link.finish_sql()));
+        steps.push(step("RESET enable_indexonlyscan".to_string()));
+        // A bucket where the target has one key more (the common case: a row deleted on the
+        // source) tells that key's hash: the XOR of the two sides' sums. Its key is found on
+        // the target alone.
         steps.push(temporary(
             &t.single,
             format!(
@@ -387,12 +393,56 @@ impl UnitContext<'_> {
                 t.differ
             ),
         ));
-        // A bucket with one key more whose hash matches none: its keys are asked for too.
-        steps.push(send_keys(format!(
-            "SELECT b FROM {} d WHERE d.extra = 1 AND NOT EXISTS (SELECT FROM {} s \
-             WHERE s.{BUCKET} = d.b)",
-            t.differ, t.single
-        )));
+        // The target's keys in the other buckets are looked up on the source, by its key's
+        // index (listing a bucket's keys there would hash every row again): the keys it has go
+        // in `their_rows`. Too many to send, none are, and the buckets are listed below.
+        steps.push(temporary(
+            &t.probed,
+            format!(
+                "SELECT {}, o.{BUCKET}, o.{HASH} FROM {} o \
+                 WHERE NOT EXISTS (SELECT FROM {} s WHERE s.{BUCKET} = o.{BUCKET})",
+                key.names("o."),
+                t.our_rows,
+                t.single
+            ),
+        ));
+        let mut present = self.read_of(table, None);
+        present.columns = key.0.iter().map(|c| c.name.to_string()).collect();
+        present.computed = Some(keys_of_batch(&key.0));
+        steps.push(temporary(
+            &t.their_rows,
+            format!(
+                "WITH batch AS (SELECT {names} FROM {probed} \
+                 WHERE (SELECT count(*) FROM {probed}) <= {PROBED_KEYS}) SELECT * FROM {}",
+                self.link
+                    .read_query(&self.link.select_text(&present), &definitions),
+                probed = t.probed,
+            ),
+        ));
+        // Where the keys the source lacks account for a bucket's difference (as many as the
+        // target has more, their hashes XOR to the difference), they are what differs; else
+        // the source has keys there the target lacks (a row deleted on the target), and its
+        // keys of the bucket are read whole.
+        steps.push(temporary(
+            &t.unbalanced,
+            format!(
+                "SELECT d.b FROM {differ} d LEFT JOIN (SELECT p.{BUCKET} AS b, count(*) AS n, \
+                 bit_xor(p.{HASH}) AS x FROM {probed} p WHERE NOT EXISTS (SELECT FROM \
+                 {their_rows} s WHERE {}) GROUP BY 1) g ON g.b = d.b \
+                 WHERE NOT EXISTS (SELECT FROM {single} s WHERE s.{BUCKET} = d.b) \
+                 AND (d.extra <> coalesce(g.n, 0) OR d.h <> coalesce(g.x, 0))",
+                key.matched("s", "p"),
+                differ = t.differ,
+                probed = t.probed,
+                their_rows = t.their_rows,
+                single = t.single,
+            ),
+        ));
+        steps.push(step(self.link.send_sql(&format!(
+            "{} || {source} || ') r WHERE ' || {}",
+            literal(&format!("SELECT {names} FROM (")),
+            differing(&format!("SELECT b FROM {}", t.unbalanced), &bucket, buckets),
+        ))));
         steps.push(step(format!(
             "INSERT INTO {} SELECT * FROM {}",
             t.their_rows,
