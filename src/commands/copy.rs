@@ -21,8 +21,10 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut settings = Settings::from_args(args, &Env::from_process())?;
     let quiet = settings.verbosity == Verbosity::Quiet;
 
-    let source = connect(&settings.source, Side::Source).await?;
-    let mut target = connect(&settings.target, Side::Target).await?;
+    let (source, mut target) = futures::try_join!(
+        connect(&settings.source, Side::Source),
+        connect(&settings.target, Side::Target)
+    )?;
     guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
     let lock = if dry_run {
         None
@@ -45,10 +47,6 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         report::out(&planned.plan.to_string());
         return Ok(Outcome::Success);
     }
-    set_up(&mut target, &mut planned, &settings, quiet).await?;
-    let plan = &planned.plan;
-    let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
-    let progress = progress::Progress::new(settings.verbosity, table_count);
     let run = exec::Run {
         target: &settings.target,
         snapshot: &snapshot,
@@ -60,7 +58,17 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
             .mask_key
             .as_ref()
             .filter(|_| planned.options.masks.any()),
+        spare: Default::default(),
     };
+    // The first loading session opens while the setup runs.
+    let (set, ()) = futures::join!(
+        set_up(&mut target, &mut planned, &settings, quiet),
+        run.open_spare()
+    );
+    set?;
+    let plan = &planned.plan;
+    let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
+    let progress = progress::Progress::new(settings.verbosity, table_count);
     let outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();
     // The snapshot is needed no longer; end the read-only transaction cleanly.
@@ -82,9 +90,11 @@ async fn fit_jobs(
     target: &Client,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let room = guard::connection_room(target)
-        .await?
-        .min(guard::connection_room(source).await?);
+    let (target_room, source_room) = futures::try_join!(
+        guard::connection_room(target),
+        guard::connection_room(source)
+    )?;
+    let room = target_room.min(source_room);
     if settings.jobs as i64 > room {
         if !quiet {
             eprintln!(
@@ -117,8 +127,10 @@ async fn plan_copy(
     snapshot: &source::Snapshot,
     quiet: bool,
 ) -> anyhow::Result<Planned> {
-    let candidates = source::candidates(source).await?;
-    let managed = crate::target::registry::managed(target, &settings.staging_schema).await?;
+    let (candidates, managed) = futures::try_join!(
+        source::candidates(source),
+        crate::target::registry::managed(target, &settings.staging_schema)
+    )?;
     let mut refused = select::tables_to_use(settings, &managed, &candidates)?;
     let chosen = select::choose(settings, &candidates)?;
     let chosen = select::leave_extension_tables(settings, chosen, &mut refused);
@@ -146,9 +158,17 @@ async fn plan_copy(
         if settings.jobs >= 2 && settings.split_bytes > 0 {
             source::read_extents(source, &mut catalog, settings.split_bytes).await?;
         }
-        let mut state =
-            crate::target::state::read(target, &settings.staging_schema, managed.clone(), &catalog)
-                .await?;
+        // Only a full run reloads a table into a new one swapped in (a table of another mode
+        // that falls back to a reload is reloaded in place).
+        let swaps = settings.mode == cli::Mode::Full && settings.jobs >= 2;
+        let mut state = crate::target::state::read(
+            target,
+            &settings.staging_schema,
+            managed.clone(),
+            &catalog,
+            swaps,
+        )
+        .await?;
         state.along = along.clone();
         if settings.data_only || !state.data_only.is_empty() {
             let theirs: Vec<&crate::sql::QualifiedName> = catalog

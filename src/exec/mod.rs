@@ -52,6 +52,20 @@ pub struct Run<'a> {
     pub lock: Option<&'a crate::guard::RunLock>,
     /// The mask key, set on every session of a run that masks (bound, never in a statement).
     pub mask_key: Option<&'a crate::mask::MaskKey>,
+    /// A session opened ahead (see [`Run::open_spare`]), which the first task to need one
+    /// takes instead of opening its own.
+    pub spare: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl Run<'_> {
+    /// Opens a loading session ahead of the units, while the setup runs, for the first of
+    /// them to take: a new connection and its settings take a few milliseconds of every run.
+    /// Best effort: if it fails, the task opens its own and says why.
+    pub async fn open_spare(&self) {
+        if let Ok(client) = session::open_session(self).await {
+            *lock(&self.spare) = Some(client);
+        }
+    }
 }
 
 /// Runs the units, `jobs` sessions at a time, and returns one outcome per table. `snapshot`

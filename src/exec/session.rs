@@ -129,6 +129,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 /// Opens a target session for loading: cancellable, named after the run, with the settings a
 /// bulk load wants.
 pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client, StepError> {
+    if let Some(client) = super::lock(&ctx.spare).take() {
+        return Ok(client);
+    }
     let mut client = connect(ctx.target, Side::Target)
         .await
         .map_err(|e| StepError::new(During::Opening, format!("{e:#}")))?;
@@ -148,51 +151,50 @@ pub(super) async fn open_session(ctx: &Run<'_>) -> Result<tokio_postgres::Client
         .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
     }
-    if let Some(lock) = ctx.lock {
-        let _ = client
-            .execute(
-                "SELECT pg_catalog.set_config('application_name', $1, false)",
-                &[&lock.name()],
-            )
-            .await;
-    }
+    // The settings go in one round trip (the statements are pipelined), each its own
+    // statement so that one the server refuses leaves the others.
+    let name = async {
+        if let Some(lock) = ctx.lock {
+            let _ = client
+                .batch_execute(&format!(
+                    "SELECT pg_catalog.set_config('application_name', {}, false)",
+                    crate::sql::literal(&lock.name())
+                ))
+                .await;
+        }
+    };
     // If this process dies (even by SIGKILL), the server notices within a second and rolls the
     // load back instead of finishing it for nobody; the setting exists since PostgreSQL 14.
-    let _ = client
-        .batch_execute("SET client_connection_check_interval = '1s'")
-        .await;
+    let check = client.batch_execute("SET client_connection_check_interval = '1s'");
     // Values the target prints go to the source as text (a high-water mark, keys compared):
-    // in formats every server reads back the same, whatever the target's DateStyle.
-    client
-        .batch_execute("SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'")
-        .await
-        .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
+    // in formats every server reads back the same, whatever the target's DateStyle. A bulk
+    // load must not be cut short by the target's own timeouts.
+    let required = client.batch_execute(
+        "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET statement_timeout = 0; \
+         SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+    );
     // The comparisons of incremental and sync modes keep keys and hashes in temporary tables
-    // (of a few megabytes each): in memory, not written out, as far as 128 MB (in 8 kB
-    // buffers), before the session touches a temporary table (later the server refuses).
-    raise(&client, "temp_buffers", 16_384).await;
-    // Index and key builds after the rows want memory (256 MB, in kB).
-    raise(&client, "maintenance_work_mem", 262_144).await;
-    // A bulk load must not be cut short by the target's own timeouts.
-    client
-        .batch_execute(
-            "SET statement_timeout = 0; SET lock_timeout = 0; \
-             SET idle_in_transaction_session_timeout = 0",
-        )
-        .await
-        .map_err(|e| StepError::new(During::Opening, describe(&e)))?;
+    // (of a few megabytes each): in memory, not written out, as far as 128 MB, before the
+    // session touches a temporary table (later the server refuses).
+    let temp = raise(&client, "temp_buffers", "128MB");
+    // Index and key builds after the rows want memory.
+    let maintenance = raise(&client, "maintenance_work_mem", "256MB");
+    let ((), _, required, (), ()) = futures::join!(name, check, required, temp, maintenance);
+    required.map_err(|e| StepError::new(During::Opening, describe(&e)))?;
     Ok(client)
 }
 
-/// Raises a memory setting to `value` (in its own unit) for the session, never lowering it;
-/// best effort: the load goes on with the server's setting if this fails.
-async fn raise(client: &Client, name: &str, value: i64) {
+/// Raises a memory setting to `value` for the session, never lowering it; best effort: the
+/// load goes on with the server's setting if this fails.
+async fn raise(client: &Client, name: &str, value: &str) {
     let _ = client
-        .execute(
-            "SELECT pg_catalog.set_config(name, $2::int8::text, false) \
-             FROM pg_catalog.pg_settings WHERE name = $1 AND setting::int8 < $2::int8",
-            &[&name, &value],
-        )
+        .batch_execute(&format!(
+            "SELECT pg_catalog.set_config({name}, {value}, false) \
+             WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting({name})) \
+             < pg_catalog.pg_size_bytes({value})",
+            name = crate::sql::literal(name),
+            value = crate::sql::literal(value),
+        ))
         .await;
 }
 

@@ -105,12 +105,16 @@ pub enum ExtensionState {
 }
 
 /// Reads what the plan needs to know about the target for `catalog`'s tables. `managed` is the
-/// registry (see [`super::registry::managed`]).
+/// registry (see [`super::registry::managed`]). `swaps` says whether the run may reload a
+/// table into a new one swapped in (full mode, with splitting): only then are the tables'
+/// fingerprints and what keeps their identity read (`sql/identity.sql`, the costliest of these
+/// queries, a few milliseconds of every run); without them a reload stays in place.
 pub async fn read(
     client: &Client,
     staging_schema: &Ident,
     managed: Vec<Managed>,
     catalog: &Catalog,
+    swaps: bool,
 ) -> anyhow::Result<TargetState> {
     let mut state = TargetState::default();
     let dblink = client
@@ -187,7 +191,17 @@ pub async fn read(
             .insert(r.get(3), r.get(4));
     }
     let identity = include_str!("sql/identity.sql").replace("FINGERPRINT", &fingerprint("w.oid"));
-    for r in by_name(client, &identity, &tables, "tables").await? {
+    let managed_tables: Vec<&QualifiedName> = tables
+        .iter()
+        .copied()
+        .filter(|n| swaps && state.managed.contains_key(*n))
+        .collect();
+    let identities = if managed_tables.is_empty() {
+        Vec::new()
+    } else {
+        by_name(client, &identity, &managed_tables, "tables").await?
+    };
+    for r in identities {
         let name = qualified(&r, 0);
         state.fingerprints.insert(name.clone(), r.get(5));
         let Some(table) = catalog.tables.iter().find(|t| t.name == name) else {
