@@ -478,3 +478,64 @@ fn a_config_that_is_no_regular_file_or_too_large_is_refused_unread() {
             "more than a config file holds (at most 1 MiB)",
         ));
 }
+
+/// A group of tables tied by foreign keys loads in one transaction, which holds a lock on each
+/// of their relations until it commits: a group the target's lock table cannot hold is refused
+/// before anything is loaded, saying which setting to raise and to what; other groups go on.
+#[test]
+fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() {
+    // Room for 10 locks per server process (62 of them: 40 connections and the server's own).
+    let pair = Pair::start_with(&[], &["max_locks_per_transaction = 10"]);
+    let mut schema = String::from(
+        "CREATE TABLE public.hub (id int PRIMARY KEY);
+         INSERT INTO public.hub SELECT generate_series(1, 10);
+         CREATE TABLE public.small_hub (id int PRIMARY KEY);
+         INSERT INTO public.small_hub VALUES (1);
+         CREATE TABLE public.solo (id int PRIMARY KEY);
+         INSERT INTO public.solo VALUES (1);",
+    );
+    for k in 1..=200 {
+        schema.push_str(&format!(
+            "CREATE TABLE public.t{k} (id bigserial PRIMARY KEY, hub_id int REFERENCES public.hub);
+             CREATE INDEX ON public.t{k} (hub_id);
+             INSERT INTO public.t{k} (hub_id) VALUES (1);"
+        ));
+    }
+    for k in 1..=5 {
+        schema.push_str(&format!(
+            "CREATE TABLE public.s{k} (id int PRIMARY KEY REFERENCES public.small_hub);
+             INSERT INTO public.s{k} VALUES (1);"
+        ));
+    }
+    pair.source.psql("app", &schema);
+    pair.snapcopy()
+        .args(["public.*"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "error: public.hub and the 200 other tables tied to it by foreign keys load in one \
+             transaction, which holds a lock on each of their 802 tables, indexes and sequences \
+             (at least) until it commits, and the target's lock table has room for about 620 \
+             (max_locks_per_transaction 10 for each of its 62 server processes); nothing \
+             changed: set max_locks_per_transaction to at least 26 on the target",
+        ))
+        .stderr(predicate::str::contains(
+            "error: public.t7 is refused with public.hub, to which foreign keys tie it",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename ~ '^(hub|t[0-9]+)$'"
+        ),
+        "0"
+    );
+    // The other groups are copied.
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT (SELECT count(*) FROM public.solo) + (SELECT count(*) FROM public.small_hub) \
+             + (SELECT count(*) FROM public.s5)"
+        ),
+        "3"
+    );
+}

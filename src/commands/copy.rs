@@ -38,6 +38,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         snapshot.mark = None;
     }
     let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, quiet).await?;
+    refuse_units_beyond_locks(&target, &mut planned).await?;
     if !quiet {
         for warning in &planned.plan.warnings {
             eprintln!("warning: {}", sql::printable(warning));
@@ -212,6 +213,89 @@ async fn plan_copy(
         }
         chosen.extend(source::with_partitions(&candidates, more).0);
     }
+}
+
+/// Refuses, before anything changes, the units that would hold more locks than the target's
+/// lock table has room for: a unit's transaction keeps a lock on each relation it creates,
+/// truncates or writes (tables, indexes, sequences, staging objects) until it commits, and
+/// tables tied by foreign keys are one unit, so a group of thousands of tables could load for
+/// minutes and then fail with "out of shared memory". The count is a lower bound (each table
+/// and partition, its indexes and owned sequences; not its TOAST table nor staging object) and
+/// the room the lock table's nominal size with a tenth more (the server's shared memory has
+/// some slack), so that a unit that would fit is never refused.
+async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> anyhow::Result<()> {
+    fn relations(t: &source::Table) -> i64 {
+        let keys = t
+            .constraints
+            .iter()
+            .filter(|c| c.index_body.is_some())
+            .count();
+        let own = 1 + t.indexes.len() + keys + t.sequences.len();
+        own as i64 + t.partitions.iter().map(relations).sum::<i64>()
+    }
+    let row = target
+        .query_one(
+            "SELECT current_setting('max_locks_per_transaction')::int8, \
+             current_setting('max_connections')::int8 \
+             + current_setting('autovacuum_max_workers')::int8 + 1 \
+             + current_setting('max_worker_processes')::int8 \
+             + current_setting('max_wal_senders')::int8 \
+             + current_setting('max_prepared_transactions')::int8",
+            &[],
+        )
+        .await
+        .context("could not read the target's lock settings")?;
+    let (per_process, processes): (i64, i64) = (row.get(0), row.get(1));
+    let room = per_process * processes * 11 / 10;
+    let mut refused = BTreeMap::new();
+    for unit in &planned.plan.units {
+        let tables: Vec<&source::Table> = unit
+            .tables
+            .iter()
+            .filter_map(|info| planned.catalog.tables.iter().find(|t| t.name == info.name))
+            .collect();
+        let locks: i64 = tables.iter().map(|t| relations(t)).sum();
+        if locks <= room || tables.len() < 2 {
+            continue;
+        }
+        // Enough for twice this unit, in the server's own steps of the setting.
+        let needed = (2 * locks / processes + 1).max(per_process + 1);
+        let reason = format!(
+            "{} and the {} other tables tied to it by foreign keys load in one transaction, \
+             which holds a lock on each of their {} tables, indexes and sequences (at least) \
+             until it commits, and the target's lock table has room for about {} \
+             (max_locks_per_transaction {per_process} for each of its {processes} server \
+             processes); nothing changed: set max_locks_per_transaction to at least {needed} \
+             on the target (postgresql.conf, then restart it) and run again",
+            tables[0].name.human(),
+            tables.len() - 1,
+            crate::human::count(locks),
+            crate::human::count(per_process * processes),
+        );
+        let first = tables[0].name.human();
+        refused.insert(tables[0].name.clone(), reason);
+        for t in &tables[1..] {
+            refused.insert(
+                t.name.clone(),
+                format!(
+                    "{} is refused with {first}, to which foreign keys tie it: their group \
+                     needs more locks than the target has room for (see {first})",
+                    t.name.human()
+                ),
+            );
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let state = &mut planned.state;
+    state.cannot_make.extend(refused);
+    let again = plan::plan(&planned.catalog, state, &planned.options);
+    planned.plan.units = again.units;
+    planned.plan.setup = again.setup;
+    planned.plan.refused = again.refused;
+    planned.plan.refused.extend(planned.refused.iter().cloned());
+    Ok(())
 }
 
 /// Runs the setup. What it could not make refuses the tables that need it; the others are

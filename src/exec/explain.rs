@@ -129,6 +129,17 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              to the table there; make the target's definition match the source's (or drop it \
              there so that snapcopy creates the source's) and run again"
         ),
+        // The lock table is full (a count before the run refuses the units sure to fill it).
+        _ if code == Some(&SqlState::OUT_OF_MEMORY) && message.contains("shared memory") => {
+            format!(
+                "{message} (while running: {}): the target's lock table is full; a unit holds a \
+                 lock on each table, index, sequence and staging object it makes or writes until \
+                 it commits, and tables tied by foreign keys are one unit; nothing changed: raise \
+                 max_locks_per_transaction on the target (postgresql.conf, then restart it) and \
+                 run again",
+                first_line(step.text())
+            )
+        }
         _ => format!("{message} (while running: {})", first_line(step.text())),
     }
 }
