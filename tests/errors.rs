@@ -539,3 +539,41 @@ fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() 
         "3"
     );
 }
+
+/// The same on the source, whose read-only transaction locks each relation it reads until the
+/// unit commits (as pg_dump's does): a group its lock table cannot hold is refused, before the
+/// run takes the locks other sessions of the source need.
+#[test]
+fn a_group_of_tables_beyond_the_sources_lock_table_is_refused_before_it_loads() {
+    let pair = Pair::start_with(&["max_locks_per_transaction = 10"], &[]);
+    pair.source
+        .psql("app", "CREATE TABLE public.hub (id int PRIMARY KEY)");
+    // In transactions of 20 tables: one of 400 would not fit the source's lock table either.
+    for chunk in 0..20 {
+        let mut sql = String::new();
+        for k in chunk * 20 + 1..=chunk * 20 + 20 {
+            sql.push_str(&format!(
+                "CREATE TABLE public.t{k} (id int PRIMARY KEY, hub_id int REFERENCES public.hub);"
+            ));
+        }
+        pair.source.psql("app", &sql);
+    }
+    pair.snapcopy()
+        .args(["public.*"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "error: public.hub and the 400 other tables tied to it by foreign keys load in one \
+             transaction, which holds a lock on each of their 802 tables, indexes and sequences \
+             (at least) until it commits, and the source's lock table has room for about 620 \
+             (max_locks_per_transaction 10 for each of its 62 server processes); nothing \
+             changed: copy fewer of these tables in one run",
+        ));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+}

@@ -38,7 +38,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
         snapshot.mark = None;
     }
     let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, quiet).await?;
-    refuse_units_beyond_locks(&target, &mut planned).await?;
+    refuse_units_beyond_locks(&source, &target, &mut planned).await?;
     if !quiet {
         for warning in &planned.plan.warnings {
             eprintln!("warning: {}", sql::printable(warning));
@@ -215,15 +215,21 @@ async fn plan_copy(
     }
 }
 
-/// Refuses, before anything changes, the units that would hold more locks than the target's
-/// lock table has room for: a unit's transaction keeps a lock on each relation it creates,
-/// truncates or writes (tables, indexes, sequences, staging objects) until it commits, and
-/// tables tied by foreign keys are one unit, so a group of thousands of tables could load for
-/// minutes and then fail with "out of shared memory". The count is a lower bound (each table
-/// and partition, its indexes and owned sequences; not its TOAST table nor staging object) and
+/// Refuses, before anything changes, the units that would hold more locks than either
+/// server's lock table has room for. A unit's transaction on the target keeps a lock on each
+/// relation it creates, truncates or writes (tables, indexes, sequences, staging objects), and
+/// its read-only transaction on the source one on each relation it reads (as pg_dump's does),
+/// until it commits; tables tied by foreign keys are one unit. A group of thousands of tables
+/// would load for minutes and then fail with "out of shared memory", and on the source it
+/// could leave other sessions short of locks meanwhile. The count is a lower bound (each table
+/// and partition, its indexes and owned sequences; not TOAST tables nor staging objects) and
 /// the room the lock table's nominal size with a tenth more (the server's shared memory has
-/// some slack), so that a unit that would fit is never refused.
-async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> anyhow::Result<()> {
+/// some slack), so that a unit that fits is never refused.
+async fn refuse_units_beyond_locks(
+    source: &Client,
+    target: &Client,
+    planned: &mut Planned,
+) -> anyhow::Result<()> {
     fn relations(t: &source::Table) -> i64 {
         let keys = t
             .constraints
@@ -233,20 +239,8 @@ async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> an
         let own = 1 + t.indexes.len() + keys + t.sequences.len();
         own as i64 + t.partitions.iter().map(relations).sum::<i64>()
     }
-    let row = target
-        .query_one(
-            "SELECT current_setting('max_locks_per_transaction')::int8, \
-             current_setting('max_connections')::int8 \
-             + current_setting('autovacuum_max_workers')::int8 + 1 \
-             + current_setting('max_worker_processes')::int8 \
-             + current_setting('max_wal_senders')::int8 \
-             + current_setting('max_prepared_transactions')::int8",
-            &[],
-        )
-        .await
-        .context("could not read the target's lock settings")?;
-    let (per_process, processes): (i64, i64) = (row.get(0), row.get(1));
-    let room = per_process * processes * 11 / 10;
+    let (target_room, source_room) =
+        futures::try_join!(LockRoom::of(target), LockRoom::of(source))?;
     let mut refused = BTreeMap::new();
     for unit in &planned.plan.units {
         let tables: Vec<&source::Table> = unit
@@ -255,22 +249,45 @@ async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> an
             .filter_map(|info| planned.catalog.tables.iter().find(|t| t.name == info.name))
             .collect();
         let locks: i64 = tables.iter().map(|t| relations(t)).sum();
-        if locks <= room || tables.len() < 2 {
+        let (side, room, what_to_do) = if locks > target_room.room() {
+            let needed = target_room.needed(locks);
+            (
+                "the target",
+                &target_room,
+                format!(
+                    "set max_locks_per_transaction to at least {needed} on the target \
+                     (postgresql.conf, then restart it) and run again"
+                ),
+            )
+        } else if locks > source_room.room() {
+            (
+                "the source",
+                &source_room,
+                format!(
+                    "copy fewer of these tables in one run (foreign keys to tables left out are \
+                     skipped), or have max_locks_per_transaction raised to at least {} on the \
+                     source",
+                    source_room.needed(locks)
+                ),
+            )
+        } else {
+            continue;
+        };
+        if tables.len() < 2 {
             continue;
         }
-        // Enough for twice this unit, in the server's own steps of the setting.
-        let needed = (2 * locks / processes + 1).max(per_process + 1);
         let reason = format!(
             "{} and the {} other tables tied to it by foreign keys load in one transaction, \
              which holds a lock on each of their {} tables, indexes and sequences (at least) \
-             until it commits, and the target's lock table has room for about {} \
-             (max_locks_per_transaction {per_process} for each of its {processes} server \
-             processes); nothing changed: set max_locks_per_transaction to at least {needed} \
-             on the target (postgresql.conf, then restart it) and run again",
+             until it commits, and {side}'s lock table has room for about {} \
+             (max_locks_per_transaction {} for each of its {} server processes); nothing \
+             changed: {what_to_do}",
             tables[0].name.human(),
             tables.len() - 1,
             crate::human::count(locks),
-            crate::human::count(per_process * processes),
+            crate::human::count(room.per_process * room.processes),
+            room.per_process,
+            room.processes,
         );
         let first = tables[0].name.human();
         refused.insert(tables[0].name.clone(), reason);
@@ -279,7 +296,7 @@ async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> an
                 t.name.clone(),
                 format!(
                     "{} is refused with {first}, to which foreign keys tie it: their group \
-                     needs more locks than the target has room for (see {first})",
+                     needs more locks than {side} has room for (see {first})",
                     t.name.human()
                 ),
             );
@@ -296,6 +313,43 @@ async fn refuse_units_beyond_locks(target: &Client, planned: &mut Planned) -> an
     planned.plan.refused = again.refused;
     planned.plan.refused.extend(planned.refused.iter().cloned());
     Ok(())
+}
+
+/// A server's lock table: `max_locks_per_transaction` for each process that may hold locks.
+struct LockRoom {
+    per_process: i64,
+    processes: i64,
+}
+
+impl LockRoom {
+    async fn of(client: &Client) -> anyhow::Result<LockRoom> {
+        let row = client
+            .query_one(
+                "SELECT current_setting('max_locks_per_transaction')::int8, \
+                 current_setting('max_connections')::int8 \
+                 + current_setting('autovacuum_max_workers')::int8 + 1 \
+                 + current_setting('max_worker_processes')::int8 \
+                 + current_setting('max_wal_senders')::int8 \
+                 + current_setting('max_prepared_transactions')::int8",
+                &[],
+            )
+            .await
+            .context("could not read the servers' lock settings")?;
+        Ok(LockRoom {
+            per_process: row.get(0),
+            processes: row.get(1),
+        })
+    }
+
+    /// The locks it holds, with the slack of the server's shared memory.
+    fn room(&self) -> i64 {
+        self.per_process * self.processes * 11 / 10
+    }
+
+    /// A setting with room for twice `locks`.
+    fn needed(&self, locks: i64) -> i64 {
+        (2 * locks / self.processes + 1).max(self.per_process + 1)
+    }
 }
 
 /// Runs the setup. What it could not make refuses the tables that need it; the others are
