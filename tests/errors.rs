@@ -514,10 +514,10 @@ fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() 
         .code(1)
         .stderr(predicate::str::contains(
             "error: public.hub and the 200 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 802 tables, indexes and sequences \
-             (at least) until it commits, and the target's lock table has room for about 620 \
-             (max_locks_per_transaction 10 for each of its 62 server processes); nothing \
-             changed: set max_locks_per_transaction to at least 26 on the target",
+             transaction, which holds a lock on each of their 1,003 tables, indexes, sequences \
+             and views (at least) until it commits, and the target's lock table has room for \
+             about 620 (max_locks_per_transaction 10 for each of its 62 server processes); \
+             nothing changed: set max_locks_per_transaction to at least 33 on the target",
         ))
         .stderr(predicate::str::contains(
             "error: public.t7 is refused with public.hub, to which foreign keys tie it",
@@ -564,8 +564,8 @@ fn a_group_of_tables_beyond_the_sources_lock_table_is_refused_before_it_loads() 
         .code(1)
         .stderr(predicate::str::contains(
             "error: public.hub and the 400 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 802 tables, indexes and sequences \
-             (at least) until it commits, and the source's lock table has room for about 620 \
+             transaction, which holds a lock on each of their 802 tables, indexes, sequences and \
+             views (at least) until it commits, and the source's lock table has room for about 620 \
              (max_locks_per_transaction 10 for each of its 62 server processes); nothing \
              changed: copy fewer of these tables in one run",
         ));

@@ -222,47 +222,81 @@ async fn plan_copy(
 /// until it commits; tables tied by foreign keys are one unit. A group of thousands of tables
 /// would load for minutes and then fail with "out of shared memory", and on the source it
 /// could leave other sessions short of locks meanwhile. The count is a lower bound (each table
-/// and partition, its indexes and owned sequences; not TOAST tables nor staging objects) and
-/// the room the lock table's nominal size with a tenth more (the server's shared memory has
-/// some slack), so that a unit that fits is never refused.
+/// and partition, its indexes and owned sequences, the TOAST table and its index of a table
+/// with a column of unbounded length, the staging view a new table's unit makes) and the room
+/// the lock table's nominal size with a tenth more (the server's shared memory has some
+/// slack), so that a unit that fits is never refused.
 async fn refuse_units_beyond_locks(
     source: &Client,
     target: &Client,
     planned: &mut Planned,
 ) -> anyhow::Result<()> {
-    fn relations(t: &source::Table) -> i64 {
+    // On the source, what a unit reads; on the target also the TOAST tables it makes.
+    fn relations(t: &source::Table, toast: bool) -> i64 {
         let keys = t
             .constraints
             .iter()
             .filter(|c| c.index_body.is_some())
             .count();
-        let own = 1 + t.indexes.len() + keys + t.sequences.len();
-        own as i64 + t.partitions.iter().map(relations).sum::<i64>()
+        let unbounded = t.columns.iter().any(|c| {
+            let ty = c.type_sql.as_str();
+            matches!(
+                ty,
+                "text" | "bytea" | "jsonb" | "json" | "xml" | "character varying"
+            ) || ty.ends_with("[]")
+        });
+        let toasted = if toast && unbounded && !t.is_partitioned() {
+            2
+        } else {
+            0
+        };
+        let own = 1 + t.indexes.len() + keys + t.sequences.len() + toasted;
+        own as i64
+            + t.partitions
+                .iter()
+                .map(|p| relations(p, toast))
+                .sum::<i64>()
     }
     let (target_room, source_room) =
         futures::try_join!(LockRoom::of(target), LockRoom::of(source))?;
     let mut refused = BTreeMap::new();
     for unit in &planned.plan.units {
-        let tables: Vec<&source::Table> = unit
+        let tables: Vec<(&source::Table, bool)> = unit
             .tables
             .iter()
-            .filter_map(|info| planned.catalog.tables.iter().find(|t| t.name == info.name))
+            .filter_map(|info| {
+                let table = planned
+                    .catalog
+                    .tables
+                    .iter()
+                    .find(|t| t.name == info.name)?;
+                Some((table, info.action.creates()))
+            })
             .collect();
-        let locks: i64 = tables.iter().map(|t| relations(t)).sum();
-        let (side, room, what_to_do) = if locks > target_room.room() {
+        let on_target: i64 = tables
+            .iter()
+            .map(|(t, creates)| relations(t, true) + i64::from(*creates))
+            .sum();
+        let on_source: i64 = tables.iter().map(|(t, _)| relations(t, false)).sum();
+        let tables: Vec<&source::Table> = tables.into_iter().map(|(t, _)| t).collect();
+        let (side, room, locks, what_to_do) = if on_target > target_room.room() {
+            let locks = on_target;
             let needed = target_room.needed(locks);
             (
                 "the target",
                 &target_room,
+                locks,
                 format!(
                     "set max_locks_per_transaction to at least {needed} on the target \
                      (postgresql.conf, then restart it) and run again"
                 ),
             )
-        } else if locks > source_room.room() {
+        } else if on_source > source_room.room() {
+            let locks = on_source;
             (
                 "the source",
                 &source_room,
+                locks,
                 format!(
                     "copy fewer of these tables in one run (foreign keys to tables left out are \
                      skipped), or have max_locks_per_transaction raised to at least {} on the \
@@ -278,7 +312,7 @@ async fn refuse_units_beyond_locks(
         }
         let reason = format!(
             "{} and the {} other tables tied to it by foreign keys load in one transaction, \
-             which holds a lock on each of their {} tables, indexes and sequences (at least) \
+             which holds a lock on each of their {} tables, indexes, sequences and views (at least) \
              until it commits, and {side}'s lock table has room for about {} \
              (max_locks_per_transaction {} for each of its {} server processes); nothing \
              changed: {what_to_do}",
