@@ -494,7 +494,7 @@ fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() 
          CREATE TABLE public.solo (id int PRIMARY KEY);
          INSERT INTO public.solo VALUES (1);",
     );
-    for k in 1..=200 {
+    for k in 1..=300 {
         schema.push_str(&format!(
             "CREATE TABLE public.t{k} (id bigserial PRIMARY KEY, hub_id int REFERENCES public.hub);
              CREATE INDEX ON public.t{k} (hub_id);
@@ -513,11 +513,12 @@ fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() 
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "error: public.hub and the 200 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 1,003 tables, indexes, sequences \
+            "error: public.hub and the 300 other tables tied to it by foreign keys load in one \
+             transaction, which holds a lock on each of their 1,503 tables, indexes, sequences \
              and views (at least) until it commits, and the target's lock table has room for \
-             about 620 (max_locks_per_transaction 10 for each of its 62 server processes); \
-             nothing changed: set max_locks_per_transaction to at least 33 on the target",
+             about 930 (max_locks_per_transaction 10 for each of its 62 server processes, and \
+             some spare); nothing changed: set max_locks_per_transaction to at least 49 on the \
+             target",
         ))
         .stderr(predicate::str::contains(
             "error: public.t7 is refused with public.hub, to which foreign keys tie it",
@@ -548,8 +549,8 @@ fn a_group_of_tables_beyond_the_sources_lock_table_is_refused_before_it_loads() 
     let pair = Pair::start_with(&["max_locks_per_transaction = 10"], &[]);
     pair.source
         .psql("app", "CREATE TABLE public.hub (id int PRIMARY KEY)");
-    // In transactions of 20 tables: one of 400 would not fit the source's lock table either.
-    for chunk in 0..20 {
+    // In transactions of 20 tables: one of 760 would not fit the source's lock table either.
+    for chunk in 0..38 {
         let mut sql = String::new();
         for k in chunk * 20 + 1..=chunk * 20 + 20 {
             sql.push_str(&format!(
@@ -563,17 +564,47 @@ fn a_group_of_tables_beyond_the_sources_lock_table_is_refused_before_it_loads() 
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "error: public.hub and the 400 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 802 tables, indexes, sequences and \
-             views (at least) until it commits, and the source's lock table has room for about 620 \
-             (max_locks_per_transaction 10 for each of its 62 server processes); nothing \
-             changed: copy fewer of these tables in one run",
+            "error: public.hub and the 760 other tables tied to it by foreign keys load in one \
+             transaction, which holds a lock on each of their 1,522 tables, indexes, sequences \
+             and views (at least) until it commits, and the source's lock table has room for \
+             about 930 (max_locks_per_transaction 10 for each of its 62 server processes, and \
+             some spare); nothing changed: copy fewer of these tables in one run",
         ));
     assert_eq!(
         pair.target.psql(
             "dev",
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         ),
+        "0"
+    );
+}
+
+/// A partitioned table loads with all its partitions in one transaction: one whose partitions
+/// the target's lock table cannot hold is refused the same way.
+#[test]
+fn a_partitioned_table_beyond_the_targets_lock_table_is_refused_before_it_loads() {
+    let pair = Pair::start_with(&[], &["max_locks_per_transaction = 10"]);
+    let mut schema = String::from(
+        "CREATE TABLE public.ev (id int, at int, PRIMARY KEY (id, at)) PARTITION BY LIST (at);",
+    );
+    for k in 1..=750 {
+        schema.push_str(&format!(
+            "CREATE TABLE public.ev_{k} PARTITION OF public.ev FOR VALUES IN ({k});"
+        ));
+    }
+    pair.source.psql("app", &schema);
+    pair.snapcopy()
+        .args(["public.ev"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "error: public.ev and its 750 partitions load in one transaction, which holds a lock \
+             on each of their 1,503 tables, indexes, sequences and views (at least) until it \
+             commits, and the target's lock table has room for about 930",
+        ));
+    assert_eq!(
+        pair.target
+            .psql("dev", "SELECT count(*) FROM pg_class WHERE relname ~ '^ev'"),
         "0"
     );
 }
