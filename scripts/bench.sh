@@ -16,6 +16,8 @@
 #         baseline), a full reload, incremental after 1% new rows, incremental with nothing new,
 #         and --mode sync after 10,000 inserts, 5,000 updates of recent rows and 2,000 deletes
 #         (with the share of the table's rows it wrote)
+# The many and uuid workloads run in rounds: each round runs every method once, baseline first,
+# so that a ratio compares runs minutes apart (the machine's speed drifts within an invocation).
 # Prints seconds per run, the median, MB/s, each method's ratio to its baseline, snapcopy's peak
 # RSS (it must not grow with the size of the tables), and each goal of issue 16, met or not.
 # Environment: SIZE_MB (default 1000, the large table's heap size), RUNS (default 3), ONLY (a
@@ -71,23 +73,46 @@ wanted() {
 now() { date +%s.%N; }
 
 declare -A times
+# timed NAME FUNCTION PREPARE I: the Ith run of a method, PREPARE first (not timed).
+timed() {
+    local name="$1" fn="$2" prepare="$3" i="$4"
+    $prepare
+    local t0 t1
+    current="$name"
+    t0=$(now)
+    if $fn; then
+        t1=$(now)
+        times[$name]+="$(echo "$t1 - $t0" | bc) "
+    else
+        times[$name]+="failed "
+    fi
+    current=""
+    echo "   $name run $i: $(echo "${times[$name]}" | awk '{print $NF}') s" >&2
+}
+
+# run NAME FUNCTION [PREPARE]: RUNS runs of one method in a row.
 run() {
     local name="$1" fn="$2" prepare="${3:-reset_target}"
     local i
     wanted "$name" || return 0
     for i in $(seq 1 "$RUNS"); do
-        $prepare
-        local t0 t1
-        current="$name"
-        t0=$(now)
-        if $fn; then
-            t1=$(now)
-            times[$name]+="$(echo "$t1 - $t0" | bc) "
-        else
-            times[$name]+="failed "
-        fi
-        current=""
-        echo "   $name run $i: $(echo "${times[$name]}" | awk '{print $NF}') s" >&2
+        timed "$name" "$fn" "$prepare" "$i"
+    done
+}
+
+# rounds "NAME;FUNCTION;PREPARE"...: RUNS rounds, each running every wanted method once in the
+# order given, so that a method's runs and its baseline's are minutes apart at most: the
+# machine's speed drifts within an invocation (a reload measured 3.5-4.3 s in one invocation
+# and 4.3-4.9 s in the next, on the same code), and a ratio of medians taken at different
+# moments carries that drift.
+rounds() {
+    local i spec name fn prepare
+    for i in $(seq 1 "$RUNS"); do
+        for spec in "$@"; do
+            IFS=';' read -r name fn prepare <<< "$spec"
+            wanted "$name" || continue
+            timed "$name" "$fn" "${prepare:-reset_target}" "$i"
+        done
     done
 }
 
@@ -275,16 +300,15 @@ pg_psql source postgres -c "CREATE DATABASE many"
 many_mb=$(pg_psql source many -At -c "SELECT round(sum(pg_total_relation_size(relid)) / 1048576.0) FROM pg_stat_user_tables")
 SM="$(pg_conninfo source many)"
 TM="$(pg_conninfo target many)"
-reset_many() { reset_db many; }
+reset_many() { reset_db many; many_done=; }
 many_copied() { [ -n "${many_done:-}" ] || { reset_many; m_many_first; many_done=1; }; }
 m_many_dump() { "$PG_BIN/pg_dump" -d "$SM" | "$PG_BIN/psql" -X -q -d "$TM" >/dev/null; }
-m_many_first() { snap -q --source "$SM" --target "$TM" 'public.*' >/dev/null; }
+m_many_first() { snap -q --source "$SM" --target "$TM" 'public.*' >/dev/null && many_done=1; }
 m_many_incremental() { snap -q --source "$SM" --target "$TM" --mode incremental >/dev/null; }
-run "many baseline: pg_dump | psql" m_many_dump reset_many
-run "many: snapcopy first copy" m_many_first reset_many
-many_done=1
-run "many: snapcopy full re-run" m_many_first many_copied
-run "many: snapcopy incremental, nothing new" m_many_incremental many_copied
+rounds "many baseline: pg_dump | psql;m_many_dump;reset_many" \
+    "many: snapcopy first copy;m_many_first;reset_many" \
+    "many: snapcopy full re-run;m_many_first;many_copied" \
+    "many: snapcopy incremental, nothing new;m_many_incremental;many_copied"
 report "many: 401 tables, ${many_mb} MB" "$many_mb" "many baseline: pg_dump | psql" \
     "many: snapcopy first copy" "many: snapcopy full re-run" \
     "many: snapcopy incremental, nothing new" > "$PG_WORK/report.many"
@@ -318,20 +342,23 @@ SQL
 uuid_mb=$(pg_psql source uu -At -c "SELECT round(pg_table_size('items') / 1048576.0)")
 SU="$(pg_conninfo source uu)"
 TU="$(pg_conninfo target uu)"
-reset_uu() { reset_db uu; }
+reset_uu() { reset_db uu; uu_done=; }
 uu_copied() { [ -n "${uu_done:-}" ] || { reset_uu; m_uu_copy; uu_done=1; }; }
 uu_add() {
     uu_copied
     pg_psql source uu -c "INSERT INTO items (account, title, body, price, created, attrs) SELECT g % 5000, 'new ' || g, md5(g::text), 1, now(), '{}' FROM generate_series(1, $((UUID_ROWS / 100))) g" >/dev/null
 }
 m_uu_copy() { snap -q --source "$SU" --target "$TU" public.items >/dev/null; }
+m_uu_first() { m_uu_copy && uu_done=1; }
 m_uu_incremental() { snap -q --source "$SU" --target "$TU" --mode incremental public.items >/dev/null; }
 m_uu_sync() { snap -q --source "$SU" --target "$TU" --mode sync --json public.items > "$PG_WORK/sync.json"; }
 # The changes a sync run finds: 10,000 inserts, 5,000 updates of the most recent rows, 2,000
 # deletes anywhere; from a target equal to the source.
 uu_changes() {
     uu_copied
-    [ -n "${uu_synced:-}" ] || { m_uu_sync; uu_synced=1; }
+    # A sync first, so that the one measured starts from the marks it leaves (the incremental
+    # runs of the round before keep local edits, after which a sync hashes every row).
+    m_uu_sync
     pg_psql source uu >/dev/null <<'SQL'
 INSERT INTO items (account, title, body, price, created, attrs)
 SELECT g % 5000, 'synced ' || g, md5(g::text), 2, now(), '{"new": true}' FROM generate_series(1, 10000) g;
@@ -340,12 +367,11 @@ WHERE id IN (SELECT id FROM items WHERE title NOT LIKE 'synced %' ORDER BY creat
 DELETE FROM items WHERE id IN (SELECT id FROM items TABLESAMPLE SYSTEM (1) LIMIT 2000);
 SQL
 }
-run "uuid baseline: snapcopy first copy" m_uu_copy reset_uu
-uu_done=1
-run "uuid: snapcopy full reload" m_uu_copy uu_copied
-run "uuid: snapcopy incremental, nothing new" m_uu_incremental uu_copied
-run "uuid: snapcopy incremental (+1% rows)" m_uu_incremental uu_add
-run "uuid: snapcopy sync (17,000 rows changed)" m_uu_sync uu_changes
+rounds "uuid baseline: snapcopy first copy;m_uu_first;reset_uu" \
+    "uuid: snapcopy full reload;m_uu_copy;uu_copied" \
+    "uuid: snapcopy incremental, nothing new;m_uu_incremental;uu_copied" \
+    "uuid: snapcopy incremental (+1% rows);m_uu_incremental;uu_add" \
+    "uuid: snapcopy sync (17,000 rows changed);m_uu_sync;uu_changes"
 report "uuid: ${uuid_mb} MB table" "$uuid_mb" "uuid baseline: snapcopy first copy" \
     "uuid: snapcopy full reload" "uuid: snapcopy incremental (+1% rows)" \
     "uuid: snapcopy incremental, nothing new" "uuid: snapcopy sync (17,000 rows changed)" \
