@@ -1,11 +1,16 @@
-//! Guards that keep a run from doing damage: the target is never the source itself, and only
-//! one snapcopy run works on a target database at a time.
+//! Guards that keep a run from doing damage: the target is never the source itself, only one
+//! snapcopy run works on a target database at a time, and no unit takes more locks than a
+//! server has room for.
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use tokio_postgres::Client;
 
 use crate::conninfo::ConnInfo;
-use crate::sql::Ident;
+use crate::plan::Unit;
+use crate::source::{Catalog, Table};
+use crate::sql::{Ident, QualifiedName};
 
 /// What identifies a database on a running server. The system identifier alone is not enough:
 /// a restored or cloned cluster shares it with its origin (and our test servers share an initdb
@@ -265,4 +270,184 @@ pub async fn check_staging_schema(target: &Client, staging_schema: &Ident) -> an
          teardown drops: choose another --staging-schema (a new name, or an empty schema)",
         crate::sql::human_ident(staging_schema.raw())
     )
+}
+
+/// The tables of the units that would hold more locks than either server's lock table has
+/// room for, each with why: they are refused before anything changes. A unit's transaction on
+/// the target keeps a lock on each relation it creates, truncates or writes (tables, indexes,
+/// sequences, staging objects), and its read-only transaction on the source one on each
+/// relation it reads (as pg_dump's does), until it commits; tables tied by foreign keys are one
+/// unit, and a partitioned table loads with its partitions. A group of thousands of tables
+/// would load for minutes and then fail with "out of shared memory", and on the source it
+/// could leave other sessions short of locks meanwhile. The count is a lower bound (each table
+/// and partition, its indexes and owned sequences, the TOAST table and its index of a table
+/// with a column of unbounded length, the staging view a new table's unit makes) and the room
+/// the lock table's nominal size and half again: its entries come from the server's spare
+/// shared memory, which held 1.6 times the nominal size on PostgreSQL 15's defaults and 2.4
+/// times on a small server (measured: one transaction creating tables until it failed), so
+/// that a unit that fits is not refused.
+pub fn beyond_locks(
+    units: &[Unit],
+    catalog: &Catalog,
+    target: &LockRoom,
+    source: &LockRoom,
+) -> BTreeMap<QualifiedName, String> {
+    // A table, its own indexes (a partition has one of each of its root's as well, which the
+    // catalog lists on the root only) and sequences; on the target also the TOAST table and
+    // index it makes (on the source, what a unit reads).
+    fn relations(t: &Table, toast: bool) -> i64 {
+        let indexes = |t: &Table| {
+            let keys = t
+                .constraints
+                .iter()
+                .filter(|c| c.index_body.is_some())
+                .count();
+            (t.indexes.len() + keys) as i64
+        };
+        let toasted = |t: &Table| {
+            let unbounded = t.columns.iter().any(|c| {
+                let ty = c.type_sql.as_str();
+                matches!(
+                    ty,
+                    "text" | "bytea" | "jsonb" | "json" | "xml" | "character varying"
+                ) || ty.ends_with("[]")
+            });
+            if toast && unbounded && !t.is_partitioned() {
+                2
+            } else {
+                0
+            }
+        };
+        let inherited = indexes(t);
+        1 + inherited
+            + t.sequences.len() as i64
+            + toasted(t)
+            + t.partitions
+                .iter()
+                .map(|p| 1 + inherited + indexes(p) + toasted(p))
+                .sum::<i64>()
+    }
+    let mut refused = BTreeMap::new();
+    for unit in units {
+        let tables: Vec<(&Table, bool)> = unit
+            .tables
+            .iter()
+            .filter_map(|info| {
+                let table = catalog.tables.iter().find(|t| t.name == info.name)?;
+                Some((table, info.action.creates()))
+            })
+            .collect();
+        let on_target: i64 = tables
+            .iter()
+            .map(|(t, creates)| relations(t, true) + i64::from(*creates))
+            .sum();
+        let on_source: i64 = tables.iter().map(|(t, _)| relations(t, false)).sum();
+        let tables: Vec<&Table> = tables.into_iter().map(|(t, _)| t).collect();
+        let (side, room, locks, what_to_do) = if on_target > target.room() {
+            let locks = on_target;
+            let needed = target.needed(locks);
+            (
+                "the target",
+                &target,
+                locks,
+                format!(
+                    "set max_locks_per_transaction to at least {needed} on the target \
+                     (postgresql.conf, then restart it) and run again"
+                ),
+            )
+        } else if on_source > source.room() {
+            let locks = on_source;
+            let fewer = if tables.len() > 1 {
+                "copy fewer of these tables in one run (foreign keys to tables left out are \
+                 skipped), or "
+            } else {
+                ""
+            };
+            (
+                "the source",
+                &source,
+                locks,
+                format!(
+                    "{fewer}have max_locks_per_transaction raised to at least {} on the source",
+                    source.needed(locks)
+                ),
+            )
+        } else {
+            continue;
+        };
+        // What loads in the one transaction: a group tied by foreign keys, or a partitioned
+        // table with its partitions.
+        let what = match (tables.len(), tables[0].partitions.len()) {
+            (1, 0) => format!("{} loads", tables[0].name.human()),
+            (1, partitions) => format!(
+                "{} and its {partitions} partitions load",
+                tables[0].name.human()
+            ),
+            (n, _) => format!(
+                "{} and the {} other tables tied to it by foreign keys load",
+                tables[0].name.human(),
+                n - 1
+            ),
+        };
+        let reason = format!(
+            "{what} in one transaction, which holds a lock on each of their {} tables, \
+             indexes, sequences and views (at least) until it commits, and {side}'s lock table \
+             has room for about {} (max_locks_per_transaction {} for each of its {} server \
+             processes, and some spare); nothing changed: {what_to_do}",
+            crate::human::count(locks),
+            crate::human::count(room.room()),
+            room.per_process,
+            room.processes,
+        );
+        let first = tables[0].name.human();
+        refused.insert(tables[0].name.clone(), reason);
+        for t in &tables[1..] {
+            refused.insert(
+                t.name.clone(),
+                format!(
+                    "{} is refused with {first}, to which foreign keys tie it: their group \
+                     needs more locks than {side} has room for (see {first})",
+                    t.name.human()
+                ),
+            );
+        }
+    }
+    refused
+}
+
+/// A server's lock table: `max_locks_per_transaction` for each process that may hold locks.
+pub struct LockRoom {
+    per_process: i64,
+    processes: i64,
+}
+
+impl LockRoom {
+    pub async fn of(client: &Client) -> anyhow::Result<LockRoom> {
+        let row = client
+            .query_one(
+                "SELECT current_setting('max_locks_per_transaction')::int8, \
+                 current_setting('max_connections')::int8 \
+                 + current_setting('autovacuum_max_workers')::int8 + 1 \
+                 + current_setting('max_worker_processes')::int8 \
+                 + current_setting('max_wal_senders')::int8 \
+                 + current_setting('max_prepared_transactions')::int8",
+                &[],
+            )
+            .await
+            .context("could not read the servers' lock settings")?;
+        Ok(LockRoom {
+            per_process: row.get(0),
+            processes: row.get(1),
+        })
+    }
+
+    /// The locks it holds, with some of the server's spare shared memory.
+    fn room(&self) -> i64 {
+        self.per_process * self.processes * 3 / 2
+    }
+
+    /// A setting with room for twice `locks`.
+    fn needed(&self, locks: i64) -> i64 {
+        (2 * locks / self.processes + 1).max(self.per_process + 1)
+    }
 }

@@ -216,149 +216,21 @@ async fn plan_copy(
 }
 
 /// Refuses, before anything changes, the units that would hold more locks than either
-/// server's lock table has room for. A unit's transaction on the target keeps a lock on each
-/// relation it creates, truncates or writes (tables, indexes, sequences, staging objects), and
-/// its read-only transaction on the source one on each relation it reads (as pg_dump's does),
-/// until it commits; tables tied by foreign keys are one unit. A group of thousands of tables
-/// would load for minutes and then fail with "out of shared memory", and on the source it
-/// could leave other sessions short of locks meanwhile. The count is a lower bound (each table
-/// and partition, its indexes and owned sequences, the TOAST table and its index of a table
-/// with a column of unbounded length, the staging view a new table's unit makes) and the room
-/// the lock table's nominal size and half again: its entries come from the server's spare
-/// shared memory, which held 1.6 times the nominal size on PostgreSQL 15's defaults and 2.4
-/// times on a small server (measured: one transaction creating tables until it failed), so
-/// that a unit that fits is not refused.
+/// server's lock table has room for (see [`guard::beyond_locks`]); the others are planned
+/// again without them.
 async fn refuse_units_beyond_locks(
     source: &Client,
     target: &Client,
     planned: &mut Planned,
 ) -> anyhow::Result<()> {
-    // A table, its own indexes (a partition has one of each of its root's as well, which the
-    // catalog lists on the root only) and sequences; on the target also the TOAST table and
-    // index it makes (on the source, what a unit reads).
-    fn relations(t: &source::Table, toast: bool) -> i64 {
-        let indexes = |t: &source::Table| {
-            let keys = t
-                .constraints
-                .iter()
-                .filter(|c| c.index_body.is_some())
-                .count();
-            (t.indexes.len() + keys) as i64
-        };
-        let toasted = |t: &source::Table| {
-            let unbounded = t.columns.iter().any(|c| {
-                let ty = c.type_sql.as_str();
-                matches!(
-                    ty,
-                    "text" | "bytea" | "jsonb" | "json" | "xml" | "character varying"
-                ) || ty.ends_with("[]")
-            });
-            if toast && unbounded && !t.is_partitioned() {
-                2
-            } else {
-                0
-            }
-        };
-        let inherited = indexes(t);
-        1 + inherited
-            + t.sequences.len() as i64
-            + toasted(t)
-            + t.partitions
-                .iter()
-                .map(|p| 1 + inherited + indexes(p) + toasted(p))
-                .sum::<i64>()
-    }
     let (target_room, source_room) =
-        futures::try_join!(LockRoom::of(target), LockRoom::of(source))?;
-    let mut refused = BTreeMap::new();
-    for unit in &planned.plan.units {
-        let tables: Vec<(&source::Table, bool)> = unit
-            .tables
-            .iter()
-            .filter_map(|info| {
-                let table = planned
-                    .catalog
-                    .tables
-                    .iter()
-                    .find(|t| t.name == info.name)?;
-                Some((table, info.action.creates()))
-            })
-            .collect();
-        let on_target: i64 = tables
-            .iter()
-            .map(|(t, creates)| relations(t, true) + i64::from(*creates))
-            .sum();
-        let on_source: i64 = tables.iter().map(|(t, _)| relations(t, false)).sum();
-        let tables: Vec<&source::Table> = tables.into_iter().map(|(t, _)| t).collect();
-        let (side, room, locks, what_to_do) = if on_target > target_room.room() {
-            let locks = on_target;
-            let needed = target_room.needed(locks);
-            (
-                "the target",
-                &target_room,
-                locks,
-                format!(
-                    "set max_locks_per_transaction to at least {needed} on the target \
-                     (postgresql.conf, then restart it) and run again"
-                ),
-            )
-        } else if on_source > source_room.room() {
-            let locks = on_source;
-            let fewer = if tables.len() > 1 {
-                "copy fewer of these tables in one run (foreign keys to tables left out are \
-                 skipped), or "
-            } else {
-                ""
-            };
-            (
-                "the source",
-                &source_room,
-                locks,
-                format!(
-                    "{fewer}have max_locks_per_transaction raised to at least {} on the source",
-                    source_room.needed(locks)
-                ),
-            )
-        } else {
-            continue;
-        };
-        // What loads in the one transaction: a group tied by foreign keys, or a partitioned
-        // table with its partitions.
-        let what = match (tables.len(), tables[0].partitions.len()) {
-            (1, 0) => format!("{} loads", tables[0].name.human()),
-            (1, partitions) => format!(
-                "{} and its {partitions} partitions load",
-                tables[0].name.human()
-            ),
-            (n, _) => format!(
-                "{} and the {} other tables tied to it by foreign keys load",
-                tables[0].name.human(),
-                n - 1
-            ),
-        };
-        let reason = format!(
-            "{what} in one transaction, which holds a lock on each of their {} tables, \
-             indexes, sequences and views (at least) until it commits, and {side}'s lock table \
-             has room for about {} (max_locks_per_transaction {} for each of its {} server \
-             processes, and some spare); nothing changed: {what_to_do}",
-            crate::human::count(locks),
-            crate::human::count(room.room()),
-            room.per_process,
-            room.processes,
-        );
-        let first = tables[0].name.human();
-        refused.insert(tables[0].name.clone(), reason);
-        for t in &tables[1..] {
-            refused.insert(
-                t.name.clone(),
-                format!(
-                    "{} is refused with {first}, to which foreign keys tie it: their group \
-                     needs more locks than {side} has room for (see {first})",
-                    t.name.human()
-                ),
-            );
-        }
-    }
+        futures::try_join!(guard::LockRoom::of(target), guard::LockRoom::of(source))?;
+    let refused = guard::beyond_locks(
+        &planned.plan.units,
+        &planned.catalog,
+        &target_room,
+        &source_room,
+    );
     if refused.is_empty() {
         return Ok(());
     }
@@ -370,43 +242,6 @@ async fn refuse_units_beyond_locks(
     planned.plan.refused = again.refused;
     planned.plan.refused.extend(planned.refused.iter().cloned());
     Ok(())
-}
-
-/// A server's lock table: `max_locks_per_transaction` for each process that may hold locks.
-struct LockRoom {
-    per_process: i64,
-    processes: i64,
-}
-
-impl LockRoom {
-    async fn of(client: &Client) -> anyhow::Result<LockRoom> {
-        let row = client
-            .query_one(
-                "SELECT current_setting('max_locks_per_transaction')::int8, \
-                 current_setting('max_connections')::int8 \
-                 + current_setting('autovacuum_max_workers')::int8 + 1 \
-                 + current_setting('max_worker_processes')::int8 \
-                 + current_setting('max_wal_senders')::int8 \
-                 + current_setting('max_prepared_transactions')::int8",
-                &[],
-            )
-            .await
-            .context("could not read the servers' lock settings")?;
-        Ok(LockRoom {
-            per_process: row.get(0),
-            processes: row.get(1),
-        })
-    }
-
-    /// The locks it holds, with some of the server's spare shared memory.
-    fn room(&self) -> i64 {
-        self.per_process * self.processes * 3 / 2
-    }
-
-    /// A setting with room for twice `locks`.
-    fn needed(&self, locks: i64) -> i64 {
-        (2 * locks / self.processes + 1).max(self.per_process + 1)
-    }
 }
 
 /// Runs the setup. What it could not make refuses the tables that need it; the others are
