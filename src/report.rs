@@ -77,6 +77,16 @@ impl SyncCounts {
     /// The summary's words: `12 of 131,072 ranges differed: 10 inserted, 3 updated, 1
     /// deleted; 2.1 MB read`.
     pub fn words(&self) -> String {
+        if self.ranges == 0 {
+            // The keys' totals agreed: no bucket was compared.
+            return format!(
+                "the keys' count and hash agreed: {} inserted, {} updated, {} deleted; {} read",
+                count(self.inserted),
+                count(self.updated),
+                count(self.deleted),
+                bytes(self.link_bytes)
+            );
+        }
         format!(
             "{} of {} ranges differed: {} inserted, {} updated, {} deleted; {} read",
             count(self.ranges_differed),

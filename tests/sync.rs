@@ -7,6 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{checksum, summary_row, Link, Pair};
+use predicates::prelude::*;
 
 /// Keys of four kinds, values that only a careful comparison tells apart, and a parent and
 /// child tied by a foreign key.
@@ -374,6 +375,64 @@ fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
     // The local delete comes back; the four rows deleted on the source and the local one go.
     assert_eq!(changed(&out, "public.items"), (1, 0, 5));
     assert_eq!(buckets(&out, "public.items"), (64, 3));
+}
+
+/// A table the source never deleted from (an append-only log): the keys' count and hash are
+/// compared first, and when they agree no bucket is (the summary says so). A row deleted on the
+/// target, or a key changed on the source, makes them differ: the buckets are compared as ever.
+#[test]
+fn an_append_only_table_syncs_by_the_keys_totals() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.log (id bigint PRIMARY KEY, msg text);
+         INSERT INTO public.log SELECT g, 'line ' || g FROM generate_series(1, 2000) g;",
+    );
+    pair.snapcopy().args(["public.log"]).assert().success();
+    let sync_log = || {
+        let out = pair
+            .snapcopy()
+            .args(["--mode", "sync", "--json", "public.log"])
+            .assert()
+            .success();
+        let out = out.get_output().stdout.clone();
+        same(&pair, "public.log");
+        out
+    };
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.log SELECT g, 'new ' || g FROM generate_series(2001, 2100) g;
+         UPDATE public.log SET msg = 'edited' WHERE id <= 10;",
+    );
+    let out = sync_log();
+    assert_eq!(changed(&out, "public.log"), (100, 10, 0));
+    assert_eq!(buckets(&out, "public.log"), (0, 0));
+    // The summary says so.
+    pair.snapcopy()
+        .args(["--mode", "sync", "public.log"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "the keys' count and hash agreed: 0 inserted, 0 updated, 0 deleted",
+        ));
+
+    // A row deleted on the target comes back.
+    pair.target
+        .psql("dev", "DELETE FROM public.log WHERE id = 1500");
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.log SELECT g, 'more' FROM generate_series(2101, 2105) g",
+    );
+    let out = sync_log();
+    assert_eq!(changed(&out, "public.log"), (6, 0, 0));
+    assert!(buckets(&out, "public.log").0 > 0);
+
+    // A key changed on the source (no row deleted, as its statistics count them).
+    pair.source
+        .psql("app", "UPDATE public.log SET id = 100007 WHERE id = 7");
+    let out = sync_log();
+    assert_eq!(changed(&out, "public.log"), (1, 0, 1));
+    assert!(buckets(&out, "public.log").0 > 0);
 }
 
 /// postgres_fdw cannot run the comparison on the source: the tables are reloaded in full, and

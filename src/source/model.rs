@@ -90,6 +90,10 @@ pub struct Table {
     pub total_bytes: i64,
     /// Table and TOAST size on the source, without indexes: about what its rows weigh.
     pub data_bytes: i64,
+    /// The rows deleted from it on the source as its statistics count them
+    /// (`pg_stat_get_tuples_deleted`, since they were last reset): a hint, never a fact; a
+    /// sync compares the keys' totals before their buckets when it is zero.
+    pub rows_deleted: i64,
     /// `pg_get_partkeydef` of a partitioned table (`RANGE (at)`).
     pub partition_by: Option<String>,
     /// For a partition copied with its parent: the parent and the bound

@@ -47,6 +47,7 @@ impl<'a> Parts<'a> {
                 estimated_rows: c.estimated_rows,
                 total_bytes: 0,
                 data_bytes: 0,
+                rows_deleted: 0,
                 partition_by: c.partkey.clone(),
                 partition_of: None,
                 partitions: Vec::new(),
@@ -80,7 +81,8 @@ impl<'a> Parts<'a> {
         for r in client
             .query(
                 "SELECT t.oid, pg_catalog.pg_total_relation_size(t.oid), \
-             pg_catalog.pg_table_size(t.oid) FROM unnest($1::oid[]) AS t(oid)",
+             pg_catalog.pg_table_size(t.oid), pg_catalog.pg_stat_get_tuples_deleted(t.oid) \
+             FROM unnest($1::oid[]) AS t(oid)",
                 &[oids],
             )
             .await
@@ -89,6 +91,7 @@ impl<'a> Parts<'a> {
             let table = self.table(r.get::<_, Oid>(0));
             table.total_bytes = r.get(1);
             table.data_bytes = r.get(2);
+            table.rows_deleted = r.get(3);
         }
 
         Ok(())

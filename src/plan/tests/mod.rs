@@ -95,6 +95,7 @@ fn table(name: &str) -> Table {
         estimated_rows: 100,
         total_bytes: 8192,
         data_bytes: 8192,
+        rows_deleted: 0,
         partition_by: None,
         partition_of: None,
         partitions: Vec::new(),
