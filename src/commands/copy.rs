@@ -119,6 +119,17 @@ struct Planned {
     refused: Vec<(crate::sql::QualifiedName, String)>,
 }
 
+impl Planned {
+    /// The plan again, with `refused` (table and why) refused too, as well as every table
+    /// refused so far (the catalog's and the state's own).
+    fn without(&mut self, refused: BTreeMap<crate::sql::QualifiedName, String>) -> plan::Plan {
+        self.state.cannot_make.extend(refused);
+        let mut again = plan::plan(&self.catalog, &self.state, &self.options);
+        again.refused.extend(self.refused.iter().cloned());
+        again
+    }
+}
+
 /// Chooses the tables, reads their catalog in the run's snapshot and the target's state, and
 /// plans the run.
 async fn plan_copy(
@@ -156,12 +167,14 @@ async fn plan_copy(
     // are made anew with it, which takes another look at the source.
     loop {
         let mut catalog = source::introspect(source, &chosen, settings.triggers).await?;
-        if settings.jobs >= 2 && settings.split_bytes > 0 {
+        // Large tables split only with two sessions or more.
+        let splits = settings.jobs >= 2 && settings.split_bytes > 0;
+        if splits {
             source::read_extents(source, &mut catalog, settings.split_bytes).await?;
         }
-        // Only a full run reloads a table into a new one swapped in (a table of another mode
-        // that falls back to a reload is reloaded in place).
-        let swaps = settings.mode == cli::Mode::Full && settings.jobs >= 2;
+        // Only a full run reloads a large table into a new one swapped in (a table of another
+        // mode that falls back to a reload is reloaded in place).
+        let swaps = splits && settings.mode == cli::Mode::Full;
         let mut state = crate::target::state::read(
             target,
             &settings.staging_schema,
@@ -231,16 +244,9 @@ async fn refuse_units_beyond_locks(
         &target_room,
         &source_room,
     );
-    if refused.is_empty() {
-        return Ok(());
+    if !refused.is_empty() {
+        planned.plan = planned.without(refused);
     }
-    let state = &mut planned.state;
-    state.cannot_make.extend(refused);
-    let again = plan::plan(&planned.catalog, state, &planned.options);
-    planned.plan.units = again.units;
-    planned.plan.setup = again.setup;
-    planned.plan.refused = again.refused;
-    planned.plan.refused.extend(planned.refused.iter().cloned());
     Ok(())
 }
 
@@ -261,9 +267,8 @@ async fn set_up(
     if unmade.is_empty() {
         return Ok(());
     }
-    let state = &mut planned.state;
-    state.cannot_make = select::tables_without(&planned.catalog, &unmade);
-    let again = plan::plan(&planned.catalog, state, &planned.options);
+    let again = planned.without(select::tables_without(&planned.catalog, &unmade));
+    let state = &planned.state;
     let plan = &mut planned.plan;
     if !quiet {
         for warning in again.warnings.iter().filter(|w| !plan.warnings.contains(w)) {
@@ -286,7 +291,6 @@ async fn set_up(
     }
     plan.units = again.units;
     plan.refused = again.refused;
-    plan.refused.extend(planned.refused.iter().cloned());
     Ok(())
 }
 
