@@ -129,8 +129,13 @@ pub(super) fn explain(step: &Step, e: &tokio_postgres::Error, source_role: &str)
              to the table there; make the target's definition match the source's (or drop it \
              there so that snapcopy creates the source's) and run again"
         ),
-        // The lock table is full (a count before the run refuses the units sure to fill it).
-        _ if code == Some(&SqlState::OUT_OF_MEMORY) && message.contains("shared memory") => {
+        // The lock table is full (a count before the run refuses the units sure to fill it):
+        // told by the server's hint, whose setting name no translation changes.
+        _ if code == Some(&SqlState::OUT_OF_MEMORY)
+            && e.as_db_error()
+                .and_then(|d| d.hint())
+                .is_some_and(|h| h.contains("max_locks_per_transaction")) =>
+        {
             format!(
                 "{message} (while running: {}): the target's lock table is full; a unit holds a \
                  lock on each table, index, sequence and staging object it makes or writes until \
