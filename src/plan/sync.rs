@@ -355,24 +355,38 @@ impl UnitContext<'_> {
             // keys of the buckets that differ).
             step("SET LOCAL enable_indexonlyscan = off".to_string()),
         ]);
-        steps.extend(self.keys_agree(table, &t, i));
-        let same = format!("(SELECT same FROM {})", t.same);
+        let (agree, same) = self.keys_agree(table, &t, i);
+        steps.extend(agree);
+        // What the steps that scan every key are given when the totals were compared: the
+        // source's query is none, the target's scans are skipped (a condition that is
+        // constant gates a scan, which then reads nothing), no bucket counts as compared.
+        let source_buckets = format!("{} || {source} || {}", literal(&before), literal(after));
+        let (source_buckets, compared) = match &same {
+            Some(same) => (
+                format!(
+                    "CASE WHEN {same} THEN {} ELSE {source_buckets} END",
+                    literal("SELECT 0::int4, 0::int8, 0::int8 WHERE false")
+                ),
+                format!("CASE WHEN {same} THEN 0 ELSE {buckets} END"),
+            ),
+            None => (source_buckets, buckets.to_string()),
+        };
+        let unless_same = |word: &str| {
+            same.as_ref()
+                .map(|same| format!(" {word} NOT {same}"))
+                .unwrap_or_default()
+        };
         steps.extend([
-            // 2. Buckets of the keys: the source's while the target sums up its own; none when
-            // the keys' totals agreed.
-            step(self.link.send_sql(&format!(
-                "CASE WHEN {same} THEN {} ELSE {} || {source} || {} END",
-                literal("SELECT 0::int4, 0::int8, 0::int8 WHERE false"),
-                literal(&before),
-                literal(after)
-            ))),
+            // 2. Buckets of the keys: the source's while the target sums up its own.
+            step(self.link.send_sql(&source_buckets)),
             temporary(
                 &t.ours,
                 format!(
-                    "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({} UNION ALL {}) u \
-                     WHERE NOT {same} GROUP BY 1",
+                    "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({} UNION ALL {}) u{} \
+                     GROUP BY 1",
                     buckets_of(&ours),
-                    buckets_of(&t.added)
+                    buckets_of(&t.added),
+                    unless_same("WHERE"),
                 ),
             ),
         ]);
@@ -382,9 +396,10 @@ impl UnitContext<'_> {
             &t.our_rows,
             format!(
                 "SELECT {names}, {bucket} AS {BUCKET}, {hash} AS {HASH} FROM {ours} \
-                 WHERE {bucket} IN (SELECT b FROM {differ}) AND NOT {same} UNION ALL \
+                 WHERE {bucket} IN (SELECT b FROM {differ}){} UNION ALL \
                  SELECT {names}, {bucket}, {hash} FROM {added} \
                  WHERE {bucket} IN (SELECT b FROM {differ})",
+                unless_same("AND"),
                 differ = t.differ,
                 added = t.added
             ),
@@ -459,11 +474,7 @@ impl UnitContext<'_> {
             self.link.result(&definitions)
         )));
         steps.push(step(self.link.finish_sql()));
-        steps.push(found(
-            &t,
-            &format!("CASE WHEN {same} THEN 0 ELSE {buckets} END"),
-            i,
-        ));
+        steps.push(found(&t, &compared, i));
         // The source's keys the target lacks (deleted on it) are read too.
         steps.push(step(format!(
             "INSERT INTO {} SELECT {} FROM {} s WHERE NOT EXISTS (SELECT FROM {} o WHERE {})",
@@ -492,21 +503,19 @@ impl UnitContext<'_> {
     }
 
     /// Whether the keys' totals (count and XOR of their hashes) agree on both sides, the
-    /// target's with the new keys it is about to get, in `same`: then no key is missing on
-    /// either side, and the buckets are not compared. Only tried on a table the source's
-    /// statistics have never seen a row deleted from (append-only tables, the common case
-    /// for a daily sync), since elsewhere they usually differ and the totals would cost a
-    /// scan of each side for nothing; a key that changed or a row deleted since the
-    /// statistics were reset makes the totals differ, and the buckets are compared as ever.
-    fn keys_agree(&self, table: &Table, t: &Temps, i: TableIx) -> Vec<Step> {
+    /// target's with the new keys it is about to get: then no key is missing on either side,
+    /// and the buckets are not compared. The steps that find out (into `same`), and the SQL
+    /// condition that tells it to the steps after them. Only tried on a table the source's
+    /// statistics have never seen a row deleted from (append-only tables, the common case for
+    /// a daily sync), since elsewhere they usually differ and the totals would cost a scan of
+    /// each side for nothing; a key that changed or a row deleted since the statistics were
+    /// reset makes the totals differ, and the buckets are compared as ever.
+    fn keys_agree(&self, table: &Table, t: &Temps, i: TableIx) -> (Vec<Step>, Option<String>) {
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let tried =
             table.rows_deleted == 0 && !table.is_partitioned() && table.partitions.is_empty();
         if !tried {
-            return vec![step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT false AS same",
-                t.same
-            ))];
+            return (Vec::new(), None);
         }
         let key = sync_key(table);
         let hash = key_hash(&key.0);
@@ -514,12 +523,10 @@ impl UnitContext<'_> {
         let totals = |from: &str| {
             format!("SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {from}")
         };
-        vec![
+        let steps = vec![
             step(self.link.send_sql(&format!(
                 "{} || {source} || {}",
-                literal(&format!(
-                    "SELECT count(*), coalesce(pg_catalog.bit_xor({hash}), 0) FROM ("
-                )),
+                literal(&totals("(")),
                 literal(") s")
             ))),
             step(format!(
@@ -531,7 +538,8 @@ impl UnitContext<'_> {
                 totals(&t.added),
             )),
             step(self.link.finish_sql()),
-        ]
+        ];
+        (steps, Some(format!("(SELECT same FROM {})", t.same)))
     }
 
     /// The source's buckets, read while the target made its own (`ours`), and those that
