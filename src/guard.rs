@@ -422,6 +422,15 @@ pub struct LockRoom {
 }
 
 impl LockRoom {
+    /// `per_process` locks (`max_locks_per_transaction`) for each of `processes`.
+    pub fn new(per_process: i64, processes: i64) -> LockRoom {
+        LockRoom {
+            per_process,
+            processes,
+        }
+    }
+
+    /// The server's, from its settings.
     pub async fn of(client: &Client) -> anyhow::Result<LockRoom> {
         let row = client
             .query_one(
@@ -435,10 +444,7 @@ impl LockRoom {
             )
             .await
             .context("could not read the servers' lock settings")?;
-        Ok(LockRoom {
-            per_process: row.get(0),
-            processes: row.get(1),
-        })
+        Ok(LockRoom::new(row.get(0), row.get(1)))
     }
 
     /// The locks it holds, with some of the server's spare shared memory.

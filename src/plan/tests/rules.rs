@@ -522,3 +522,66 @@ fn the_targets_mark_is_recorded_where_a_run_leaves_the_table_equal_and_sync_star
     assert_eq!(note_of(&hashed, "customers"), "");
     assert!(pretty(&hashed.units[0].steps).contains("pg_catalog.hash_record_extended"));
 }
+
+/// The locks a unit holds, counted before a run (see `guard::beyond_locks`): each partition
+/// has an index for each of its root's and, with a column of unbounded length, a TOAST table
+/// and its index; a new table's staging view counts on the target; the source counts what it
+/// reads. Beyond a server's room (its nominal lock table and half again) the unit is refused.
+#[test]
+fn a_unit_beyond_a_lock_table_is_refused_with_what_it_locks() {
+    use crate::guard::{beyond_locks, LockRoom};
+    let mut root = table("events");
+    root.columns = vec![
+        column("id", "integer"),
+        column("at", "integer"),
+        column("body", "text"),
+    ];
+    root.constraints = vec![constraint(
+        "events_pkey",
+        ConstraintKind::PrimaryKey,
+        "PRIMARY KEY (id, at)",
+    )];
+    root.partition_by = Some("LIST (at)".into());
+    for k in 1..=2 {
+        let mut partition = table(&format!("events_{k}"));
+        partition.columns = root.columns.clone();
+        partition.partition_of = Some((root.name.clone(), format!("FOR VALUES IN ({k})")));
+        root.partitions.push(partition);
+    }
+    let catalog = Catalog {
+        tables: vec![root],
+        types: Vec::new(),
+        extensions: Vec::new(),
+        ..fixture()
+    };
+    let plan = plan(
+        &catalog,
+        &TargetState::default(),
+        &options(StagingKind::View),
+    );
+    // On the target: the root and its key's index, each partition with its own index of the
+    // key, TOAST table and TOAST index, and the staging view: 2 + 2 * 4 + 1.
+    let roomy = LockRoom::new(100, 10);
+    let refused = beyond_locks(&plan.units, &catalog, &LockRoom::new(1, 7), &roomy);
+    assert!(
+        refused[&QualifiedName::new("public", "events")].starts_with(
+            "public.events and its 2 partitions load in one transaction, which holds a lock on \
+             each of their 11 tables, indexes, sequences and views (at least) until it commits, \
+             and the target's lock table has room for about 10 (max_locks_per_transaction 1 for \
+             each of its 7 server processes, and some spare); nothing changed: set \
+             max_locks_per_transaction to at least 4 on the target"
+        ),
+        "{refused:?}"
+    );
+    assert!(beyond_locks(&plan.units, &catalog, &LockRoom::new(1, 8), &roomy).is_empty());
+    // On the source: the tables and their indexes it reads, 2 + 2 * 2.
+    let refused = beyond_locks(&plan.units, &catalog, &roomy, &LockRoom::new(1, 3));
+    assert!(
+        refused[&QualifiedName::new("public", "events")].contains(
+            "each of their 6 tables, indexes, sequences and views (at least) until it \
+                       commits, and the source's lock table has room for about 4"
+        ),
+        "{refused:?}"
+    );
+    assert!(beyond_locks(&plan.units, &catalog, &roomy, &LockRoom::new(1, 4)).is_empty());
+}
