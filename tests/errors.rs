@@ -479,6 +479,25 @@ fn a_config_that_is_no_regular_file_or_too_large_is_refused_unread() {
         ));
 }
 
+/// Copies `tables` and checks that the run is refused with `error` (exit 1) and that the target
+/// has no table whose name matches `made` (a regular expression) afterwards; returns stderr.
+fn refused_for_locks(pair: &Pair, tables: &str, error: &str, made: &str) -> String {
+    let out = pair
+        .snapcopy()
+        .arg(tables)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(error));
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            &format!("SELECT count(*) FROM pg_class WHERE relname ~ '{made}'")
+        ),
+        "0"
+    );
+    String::from_utf8(out.get_output().stderr.clone()).unwrap()
+}
+
 /// A group of tables tied by foreign keys loads in one transaction, which holds a lock on each
 /// of their relations until it commits: a group the target's lock table cannot hold is refused
 /// before anything is loaded, saying which setting to raise and to what; other groups go on.
@@ -508,27 +527,20 @@ fn a_group_of_tables_beyond_the_targets_lock_table_is_refused_before_it_loads() 
         ));
     }
     pair.source.psql("app", &schema);
-    pair.snapcopy()
-        .args(["public.*"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "error: public.hub and the 300 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 1,503 tables, indexes, sequences \
-             and views (at least) until it commits, and the target's lock table has room for \
-             about 930 (max_locks_per_transaction 10 for each of its 62 server processes, and \
-             some spare); nothing changed: set max_locks_per_transaction to at least 49 on the \
-             target",
-        ))
-        .stderr(predicate::str::contains(
-            "error: public.t7 is refused with public.hub, to which foreign keys tie it",
-        ));
-    assert_eq!(
-        pair.target.psql(
-            "dev",
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename ~ '^(hub|t[0-9]+)$'"
-        ),
-        "0"
+    let stderr = refused_for_locks(
+        &pair,
+        "public.*",
+        "error: public.hub and the 300 other tables tied to it by foreign keys load in one \
+         transaction, which holds a lock on each of their 1,503 tables, indexes, sequences and \
+         views (at least) until it commits, and the target's lock table has room for about 930 \
+         (max_locks_per_transaction 10 for each of its 62 server processes, and some spare); \
+         nothing changed: set max_locks_per_transaction to at least 49 on the target",
+        "^(hub|t[0-9]+)$",
+    );
+    assert!(
+        stderr
+            .contains("error: public.t7 is refused with public.hub, to which foreign keys tie it"),
+        "{stderr}"
     );
     // The other groups are copied.
     assert_eq!(
@@ -559,23 +571,15 @@ fn a_group_of_tables_beyond_the_sources_lock_table_is_refused_before_it_loads() 
         }
         pair.source.psql("app", &sql);
     }
-    pair.snapcopy()
-        .args(["public.*"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "error: public.hub and the 760 other tables tied to it by foreign keys load in one \
-             transaction, which holds a lock on each of their 1,522 tables, indexes, sequences \
-             and views (at least) until it commits, and the source's lock table has room for \
-             about 930 (max_locks_per_transaction 10 for each of its 62 server processes, and \
-             some spare); nothing changed: copy fewer of these tables in one run",
-        ));
-    assert_eq!(
-        pair.target.psql(
-            "dev",
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-        ),
-        "0"
+    refused_for_locks(
+        &pair,
+        "public.*",
+        "error: public.hub and the 760 other tables tied to it by foreign keys load in one \
+         transaction, which holds a lock on each of their 1,522 tables, indexes, sequences and \
+         views (at least) until it commits, and the source's lock table has room for about 930 \
+         (max_locks_per_transaction 10 for each of its 62 server processes, and some spare); \
+         nothing changed: copy fewer of these tables in one run",
+        "^(hub|t[0-9]+)$",
     );
 }
 
@@ -593,18 +597,12 @@ fn a_partitioned_table_beyond_the_targets_lock_table_is_refused_before_it_loads(
         ));
     }
     pair.source.psql("app", &schema);
-    pair.snapcopy()
-        .args(["public.ev"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "error: public.ev and its 750 partitions load in one transaction, which holds a lock \
-             on each of their 1,503 tables, indexes, sequences and views (at least) until it \
-             commits, and the target's lock table has room for about 930",
-        ));
-    assert_eq!(
-        pair.target
-            .psql("dev", "SELECT count(*) FROM pg_class WHERE relname ~ '^ev'"),
-        "0"
+    refused_for_locks(
+        &pair,
+        "public.ev",
+        "error: public.ev and its 750 partitions load in one transaction, which holds a lock on \
+         each of their 1,503 tables, indexes, sequences and views (at least) until it commits, \
+         and the target's lock table has room for about 930",
+        "^ev",
     );
 }

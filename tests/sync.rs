@@ -56,12 +56,20 @@ fn same(pair: &Pair, table: &str) {
 }
 
 fn sync(pair: &Pair) -> Vec<u8> {
+    sync_of(pair, &TABLES)
+}
+
+/// A sync of `tables`, its JSON summary, after checking that each equals the source's.
+fn sync_of(pair: &Pair, tables: &[&str]) -> Vec<u8> {
     let out = pair
         .snapcopy()
         .args(["--mode", "sync", "--json"])
-        .args(TABLES)
+        .args(tables)
         .assert()
         .success();
+    for table in tables {
+        same(pair, table);
+    }
     out.get_output().stdout.clone()
 }
 
@@ -126,9 +134,6 @@ fn scattered_changes_synced(pair: &Pair, before_sync: impl FnOnce()) -> Vec<u8> 
     before_sync();
 
     let out = sync(pair);
-    for table in TABLES {
-        same(pair, table);
-    }
     // Items: 20 new rows and the one deleted locally; 10 rows edited on the source (item 11's
     // local zero is not the source's minus zero) and the one edited locally; 3 deletes and the
     // local row.
@@ -361,13 +366,7 @@ fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
             mixed[1]
         ),
     );
-    let out = pair
-        .snapcopy()
-        .args(["--mode", "sync", "--json", "public.items"])
-        .assert()
-        .success();
-    let out = out.get_output().stdout.clone();
-    same(&pair, "public.items");
+    let out = sync_of(&pair, &["public.items"]);
     assert_eq!(
         summary_row(&out, "public.items")["note"],
         "rows written since the last run"
@@ -389,16 +388,7 @@ fn an_append_only_table_syncs_by_the_keys_totals() {
          INSERT INTO public.log SELECT g, 'line ' || g FROM generate_series(1, 2000) g;",
     );
     pair.snapcopy().args(["public.log"]).assert().success();
-    let sync_log = || {
-        let out = pair
-            .snapcopy()
-            .args(["--mode", "sync", "--json", "public.log"])
-            .assert()
-            .success();
-        let out = out.get_output().stdout.clone();
-        same(&pair, "public.log");
-        out
-    };
+    let sync_log = || sync_of(&pair, &["public.log"]);
     pair.source.psql(
         "app",
         "INSERT INTO public.log SELECT g, 'new ' || g FROM generate_series(2001, 2100) g;
