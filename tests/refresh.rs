@@ -507,6 +507,76 @@ fn incremental_finds_missing_rows_of_keys_that_do_not_grow(link: Link) {
     );
 }
 
+/// An incremental run asks while it plans whether the source wrote any row of a table since
+/// its last run (its tail first, then the rest): a table it wrote nothing of is not read again,
+/// and rows written anywhere in it, appended or in the middle, all arrive.
+#[test]
+fn a_table_the_source_wrote_nothing_of_since_its_last_run_is_not_read_again() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.papers (id uuid PRIMARY KEY, n integer NOT NULL, body text);
+         INSERT INTO public.papers SELECT md5(g::text)::uuid, g, repeat(md5(g::text), 4)
+         FROM generate_series(1, 20000) g;
+         ANALYZE public.papers",
+    );
+    pair.snapcopy().arg("papers").assert().success();
+    let run = |pair: &Pair| {
+        let output = pair
+            .snapcopy()
+            .args(["--mode", "incremental", "--json", "-v", "papers"])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let row = summary_row(&output.stdout, "public.papers");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (row["rows"].as_i64().unwrap(), stderr)
+    };
+    let not_read = "not run: the source wrote no row of the table since its last run";
+    let (rows, stderr) = run(&pair);
+    assert_eq!(rows, 0);
+    assert!(stderr.contains(not_read), "{stderr}");
+    same(&pair, "public.papers");
+
+    // Appended rows, in the table's tail.
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.papers SELECT md5(g::text)::uuid, g, 'appended' FROM generate_series(20001, 20010) g",
+    );
+    let (rows, stderr) = run(&pair);
+    assert_eq!(rows, 10);
+    assert!(!stderr.contains(not_read), "{stderr}");
+    same(&pair, "public.papers");
+
+    // Rows in the middle of the table, where deleted rows left room: the tail has none.
+    pair.source.psql(
+        "app",
+        "DELETE FROM public.papers WHERE n BETWEEN 5000 AND 7000",
+    );
+    pair.source.psql("app", "VACUUM public.papers");
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.papers SELECT md5(g::text)::uuid, g, 'in the middle' FROM generate_series(30001, 30100) g",
+    );
+    let tail = "SELECT count(*) FROM public.papers WHERE body = 'in the middle'                 AND (ctid::text::point)[0] >= (SELECT relpages - relpages / 32 FROM pg_class WHERE oid = 'public.papers'::regclass)";
+    assert_eq!(
+        pair.source.psql("app", tail),
+        "0",
+        "the new rows are in the middle"
+    );
+    let (rows, stderr) = run(&pair);
+    assert_eq!(rows, 100);
+    assert!(!stderr.contains(not_read), "{stderr}");
+    let middle = "SELECT count(*) FROM public.papers WHERE body = 'in the middle'";
+    assert_eq!(pair.target.psql("dev", middle), "100");
+
+    // Nothing new again.
+    let (rows, stderr) = run(&pair);
+    assert_eq!(rows, 0);
+    assert!(stderr.contains(not_read), "{stderr}");
+}
+
 /// Rows written since the last run are asked of the same relations only: a table filled long
 /// ago and renamed into the place of the one the last run read has rows older than the mark
 /// that the target lacks; the keys are compared then, and every one arrives. (A partition

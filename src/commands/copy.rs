@@ -21,10 +21,30 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     let mut settings = Settings::from_args(args, &Env::from_process())?;
     let quiet = settings.verbosity == Verbosity::Quiet;
 
-    let (source, mut target) = futures::try_join!(
-        connect(&settings.source, Side::Source),
-        connect(&settings.target, Side::Target)
-    )?;
+    // An incremental run through dblink asks on a connection of its own, while it plans, which
+    // tables the source wrote nothing of since their last run (see `source::Probe`; through
+    // postgres_fdw it compares keys instead).
+    let probes = settings.mode == cli::Mode::Incremental
+        && settings.link_kind == cli::LinkKind::Dblink
+        && !dry_run;
+    let (connected, prober) = futures::join!(
+        async {
+            futures::try_join!(
+                connect(&settings.source, Side::Source),
+                connect(&settings.target, Side::Target)
+            )
+        },
+        async {
+            match probes {
+                true => connect(&settings.source, Side::Source).await.ok(),
+                false => None,
+            }
+        }
+    );
+    let (source, mut target) = connected?;
+    if let Some(prober) = &prober {
+        exec::session::register(prober);
+    }
     guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
     let lock = if dry_run {
         None
@@ -37,7 +57,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     if args.hash_rows {
         snapshot.mark = None;
     }
-    let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, quiet).await?;
+    let mut planned = plan_copy(&source, &target, &mut settings, &snapshot, prober, quiet).await?;
     refuse_units_beyond_locks(&source, &target, &mut planned).await?;
     if !quiet {
         for warning in &planned.plan.warnings {
@@ -60,6 +80,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
             .as_ref()
             .filter(|_| planned.options.masks.any()),
         spare: Default::default(),
+        probe: planned.probe.clone(),
     };
     // The first loading session opens while the setup runs.
     let (set, ()) = futures::join!(
@@ -68,10 +89,16 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     );
     set?;
     let plan = &planned.plan;
+    if let Some(probe) = &planned.probe {
+        probe.keep_only(&plan.probed());
+    }
     let table_count = plan.units.iter().map(|u| u.tables.len()).sum();
     let progress = progress::Progress::new(settings.verbosity, table_count);
     let outcomes = exec::run_units(&run, &plan.units, settings.jobs, &progress).await;
     progress.done();
+    if let Some(probe) = &planned.probe {
+        probe.stop().await;
+    }
     // The snapshot is needed no longer; end the read-only transaction cleanly.
     let _ = source.batch_execute("COMMIT").await;
     Ok(summarize(
@@ -117,6 +144,8 @@ struct Planned {
     plan: plan::Plan,
     /// Tables refused before the catalog was read (named but gone, extension-owned).
     refused: Vec<(crate::sql::QualifiedName, String)>,
+    /// The probe of the tables the source may have written nothing of since their last run.
+    probe: Option<std::sync::Arc<source::Probe>>,
 }
 
 impl Planned {
@@ -137,6 +166,7 @@ async fn plan_copy(
     target: &Client,
     settings: &mut Settings,
     snapshot: &source::Snapshot,
+    prober: Option<Client>,
     quiet: bool,
 ) -> anyhow::Result<Planned> {
     let (candidates, managed) = futures::try_join!(
@@ -154,6 +184,10 @@ async fn plan_copy(
         quiet,
     )
     .await?;
+    let probe = prober.and_then(|client| {
+        let tables = probed(&chosen, &managed, snapshot.mark.as_ref()?, settings);
+        (!tables.is_empty()).then(|| source::Probe::start(client, &snapshot.id, tables))
+    });
     let mut along = BTreeMap::new();
     let mut chosen = if settings.mode == cli::Mode::Full {
         select::bring_along(target, settings, &candidates, &managed, chosen, &mut along).await?
@@ -215,6 +249,9 @@ async fn plan_copy(
         let mut plan = plan::plan(&catalog, &state, &options);
         let more = select::children_to_rebuild(&plan, &state, &chosen, &candidates, &mut along);
         if more.is_empty() {
+            if let Some(probe) = &probe {
+                probe.keep_only(&plan.probed());
+            }
             plan.refused.extend(refused.iter().cloned());
             return Ok(Planned {
                 catalog,
@@ -222,10 +259,39 @@ async fn plan_copy(
                 options,
                 plan,
                 refused,
+                probe,
             });
         }
         chosen.extend(source::with_partitions(&candidates, more).0);
     }
+}
+
+/// The chosen tables an incremental run may read only the rows written since their last run
+/// of, before the catalog tells for sure (see [`plan::Plan::probed`]): ordinary tables without
+/// children in a run without row filters (a subset reads rows by other tables' too), whose last run recorded a mark of the same relation and no
+/// growing column's high-water mark (a table read above one never scans its rows).
+fn probed(
+    chosen: &[source::Candidate],
+    managed: &[crate::target::Managed],
+    mark: &source::ChangeMark,
+    settings: &Settings,
+) -> Vec<source::Probed> {
+    chosen
+        .iter()
+        .filter(|c| c.relkind == "r" && !c.has_children && settings.filters.is_empty())
+        .filter_map(|c| {
+            let m = managed.iter().find(|m| m.name == c.name)?;
+            if m.high_water.is_some() || m.data_only {
+                return None;
+            }
+            let last = source::ChangeMark::parse(m.source_mark.as_deref()?)?;
+            let xid = mark.of_relation(c.oid).since(&last)?;
+            Some(source::Probed {
+                table: c.name.clone(),
+                xid,
+            })
+        })
+        .collect()
 }
 
 /// Refuses, before anything changes, the units that would hold more locks than either

@@ -55,6 +55,9 @@ pub struct Run<'a> {
     /// A session opened ahead (see [`Run::open_spare`]), which the first task to need one
     /// takes instead of opening its own.
     pub spare: Mutex<Option<tokio_postgres::Client>>,
+    /// Whether the source wrote rows of a table since its last run, asked while the run
+    /// planned (incremental runs).
+    pub probe: Option<std::sync::Arc<crate::source::Probe>>,
 }
 
 impl Run<'_> {

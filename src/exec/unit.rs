@@ -467,7 +467,7 @@ pub(super) async fn execute(
             merge(&tx, step, i, merges.remove(&i), tally, &fail).await?;
             None
         } else {
-            run_step(&tx, step, tally, &ctx.snapshot.at)
+            run_step(&tx, step, tally, ctx)
                 .await
                 .err()
                 .map(|e| (step, blocks[0], e))
@@ -597,7 +597,7 @@ pub(super) async fn run_step(
     tx: &tokio_postgres::Transaction<'_>,
     step: &Step,
     tally: &mut dyn Tally,
-    snapshot_at: &str,
+    ctx: &Run<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     let Some(i) = step.table else {
         return tx.batch_execute(&step.sql).await;
@@ -624,7 +624,17 @@ pub(super) async fn run_step(
             let rows = tx.execute_typed(&step.sql, &[]).await?;
             tally.merged(i, rows as i64);
         }
-        StepKind::InsertMissing => {
+        StepKind::InsertMissing { ref probed } => {
+            if let (Some(p), Some(probe)) = (probed, &ctx.probe) {
+                if probe.unwritten(&p.table, p.xid).await {
+                    log_step(
+                        ctx.verbosity,
+                        "-- not run: the source wrote no row of the table since its last run",
+                    );
+                    tally.inserted(i, 0, 0, None);
+                    return Ok(());
+                }
+            }
             let row = tx.query_typed_one(&step.sql, &[]).await?;
             tally.inserted(i, row.get(0), row.get(1), row.get(2));
         }
@@ -667,7 +677,7 @@ pub(super) async fn run_step(
                     (&rows, Type::INT8),
                     (&skipped, Type::INT8),
                     (&pushed_down, Type::BOOL),
-                    (&snapshot_at, Type::TEXT),
+                    (&ctx.snapshot.at.as_str(), Type::TEXT),
                     (&high_water, Type::TEXT),
                     (&gained, Type::INT8),
                 ],

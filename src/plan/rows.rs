@@ -74,7 +74,10 @@ impl UnitContext<'_> {
                     .map(|hw| format!("{} {} {}", c.column, c.operator, literal(hw))),
                 format!("(SELECT max({})::text FROM {read})", c.column),
             ),
-            Some(Pushdown::Since(xid)) => (Some(written_since(*xid)), "NULL::text".to_string()),
+            Some(Pushdown::Since(xid)) => (
+                Some(crate::source::ChangeMark::written_since(*xid)),
+                "NULL::text".to_string(),
+            ),
             _ => (None, "NULL::text".to_string()),
         };
         (self.link.read(&self.read_of(table, condition)), high)
@@ -136,7 +139,15 @@ impl UnitContext<'_> {
                 insert = self.insert_rows(table, &table.name, "src"),
             ),
         )
-        .of_kind(StepKind::InsertMissing)]
+        .of_kind(StepKind::InsertMissing {
+            probed: match info.pushdown {
+                Some(Pushdown::Since(xid)) => Some(crate::source::Probed {
+                    table: table.name.clone(),
+                    xid,
+                }),
+                _ => None,
+            },
+        })]
     }
 
     /// What a statement reads of `table`: its loaded columns, each masked as the run's rules
@@ -455,16 +466,4 @@ fn reached_rows(
     } else {
         format!("'ctid = ANY (' || {} || ')'", kept("tid", "tid"))
     }
-}
-
-/// The source's rows written at or after transaction `xid`, by their `xmin`'s age, which the
-/// source computes against its newest id (ages tell ids apart across the 32-bit wraparound).
-/// Should the mark's own age read negative (more than 2^31 ids since, which
-/// [`crate::source::ChangeMark::since`] rules out), every row is read. The mark's age is a
-/// subquery, computed once (a third of the scan's time when computed per row).
-pub(super) fn written_since(xid: u32) -> String {
-    format!(
-        "pg_catalog.age(xmin) <= (SELECT CASE WHEN a < 0 THEN 2147483647 ELSE a END \
-         FROM pg_catalog.age('{xid}'::pg_catalog.xid) a)"
-    )
 }

@@ -19,6 +19,21 @@ pub struct Plan {
     pub link: crate::cli::LinkKind,
 }
 
+impl Plan {
+    /// The tables whose units read the rows written since a transaction id, which the run's
+    /// probe may answer for (see [`crate::source::Probe`]).
+    pub fn probed(&self) -> Vec<crate::source::Probed> {
+        self.units
+            .iter()
+            .flat_map(|u| &u.steps)
+            .filter_map(|s| match &s.kind {
+                StepKind::InsertMissing { probed } => probed.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Tables that load together.
 #[derive(Debug, Clone)]
 pub struct Unit {
@@ -371,8 +386,12 @@ pub enum StepKind {
         size: u64,
     },
     /// The missing rows (incremental): returns rows read, rows inserted, the new high-water
-    /// mark.
-    InsertMissing,
+    /// mark. With `probed` (rows written since a transaction), the run's probe may have found
+    /// none written, and the statement is not run (see [`crate::source::Probe`]).
+    InsertMissing {
+        /// The table and the transaction id its rows are read since.
+        probed: Option<crate::source::Probed>,
+    },
     /// The rows the other ranges of a table reloaded in parts put in its load table, copied
     /// into the table once those ranges have committed (the executor waits for them); the
     /// command tag counts them, added to the rows the unit loaded itself.

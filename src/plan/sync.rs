@@ -276,7 +276,7 @@ impl UnitContext<'_> {
         let source = self.link.select_text(&self.read_of(table, None));
         let written = self
             .link
-            .select_text(&self.read_of(table, Some(super::rows::written_since(xid))));
+            .select_text(&self.read_of(table, Some(crate::source::ChangeMark::written_since(xid))));
         let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
         let temporary = |name: &str, select: String| {
             step(format!(

@@ -8,6 +8,7 @@
 mod depends;
 mod model;
 mod parts;
+mod probe;
 mod read;
 mod session;
 mod shape;
@@ -15,6 +16,7 @@ mod types;
 
 pub use depends::{Collation, Function, Requirement};
 pub use model::*;
+pub use probe::{Probe, Probed};
 pub use read::{candidates, introspect, read_extents, with_partitions};
 pub use session::{open_snapshot, origin, ChangeMark, Snapshot, MARK_SPAN};
 pub use shape::{Shape, ShapeDifference};

@@ -473,7 +473,7 @@ fn what(step: &Step) -> String {
         StepKind::Statement => "",
         StepKind::Rows => " [rows]",
         StepKind::Batch { .. } => " [batch]",
-        StepKind::InsertMissing => " [insert missing]",
+        StepKind::InsertMissing { .. } => " [insert missing]",
         StepKind::Merge => " [merge]",
         StepKind::Together { .. } => " [together]",
         StepKind::Synced { batch: None } => " [synced]",
