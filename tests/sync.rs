@@ -316,8 +316,9 @@ fn without_the_marks_sync_hashes_every_row_and_finds_the_same() {
 /// Deletes that share a bucket of the keys' hashes: two on the source in one bucket (the
 /// target's keys there are looked up on the source), and in another a delete on the source and
 /// one on the target (their counts agree, so the source's keys of that bucket are read whole).
-/// A third bucket has one delete on the source and a row inserted on the target: one key more
-/// on each side, whose hashes do not add up to one key's.
+/// A third bucket has one delete on the source and a row inserted on the target: two keys more
+/// on the target, whose hashes do not add up to one key's. A fourth has the same and a delete
+/// on the target: one key more on the target, but no key there has the hash the sums tell.
 #[test]
 fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
     let pair = Pair::start();
@@ -346,24 +347,34 @@ fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
     let two = pick(1, 2);
     let mixed = pick(2, 2);
     let inserted = pick(3, 1);
+    let unmatched = pick(4, 2);
     pair.source.psql(
         "app",
         &format!(
-            "DELETE FROM public.items WHERE title IN ({}, '{}', '{}')",
+            "DELETE FROM public.items WHERE title IN ({}, '{}', '{}', '{}')",
             quoted(&two),
             mixed[0],
-            inserted[0]
+            inserted[0],
+            unmatched[0]
         ),
     );
-    // The target's own: a delete in the second bucket, a new row in the third (its key found
-    // by trying: the first of 1..1000 whose hash falls there).
+    // The target's own: a delete in the second bucket and in the fourth, a new row in the
+    // third and in the fourth (its key found by trying: the first of 1..1000 whose hash falls
+    // there).
+    let mine = |b: i64| {
+        format!(
+            "INSERT INTO public.items (id, title) SELECT k, 'mine' FROM (SELECT md5('mine' || g)::uuid AS k \
+             FROM generate_series(1, 1000) g) s WHERE (pg_catalog.uuid_hash_extended(k, 0) & 63) = {b} LIMIT 1"
+        )
+    };
     pair.target.psql(
         "dev",
         &format!(
-            "DELETE FROM public.items WHERE title = '{}';
-             INSERT INTO public.items (id, title) SELECT k, 'mine' FROM (SELECT md5('mine' || g)::uuid AS k \
-             FROM generate_series(1, 1000) g) s WHERE (pg_catalog.uuid_hash_extended(k, 0) & 63) = 3 LIMIT 1",
-            mixed[1]
+            "DELETE FROM public.items WHERE title IN ('{}', '{}'); {}; {}",
+            mixed[1],
+            unmatched[1],
+            mine(3),
+            mine(4)
         ),
     );
     let out = sync_of(&pair, &["public.items"]);
@@ -371,9 +382,58 @@ fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
         summary_row(&out, "public.items")["note"],
         "rows written since the last run"
     );
-    // The local delete comes back; the four rows deleted on the source and the local one go.
-    assert_eq!(changed(&out, "public.items"), (1, 0, 5));
+    // The local deletes come back; the five rows deleted on the source and the local ones go.
+    assert_eq!(changed(&out, "public.items"), (2, 0, 7));
+    assert_eq!(buckets(&out, "public.items"), (64, 4));
+}
+
+/// A sync keeps the buckets of the keys it leaves, and the next one takes them for the target's
+/// own while the target's keys are those (their count and hash agree), instead of summing up
+/// every key again; a target whose keys changed since (a row deleted on it) sums up its own.
+/// Seen by two buckets swapped in what was kept (the totals stay): taken, they differ.
+#[test]
+fn the_next_sync_takes_the_buckets_the_last_one_kept() {
+    let pair = Pair::start();
+    pair.source.psql("app", SCHEMA);
+    pair.snapcopy().args(["public.items"]).assert().success();
+    // Rows of buckets 2 and up (the swapped ones are 0 and 1), by title.
+    let outside = |n: usize| -> Vec<String> {
+        let titles = pair.source.psql(
+            "app",
+            &format!(
+                "SELECT string_agg(title, ',') FROM (SELECT title FROM public.items \
+                 WHERE (pg_catalog.uuid_hash_extended(id, 0) & 63) = 10 + {n} LIMIT 1) s"
+            ),
+        );
+        titles.split(',').map(str::to_string).collect()
+    };
+    let delete = |server: &common::PgServer, db: &str, title: &str| {
+        server.psql(
+            db,
+            &format!("DELETE FROM public.items WHERE title = '{title}'"),
+        );
+    };
+    delete(&pair.source, "app", &outside(0)[0]);
+    sync_of(&pair, &["public.items"]);
+    let kept = "SELECT key_buckets, (SELECT sum(n) FROM unnest(key_counts) n) \
+                FROM snapcopy.managed_tables WHERE table_name = 'items'";
+    assert_eq!(pair.target.psql("dev", kept), "64|4999");
+    let swap = "UPDATE snapcopy.managed_tables SET key_counts[1] = key_counts[2], \
+                key_counts[2] = key_counts[1], key_xors[1] = key_xors[2], \
+                key_xors[2] = key_xors[1] WHERE table_name = 'items'";
+    pair.target.psql("dev", swap);
+    delete(&pair.source, "app", &outside(1)[0]);
+    let out = sync_of(&pair, &["public.items"]);
+    assert_eq!(changed(&out, "public.items"), (0, 0, 1));
     assert_eq!(buckets(&out, "public.items"), (64, 3));
+    assert_eq!(pair.target.psql("dev", kept), "64|4998");
+
+    // A row deleted on the target: what was kept is not taken.
+    pair.target.psql("dev", swap);
+    delete(&pair.target, "dev", &outside(2)[0]);
+    let out = sync_of(&pair, &["public.items"]);
+    assert_eq!(changed(&out, "public.items"), (1, 0, 0));
+    assert_eq!(buckets(&out, "public.items"), (64, 1));
 }
 
 /// A table the source never deleted from (an append-only log): the keys' count and hash are

@@ -75,6 +75,8 @@ struct Temps {
     unbalanced: String,
     /// Whether the keys' totals agree on both sides (then no bucket is compared).
     same: String,
+    /// Whether the buckets the last sync kept are the target's.
+    kept: String,
 }
 
 impl Temps {
@@ -94,6 +96,7 @@ impl Temps {
             probed: name("probed"),
             unbalanced: name("unbalanced"),
             same: name("same"),
+            kept: name("kept"),
         }
     }
 
@@ -112,6 +115,7 @@ impl Temps {
             &self.probed,
             &self.unbalanced,
             &self.same,
+            &self.kept,
         ]
         .into_iter()
         .cloned()
@@ -258,7 +262,10 @@ impl UnitContext<'_> {
     /// the target lacks some (a row deleted on the target). The keys to read go in `fetch`,
     /// those the source lacks in `gone`. No row is hashed whole; the source's table is scanned
     /// twice (for the rows written since, and for the buckets), a third time only for the
-    /// buckets where the target lacks keys.
+    /// buckets where the target lacks keys. The target's buckets are those the last sync kept
+    /// in the registry (the source's then), as long as the target's keys are the ones it left:
+    /// their count and hash (one scan, without the buckets' hash table) agree with the kept
+    /// buckets'; else the target sums up its own.
     fn changed_since(&self, table: &Table, xid: u32, i: TableIx) -> Vec<Step> {
         let local = self
             .target
@@ -376,21 +383,46 @@ impl UnitContext<'_> {
                 .map(|same| format!(" {word} NOT {same}"))
                 .unwrap_or_default()
         };
+        // The buckets the last sync left, if the target's keys are still those: their count
+        // and hash agree with the buckets' (a scan of the keys without the buckets' hash
+        // table, a third of its cost).
+        let registry = &self.options.staging_schema;
+        let kept = crate::target::registry::key_sums(registry, &table.name, buckets);
+        let valid = format!("(SELECT valid FROM {})", t.kept);
         steps.extend([
             // 2. Buckets of the keys: the source's while the target sums up its own.
             step(self.link.send_sql(&source_buckets)),
             temporary(
+                &t.kept,
+                format!(
+                    "SELECT (SELECT (count(*), coalesce(bit_xor({hash}), 0)) FROM {ours}{}) = \
+                     (SELECT (coalesce(sum(n), 0)::int8, coalesce(bit_xor(x), 0)) \
+                     FROM ({kept}) k) AS valid",
+                    unless_same("WHERE"),
+                ),
+            ),
+            temporary(
                 &t.ours,
                 format!(
-                    "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({} UNION ALL {}) u{} \
-                     GROUP BY 1",
-                    buckets_of(&ours),
+                    "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({kept} AND {valid} \
+                     UNION ALL {} UNION ALL {}) u{} GROUP BY 1",
+                    buckets_of(&format!("{ours} WHERE NOT {valid}")),
                     buckets_of(&t.added),
                     unless_same("WHERE"),
                 ),
             ),
         ]);
         steps.extend(self.buckets_differing(&t, i));
+        // The source's buckets are the target's once it has synced: kept for the next sync.
+        steps.push(step(crate::target::registry::keep_key_sums(
+            registry,
+            &table.name,
+            &format!("SELECT b, n, x FROM {}", t.theirs),
+            buckets,
+            &same
+                .as_ref()
+                .map_or("true".to_string(), |same| format!("NOT {same}")),
+        )));
         // 3. The target's keys of the buckets that differ, with those it is about to get.
         steps.push(temporary(
             &t.our_rows,

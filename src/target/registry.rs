@@ -53,7 +53,55 @@ pub fn setup_sql(staging_schema: &Ident) -> Vec<String> {
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS data_only boolean"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS source_mark text"),
         format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS target_mark text"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS key_buckets integer"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS key_counts bigint[]"),
+        format!("ALTER TABLE {registry} ADD COLUMN IF NOT EXISTS key_xors bigint[]"),
     ]
+}
+
+/// The buckets of a table's keys' hashes as its last sync left them (`b int4, n int8, x int8`:
+/// the bucket, its keys' count and the XOR of their hashes; empty buckets left out), when
+/// that sync summed them up in `buckets` buckets: a query. They are what the target's own
+/// would sum up to as long as its keys are those that sync left, which the sync that reads
+/// them checks by the keys' totals (see `plan::sync`).
+pub fn key_sums(staging_schema: &Ident, name: &QualifiedName, buckets: i64) -> String {
+    format!(
+        "SELECT (u.g - 1)::int4 AS b, u.n, u.x FROM {} r, \
+         ROWS FROM (pg_catalog.unnest(r.key_counts), pg_catalog.unnest(r.key_xors)) \
+         WITH ORDINALITY AS u(n, x, g) \
+         WHERE r.table_schema = {} AND r.table_name = {} AND r.key_buckets = {buckets} \
+         AND u.n > 0",
+        table(staging_schema),
+        literal(name.schema.raw()),
+        literal(name.name.raw()),
+    )
+}
+
+/// Keeps the buckets of the table's keys (`b`, `n`, `x` of the query `sums`, in `buckets`
+/// buckets) for its next sync (see [`key_sums`]); none where `kept` (SQL) is false.
+pub fn keep_key_sums(
+    staging_schema: &Ident,
+    name: &QualifiedName,
+    sums: &str,
+    buckets: i64,
+    kept: &str,
+) -> String {
+    let dense = |column: &str| {
+        format!(
+            "(SELECT pg_catalog.array_agg(coalesce(s.{column}, 0) ORDER BY g.b) \
+             FROM pg_catalog.generate_series(0, {}) g(b) LEFT JOIN ({sums}) s ON s.b = g.b)",
+            buckets - 1
+        )
+    };
+    format!(
+        "UPDATE {} SET key_buckets = {buckets}, key_counts = {}, key_xors = {} \
+         WHERE table_schema = {} AND table_name = {} AND {kept}",
+        table(staging_schema),
+        dense("n"),
+        dense("x"),
+        literal(name.schema.raw()),
+        literal(name.name.raw()),
+    )
 }
 
 /// A table snapcopy's registry lists.
