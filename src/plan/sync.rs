@@ -22,6 +22,7 @@
 //! so that foreign keys among a unit's tables hold when each statement ends.
 
 use super::compare::{buckets, key_hash, keys_of_batch, table_rows, KeyColumns, KEYS_PER_BATCH};
+use super::link::Link;
 use super::unit::UnitContext;
 use super::{Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
 use crate::source::{Column, Table};
@@ -77,6 +78,8 @@ struct Temps {
     same: String,
     /// Whether the buckets the last sync kept are the target's.
     kept: String,
+    /// The target's keys' count and the XOR of their hashes.
+    our_totals: String,
 }
 
 impl Temps {
@@ -97,6 +100,7 @@ impl Temps {
             unbalanced: name("unbalanced"),
             same: name("same"),
             kept: name("kept"),
+            our_totals: name("our_totals"),
         }
     }
 
@@ -116,6 +120,7 @@ impl Temps {
             &self.unbalanced,
             &self.same,
             &self.kept,
+            &self.our_totals,
         ]
         .into_iter()
         .cloned()
@@ -219,7 +224,7 @@ impl UnitContext<'_> {
                 t.ours
             )),
         ];
-        steps.extend(self.buckets_differing(&t, i));
+        steps.extend(buckets_differing(self.link, &t, i));
         // 2. The rows of the buckets that differ: every row when most buckets do.
         steps.push(step(self.link.send_sql(&format!(
             "{} || {source} || ') r WHERE ' || {}",
@@ -303,17 +308,43 @@ impl UnitContext<'_> {
             ") s OFFSET 0) r GROUP BY 1",
         );
         let buckets_of = |from: &str| format!("{before}SELECT * FROM {from}{after}");
+        // The source's buckets (or its keys' totals first) are summed up on a second
+        // connection while the first reads the rows written since: the source's two scans at
+        // once.
+        let aside = self
+            .link
+            .aside()
+            .expect("a table synced since its last run is read through dblink");
+        // Whether the keys' totals are compared first (see `same` below).
+        let totals =
+            table.rows_deleted == 0 && !table.is_partitioned() && table.partitions.is_empty();
+        let source_totals = format!(
+            "{} || {source} || {}",
+            literal(&format!(
+                "SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM ("
+            )),
+            literal(") s")
+        );
+        let source_buckets = format!("{} || {source} || {}", literal(&before), literal(after));
         // Every row's key is read on the source from the heap: an index-only scan of a table
         // whose visibility map is behind (rows written since its last vacuum) visits the heap
         // in the index's order, page by page at random, several times slower than reading it
         // through (measured: 1.1-1.6 s against 0.6 s for 1M rows).
-        let mut steps: Vec<Step> = self
-            .link
-            .on_source("SET LOCAL enable_indexonlyscan = off")
-            .map(step)
-            .into_iter()
-            .collect();
+        let no_index_only = "SET LOCAL enable_indexonlyscan = off";
+        let mut steps: Vec<Step> = [
+            self.link.on_source(no_index_only),
+            aside.on_source(no_index_only),
+        ]
+        .into_iter()
+        .flatten()
+        .map(step)
+        .collect();
         steps.extend([
+            step(aside.send_sql(if totals {
+                &source_totals
+            } else {
+                &source_buckets
+            })),
             // 1. The keys written since, on the source while the target finds its own.
             step(self.link.send_sql(&format!(
                 "{} || {written} || ') r'",
@@ -361,58 +392,76 @@ impl UnitContext<'_> {
             // of 17,000: 0.98 s against 0.31 s for the buckets, 0.78 s against 0.20 s for the
             // keys of the buckets that differ).
             step("SET LOCAL enable_indexonlyscan = off".to_string()),
-        ]);
-        let (agree, same) = self.keys_agree(table, &t, i);
-        steps.extend(agree);
-        // What the steps that scan every key are given when the totals were compared: the
-        // source's query is none, the target's scans are skipped (a condition that is
-        // constant gates a scan, which then reads nothing), no bucket counts as compared.
-        let source_buckets = format!("{} || {source} || {}", literal(&before), literal(after));
-        let (source_buckets, compared) = match &same {
-            Some(same) => (
-                format!(
-                    "CASE WHEN {same} THEN {} ELSE {source_buckets} END",
-                    literal("SELECT 0::int4, 0::int8, 0::int8 WHERE false")
-                ),
-                format!("CASE WHEN {same} THEN 0 ELSE {buckets} END"),
+            // The target's keys' count and hash: to compare with the source's, and with the
+            // buckets the last sync kept.
+            temporary(
+                &t.our_totals,
+                format!("SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {ours}"),
             ),
-            None => (source_buckets, buckets.to_string()),
+        ]);
+        // A table the source's statistics have never seen a row deleted from (append-only
+        // tables, the common case for a daily sync) compares the keys' totals (count and XOR
+        // of their hashes) first, the target's with the new keys it is about to get: when they
+        // agree, no key is missing on either side, and the buckets are not compared. Elsewhere
+        // they usually differ, and would cost a scan of the source for nothing. The statistics
+        // are a hint: a key that changed, or a row deleted since they were reset, makes the
+        // totals differ, and the buckets are compared as ever. Then the steps that scan every
+        // key are given a condition: the source's query is none, the target's scans are
+        // skipped (a condition that is constant gates a scan, which then reads nothing), no
+        // bucket counts as compared.
+        let same = totals.then(|| format!("(SELECT same FROM {})", t.same));
+        let (compared, unless_same) = match &same {
+            Some(same) => {
+                steps.extend([
+                    temporary(
+                        &t.same,
+                        format!(
+                            "SELECT t.n = o.n + a.n AND t.x = o.x # a.x AS same FROM {}, {} o, \
+                             (SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {}) a",
+                            aside.result("n int8, x int8"),
+                            t.our_totals,
+                            t.added,
+                        ),
+                    ),
+                    step(aside.finish_sql()),
+                    step(aside.send_sql(&format!(
+                        "CASE WHEN {same} THEN {} ELSE {source_buckets} END",
+                        literal("SELECT 0::int4, 0::int8, 0::int8 WHERE false")
+                    ))),
+                ]);
+                (
+                    format!("CASE WHEN {same} THEN 0 ELSE {buckets} END"),
+                    format!(" WHERE NOT {same}"),
+                )
+            }
+            None => (buckets.to_string(), String::new()),
         };
-        let unless_same = |word: &str| {
-            same.as_ref()
-                .map(|same| format!(" {word} NOT {same}"))
-                .unwrap_or_default()
-        };
-        // The buckets the last sync left, if the target's keys are still those: their count
-        // and hash agree with the buckets' (a scan of the keys without the buckets' hash
-        // table, a third of its cost).
+        // 2. The target's buckets, while the source sums up its own: the buckets the last sync
+        // left, if the target's keys are still those (their count and hash agree with the
+        // buckets'), else its own.
         let registry = &self.options.staging_schema;
         let kept = crate::target::registry::key_sums(registry, &table.name, buckets);
         let valid = format!("(SELECT valid FROM {})", t.kept);
         steps.extend([
-            // 2. Buckets of the keys: the source's while the target sums up its own.
-            step(self.link.send_sql(&source_buckets)),
             temporary(
                 &t.kept,
                 format!(
-                    "SELECT (SELECT (count(*), coalesce(bit_xor({hash}), 0)) FROM {ours}{}) = \
-                     (SELECT (coalesce(sum(n), 0)::int8, coalesce(bit_xor(x), 0)) \
-                     FROM ({kept}) k) AS valid",
-                    unless_same("WHERE"),
+                    "SELECT (o.n, o.x) = (SELECT coalesce(sum(n), 0)::int8, \
+                     coalesce(bit_xor(x), 0) FROM ({kept}) k) AS valid FROM {} o",
+                    t.our_totals
                 ),
             ),
             temporary(
                 &t.ours,
                 format!(
                     "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({kept} AND {valid} \
-                     UNION ALL {} UNION ALL {}) u{} GROUP BY 1",
+                     UNION ALL {} UNION ALL {}) u{unless_same} GROUP BY 1",
                     buckets_of(&format!("{ours} WHERE NOT {valid}")),
                     buckets_of(&t.added),
-                    unless_same("WHERE"),
                 ),
             ),
         ]);
-        steps.extend(self.buckets_differing(&t, i));
+        steps.extend(buckets_differing(aside.as_ref(), &t, i));
         // The source's buckets are the target's once it has synced: kept for the next sync.
         steps.push(step(crate::target::registry::keep_key_sums(
             registry,
@@ -423,6 +472,11 @@ impl UnitContext<'_> {
                 .as_ref()
                 .map_or("true".to_string(), |same| format!("NOT {same}")),
         )));
+        let unless_same = |word: &str| {
+            same.as_ref()
+                .map(|same| format!(" {word} NOT {same}"))
+                .unwrap_or_default()
+        };
         // 3. The target's keys of the buckets that differ, with those it is about to get.
         steps.push(temporary(
             &t.our_rows,
@@ -530,71 +584,13 @@ impl UnitContext<'_> {
                 single = t.single,
             ),
         ));
-        steps.extend(self.link.on_source("RESET enable_indexonlyscan").map(step));
+        steps.extend(
+            [self.link, aside.as_ref()]
+                .into_iter()
+                .filter_map(|l| l.on_source("RESET enable_indexonlyscan"))
+                .map(step),
+        );
         steps
-    }
-
-    /// Whether the keys' totals (count and XOR of their hashes) agree on both sides, the
-    /// target's with the new keys it is about to get: then no key is missing on either side,
-    /// and the buckets are not compared. The steps that find out (into `same`), and the SQL
-    /// condition that tells it to the steps after them. Only tried on a table the source's
-    /// statistics have never seen a row deleted from (append-only tables, the common case for
-    /// a daily sync), since elsewhere they usually differ and the totals would cost a scan of
-    /// each side for nothing; a key that changed or a row deleted since the statistics were
-    /// reset makes the totals differ, and the buckets are compared as ever.
-    fn keys_agree(&self, table: &Table, t: &Temps, i: TableIx) -> (Vec<Step>, Option<String>) {
-        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
-        let tried =
-            table.rows_deleted == 0 && !table.is_partitioned() && table.partitions.is_empty();
-        if !tried {
-            return (Vec::new(), None);
-        }
-        let key = sync_key(table);
-        let hash = key_hash(&key.0);
-        let source = self.link.select_text(&self.read_of(table, None));
-        let totals = |from: &str| {
-            format!("SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {from}")
-        };
-        let steps = vec![
-            step(self.link.send_sql(&format!(
-                "{} || {source} || {}",
-                literal(&totals("(")),
-                literal(") s")
-            ))),
-            step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT t.n = o.n + a.n \
-                 AND t.x = o.x # a.x AS same FROM {}, ({}) o, ({}) a",
-                t.same,
-                self.link.result("n int8, x int8"),
-                totals(&table.own_rows()),
-                totals(&t.added),
-            )),
-            step(self.link.finish_sql()),
-        ];
-        (steps, Some(format!("(SELECT same FROM {})", t.same)))
-    }
-
-    /// The source's buckets, read while the target made its own (`ours`), and those that
-    /// differ.
-    fn buckets_differing(&self, t: &Temps, i: TableIx) -> Vec<Step> {
-        let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
-        vec![
-            step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}",
-                t.theirs,
-                self.link.result("b int4, n int8, x int8")
-            )),
-            step(self.link.finish_sql()),
-            // With how many rows the target has more, and the XOR of both sides' hashes.
-            step(format!(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT coalesce(s.b, o.b) AS b, \
-                 coalesce(o.n, 0) - coalesce(s.n, 0) AS extra, \
-                 coalesce(o.x, 0) # coalesce(s.x, 0) AS h \
-                 FROM {} s FULL JOIN {} o ON o.b = s.b \
-                 WHERE s.b IS NULL OR o.b IS NULL OR s.n <> o.n OR s.x <> o.x",
-                t.differ, t.theirs, t.ours
-            )),
-        ]
     }
 
     /// The rows of `table` that differ from the source's, read by key from the source in
@@ -661,6 +657,28 @@ fn sync_key(table: &Table) -> KeyColumns<'_> {
         table,
         &table.key(None).map(|k| k.columns).unwrap_or_default(),
     )
+}
+
+/// The source's buckets, read through `link` while the target made its own (`ours`), and
+/// those that differ, with how many rows the target has more and the XOR of both sides' hashes.
+fn buckets_differing(link: &dyn Link, t: &Temps, i: TableIx) -> Vec<Step> {
+    let step = |sql: String| Step::new(Phase::Data, Some(i), sql);
+    vec![
+        step(format!(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {}",
+            t.theirs,
+            link.result("b int4, n int8, x int8")
+        )),
+        step(link.finish_sql()),
+        step(format!(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT coalesce(s.b, o.b) AS b, \
+             coalesce(o.n, 0) - coalesce(s.n, 0) AS extra, \
+             coalesce(o.x, 0) # coalesce(s.x, 0) AS h \
+             FROM {} s FULL JOIN {} o ON o.b = s.b \
+             WHERE s.b IS NULL OR o.b IS NULL OR s.n <> o.n OR s.x <> o.x",
+            t.differ, t.theirs, t.ours
+        )),
+    ]
 }
 
 /// The condition, as SQL text the target builds when the statement runs, that picks on the
