@@ -356,8 +356,11 @@ m_uu_sync() { snap -q --source "$SU" --target "$TU" --mode sync --json public.it
 # deletes anywhere; from a target equal to the source.
 uu_changes() {
     uu_copied
-    # A sync first, so that the one measured starts from the marks it leaves (the incremental
-    # runs of the round before keep local edits, after which a sync hashes every row).
+    # Two syncs first, so that the one measured starts where a daily sync does: from the marks
+    # and the key buckets the sync before it left. (The incremental runs of the round keep
+    # local edits, after which a sync hashes every row and leaves the marks; the next one reads
+    # what was written since and keeps the buckets.)
+    m_uu_sync
     m_uu_sync
     pg_psql source uu >/dev/null <<'SQL'
 INSERT INTO items (account, title, body, price, created, attrs)

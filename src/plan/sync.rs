@@ -326,6 +326,10 @@ impl UnitContext<'_> {
             literal(") s")
         );
         let source_buckets = format!("{} || {source} || {}", literal(&before), literal(after));
+        // The buckets the last sync kept, if it kept some in as many buckets.
+        let registry = &self.options.staging_schema;
+        let kept = crate::target::registry::key_sums(registry, &table.name, buckets);
+        let has_kept = format!("EXISTS ({kept})");
         // Every row's key is read on the source from the heap: an index-only scan of a table
         // whose visibility map is behind (rows written since its last vacuum) visits the heap
         // in the index's order, page by page at random, several times slower than reading it
@@ -393,10 +397,17 @@ impl UnitContext<'_> {
             // keys of the buckets that differ).
             step("SET LOCAL enable_indexonlyscan = off".to_string()),
             // The target's keys' count and hash: to compare with the source's, and with the
-            // buckets the last sync kept.
+            // buckets the last sync kept (when it kept some: else not read).
             temporary(
                 &t.our_totals,
-                format!("SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {ours}"),
+                format!(
+                    "SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {ours}{}",
+                    if totals {
+                        String::new()
+                    } else {
+                        format!(" WHERE {has_kept}")
+                    }
+                ),
             ),
         ]);
         // A table the source's statistics have never seen a row deleted from (append-only
@@ -439,14 +450,12 @@ impl UnitContext<'_> {
         // 2. The target's buckets, while the source sums up its own: the buckets the last sync
         // left, if the target's keys are still those (their count and hash agree with the
         // buckets'), else its own.
-        let registry = &self.options.staging_schema;
-        let kept = crate::target::registry::key_sums(registry, &table.name, buckets);
         let valid = format!("(SELECT valid FROM {})", t.kept);
         steps.extend([
             temporary(
                 &t.kept,
                 format!(
-                    "SELECT (o.n, o.x) = (SELECT coalesce(sum(n), 0)::int8, \
+                    "SELECT {has_kept} AND (o.n, o.x) = (SELECT coalesce(sum(n), 0)::int8, \
                      coalesce(bit_xor(x), 0) FROM ({kept}) k) AS valid FROM {} o",
                     t.our_totals
                 ),
