@@ -111,7 +111,7 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
 }
 
 /// Each loading session holds a connection to the target and, through dblink, one to the
-/// source (two in a sync): `--jobs` cannot be more than either has free.
+/// source: `--jobs` cannot be more than either has free.
 async fn fit_jobs(
     settings: &mut Settings,
     source: &Client,
@@ -122,13 +122,7 @@ async fn fit_jobs(
         guard::connection_room(target),
         guard::connection_room(source)
     )?;
-    // A sync's session reads the source on two connections at times (see `plan::sync`).
-    let per_session = if settings.mode == cli::Mode::Sync {
-        2
-    } else {
-        1
-    };
-    let room = target_room.min((source_room / per_session).max(1));
+    let room = target_room.min(source_room);
     if settings.jobs as i64 > room {
         if !quiet {
             eprintln!(

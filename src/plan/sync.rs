@@ -308,13 +308,6 @@ impl UnitContext<'_> {
             ") s OFFSET 0) r GROUP BY 1",
         );
         let buckets_of = |from: &str| format!("{before}SELECT * FROM {from}{after}");
-        // The source's buckets (or its keys' totals first) are summed up on a second
-        // connection while the first reads the rows written since: the source's two scans at
-        // once.
-        let aside = self
-            .link
-            .aside()
-            .expect("a table synced since its last run is read through dblink");
         // Whether the keys' totals are compared first (see `same` below).
         let totals =
             table.rows_deleted == 0 && !table.is_partitioned() && table.partitions.is_empty();
@@ -335,20 +328,13 @@ impl UnitContext<'_> {
         // in the index's order, page by page at random, several times slower than reading it
         // through (measured: 1.1-1.6 s against 0.6 s for 1M rows).
         let no_index_only = "SET LOCAL enable_indexonlyscan = off";
-        let mut steps: Vec<Step> = [
-            self.link.on_source(no_index_only),
-            aside.on_source(no_index_only),
-        ]
-        .into_iter()
-        .flatten()
-        .map(step)
-        .collect();
+        let mut steps: Vec<Step> = self
+            .link
+            .on_source(no_index_only)
+            .map(step)
+            .into_iter()
+            .collect();
         steps.extend([
-            step(aside.send_sql(if totals {
-                &source_totals
-            } else {
-                &source_buckets
-            })),
             // 1. The keys written since, on the source while the target finds its own.
             step(self.link.send_sql(&format!(
                 "{} || {written} || ') r'",
@@ -396,8 +382,14 @@ impl UnitContext<'_> {
             // of 17,000: 0.98 s against 0.31 s for the buckets, 0.78 s against 0.20 s for the
             // keys of the buckets that differ).
             step("SET LOCAL enable_indexonlyscan = off".to_string()),
-            // The target's keys' count and hash: to compare with the source's, and with the
-            // buckets the last sync kept (when it kept some: else not read).
+            // 2. The source's buckets (or its keys' totals first), while the target reads its
+            // keys' count and hash: to compare with the source's, and with the buckets the last
+            // sync kept (when it kept some: else not read).
+            step(self.link.send_sql(if totals {
+                &source_totals
+            } else {
+                &source_buckets
+            })),
             temporary(
                 &t.our_totals,
                 format!(
@@ -429,13 +421,13 @@ impl UnitContext<'_> {
                         format!(
                             "SELECT t.n = o.n + a.n AND t.x = o.x # a.x AS same FROM {}, {} o, \
                              (SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {}) a",
-                            aside.result("n int8, x int8"),
+                            self.link.result("n int8, x int8"),
                             t.our_totals,
                             t.added,
                         ),
                     ),
-                    step(aside.finish_sql()),
-                    step(aside.send_sql(&format!(
+                    step(self.link.finish_sql()),
+                    step(self.link.send_sql(&format!(
                         "CASE WHEN {same} THEN {} ELSE {source_buckets} END",
                         literal("SELECT 0::int4, 0::int8, 0::int8 WHERE false")
                     ))),
@@ -447,7 +439,7 @@ impl UnitContext<'_> {
             }
             None => (buckets.to_string(), String::new()),
         };
-        // 2. The target's buckets, while the source sums up its own: the buckets the last sync
+        // The target's buckets, while the source sums up its own: the buckets the last sync
         // left, if the target's keys are still those (their count and hash agree with the
         // buckets'), else its own.
         let valid = format!("(SELECT valid FROM {})", t.kept);
@@ -470,7 +462,7 @@ impl UnitContext<'_> {
                 ),
             ),
         ]);
-        steps.extend(buckets_differing(aside.as_ref(), &t, i));
+        steps.extend(buckets_differing(self.link, &t, i));
         // The source's buckets are the target's once it has synced: kept for the next sync.
         steps.push(step(crate::target::registry::keep_key_sums(
             registry,
@@ -593,12 +585,7 @@ impl UnitContext<'_> {
                 single = t.single,
             ),
         ));
-        steps.extend(
-            [self.link, aside.as_ref()]
-                .into_iter()
-                .filter_map(|l| l.on_source("RESET enable_indexonlyscan"))
-                .map(step),
-        );
+        steps.extend(self.link.on_source("RESET enable_indexonlyscan").map(step));
         steps
     }
 

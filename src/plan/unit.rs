@@ -107,15 +107,7 @@ impl UnitContext<'_> {
             })
             .collect();
         let (prepare, splits) = self.splits(&ordered, &infos, &loads);
-        // A table synced since its last run reads the source's buckets on a second connection
-        // while the first reads the rows written since (see `sync`).
-        let aside = infos
-            .iter()
-            .any(|i| i.action == Action::Sync && matches!(i.pushdown, Some(Pushdown::Since(_))))
-            .then(|| self.link.aside())
-            .flatten();
         let mut steps = self.connect_steps();
-        steps.extend(aside.iter().flat_map(|a| a.connect_steps()));
         steps.extend(self.subset_steps(&ordered));
         // The user's tables keep their foreign keys through the load: the deferrable ones wait
         // until every table of the unit has its rows (a cycle among them then holds), and are
@@ -200,7 +192,6 @@ impl UnitContext<'_> {
         steps.extend(self.sequence_steps(&ordered, &infos));
         steps.extend(self.record_steps(&ordered, &infos));
         steps.extend(self.disconnect_steps());
-        steps.extend(aside.iter().flat_map(|a| a.disconnect_steps()));
         let unit = Unit {
             tables: infos,
             steps,

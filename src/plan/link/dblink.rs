@@ -10,14 +10,10 @@ use crate::source::Table;
 use crate::sql::{literal, Ident, QualifiedName};
 
 /// The dblink link.
-#[derive(Clone)]
 pub(in crate::plan) struct Dblink<'a> {
     options: &'a PlanOptions,
-    /// The foreign server's name.
+    /// The foreign server's name, which is also the connection's.
     server: String,
-    /// The connection's name: the server's, or another for a second connection (see
-    /// [`Link::aside`]).
-    connection: String,
     /// The schema of dblink's functions: the target's, or the staging schema where the setup
     /// creates the extension.
     schema: Ident,
@@ -36,7 +32,6 @@ impl<'a> Dblink<'a> {
         Dblink {
             options,
             server: server.to_string(),
-            connection: server.to_string(),
             schema: installed
                 .cloned()
                 .unwrap_or_else(|| options.staging_schema.clone()),
@@ -46,7 +41,7 @@ impl<'a> Dblink<'a> {
     }
 
     fn conn(&self) -> String {
-        literal(&self.connection)
+        literal(&self.server)
     }
 
     /// `SELECT dblink_exec(<conn>, <command>)`.
@@ -125,7 +120,7 @@ impl Link for Dblink<'_> {
                 "SELECT {dblink}.dblink_connect('snapcopy_link_check', {server}); \
                  SELECT {dblink}.dblink_disconnect('snapcopy_link_check')",
                 dblink = self.schema,
-                server = literal(&self.server)
+                server = self.conn()
             ),
         )
         .with_purpose(Purpose::LinkCheck(LinkKind::Dblink))]
@@ -137,10 +132,7 @@ impl Link for Dblink<'_> {
             Step::new(
                 Phase::Connect,
                 None,
-                format!(
-                    "SELECT {dblink}.dblink_connect({conn}, {})",
-                    literal(&self.server)
-                ),
+                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
             ),
             Step::new(
                 Phase::Connect,
@@ -310,12 +302,5 @@ impl Link for Dblink<'_> {
 
     fn keeps_staging_objects(&self) -> bool {
         true
-    }
-
-    fn aside(&self) -> Option<Box<dyn Link + '_>> {
-        Some(Box::new(Dblink {
-            connection: format!("{}_aside", self.server),
-            ..self.clone()
-        }))
     }
 }

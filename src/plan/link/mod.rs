@@ -91,13 +91,6 @@ pub(super) trait Link {
     /// Whether staging objects made through this link last time are still there after the
     /// setup (postgres_fdw's go with the foreign tables the setup makes anew).
     fn keeps_staging_objects(&self) -> bool;
-
-    /// A second connection to the source in the same snapshot, for a query to run at the same
-    /// time as one of this link's own (its connect and disconnect steps open and close it),
-    /// where the link has connections of its own.
-    fn aside(&self) -> Option<Box<dyn Link + '_>> {
-        None
-    }
 }
 
 /// Why `link` cannot read `table`, if it cannot: postgres_fdw reads an inheritance parent
