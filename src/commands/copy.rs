@@ -45,15 +45,21 @@ pub async fn copy(args: &CopyArgs, dry_run: bool) -> anyhow::Result<Outcome> {
     if let Some(prober) = &prober {
         exec::session::register(prober);
     }
-    guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
-    let lock = if dry_run {
-        None
-    } else {
-        Some(guard::lock_target(&target, &settings.staging_schema).await?)
-    };
-    guard::check_staging_schema(&target, &settings.staging_schema).await?;
-    fit_jobs(&mut settings, &source, &target, quiet).await?;
-    let mut snapshot = source::open_snapshot(&source).await?;
+    // The snapshot is taken while the checks run (it only reads): a run that goes no further
+    // ends its transaction with the session.
+    let (snapshot, lock) = futures::join!(source::open_snapshot(&source), async {
+        guard::refuse_same_database(&source, &target, &settings.source, &settings.target).await?;
+        let lock = if dry_run {
+            None
+        } else {
+            Some(guard::lock_target(&target, &settings.staging_schema).await?)
+        };
+        guard::check_staging_schema(&target, &settings.staging_schema).await?;
+        fit_jobs(&mut settings, &source, &target, quiet).await?;
+        anyhow::Ok(lock)
+    });
+    let lock = lock?;
+    let mut snapshot = snapshot?;
     if args.hash_rows {
         snapshot.mark = None;
     }
