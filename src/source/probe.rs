@@ -217,16 +217,19 @@ impl Drop for LeaveOnDrop<'_> {
     }
 }
 
-/// Whether any row of `table`, of about `pages` pages, was written since `xid`: its tail first, by a TID range scan where the server has them (PostgreSQL 14), which
-/// finds appended rows without reading the rest; the rest only if the tail has none.
+/// Whether any row of `table`, of about `pages` pages, was written since `xid`: its tail
+/// first, by a TID range scan where the server has them (PostgreSQL 14), which finds appended
+/// rows without reading the rest; only if the tail has none, the whole table by a sequential
+/// scan (the tail again, a thirty-second of it), which reads through a small ring of buffers
+/// where a TID range scan of a large table would push the rest of the source's cache out.
 fn written_query(table: &QualifiedName, xid: u32, pages: i32, version: i32) -> String {
     let written = ChangeMark::written_since(xid);
+    let whole = format!("EXISTS (SELECT FROM ONLY {table} WHERE {written})");
     if version < 140000 {
-        return format!("SELECT EXISTS (SELECT FROM ONLY {table} WHERE {written})");
+        return format!("SELECT {whole}");
     }
     let tail = format!("'({},0)'::pg_catalog.tid", pages - pages / TAIL_SHARE);
     format!(
-        "SELECT EXISTS (SELECT FROM ONLY {table} WHERE ctid >= {tail} AND {written}) \
-         OR EXISTS (SELECT FROM ONLY {table} WHERE ctid < {tail} AND {written})"
+        "SELECT EXISTS (SELECT FROM ONLY {table} WHERE ctid >= {tail} AND {written}) OR {whole}"
     )
 }
