@@ -633,7 +633,7 @@ impl UnitContext<'_> {
                  ins AS ({insert} RETURNING 1) \
                  SELECT (SELECT count(*) FROM batch), 0::int8, 0::int8, \
                  (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), 0::int8, \
-                 (SELECT coalesce(sum(pg_catalog.octet_length(s::text)), 0) FROM src s)::int8",
+                 (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), 0) FROM src s)::int8",
                 fetch = t.fetch,
                 read = self.link.read(&rows),
                 batch_match = key.matched("u", "s"),
