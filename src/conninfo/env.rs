@@ -14,8 +14,13 @@ pub struct Env {
     pub vars: BTreeMap<String, String>,
     /// The home directory, for `~/.pgpass`.
     pub home: Option<PathBuf>,
-    /// The operating-system user name, libpq's default for `user`.
+    /// The operating-system user name, libpq's default for `user`, from `USER` or `LOGNAME`.
     pub os_user: Option<String>,
+    /// Whether to ask `id -un` for it when neither is set: the first time a connection lacks a
+    /// user (a process to start, some 15 ms, that a run naming its users never pays).
+    ask_os_user: bool,
+    /// What `id -un` said.
+    asked: std::sync::OnceLock<Option<String>>,
 }
 
 impl Env {
@@ -23,16 +28,22 @@ impl Env {
     pub fn from_process() -> Env {
         let vars = std::env::vars().collect::<BTreeMap<_, _>>();
         let home = vars.get("HOME").map(PathBuf::from);
-        let os_user = vars
-            .get("USER")
-            .or_else(|| vars.get("LOGNAME"))
-            .cloned()
-            .or_else(current_os_user);
+        let os_user = vars.get("USER").or_else(|| vars.get("LOGNAME")).cloned();
         Env {
+            ask_os_user: os_user.is_none(),
             vars,
             home,
             os_user,
+            asked: Default::default(),
         }
+    }
+
+    /// The operating-system user name (see [`Env::os_user`]).
+    fn os_user(&self) -> Option<String> {
+        if self.os_user.is_some() || !self.ask_os_user {
+            return self.os_user.clone();
+        }
+        self.asked.get_or_init(current_os_user).clone()
     }
 
     fn var(&self, name: &str) -> Option<&str> {
@@ -69,8 +80,8 @@ impl ConnInfo {
             .or_insert_with(|| DEFAULT_SOCKET_DIR.into());
         params.entry("port".into()).or_insert_with(|| "5432".into());
         if !params.contains_key("user") {
-            if let Some(user) = &env.os_user {
-                params.insert("user".into(), user.clone());
+            if let Some(user) = env.os_user() {
+                params.insert("user".into(), user);
             }
         }
         if !params.contains_key("dbname") {
@@ -182,7 +193,30 @@ mod tests {
                 .collect(),
             home: None,
             os_user: Some("alice".into()),
+            ..Default::default()
         }
+    }
+
+    /// Without USER or LOGNAME, the user is asked of the system, and only when a connection
+    /// lacks one.
+    #[test]
+    fn the_os_user_is_asked_for_only_when_a_connection_lacks_a_user() {
+        let env = Env {
+            ask_os_user: true,
+            ..Default::default()
+        };
+        let named = ConnInfo::parse("user=bob dbname=app")
+            .unwrap()
+            .resolve(&env);
+        assert_eq!(named.get("user"), Some("bob"));
+        assert!(env.asked.get().is_none(), "asked without need");
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let me = String::from_utf8(id.stdout).unwrap().trim().to_string();
+        let unnamed = ConnInfo::parse("dbname=app").unwrap().resolve(&env);
+        assert_eq!(unnamed.get("user"), Some(me.as_str()));
     }
 
     #[test]
