@@ -413,7 +413,7 @@ impl UnitContext<'_> {
         // skipped (a condition that is constant gates a scan, which then reads nothing), no
         // bucket counts as compared.
         let same = totals.then(|| format!("(SELECT same FROM {})", t.same));
-        let (compared, unless_same) = match &same {
+        let (compared, where_not_same) = match &same {
             Some(same) => {
                 steps.extend([
                     temporary(
@@ -456,7 +456,7 @@ impl UnitContext<'_> {
                 &t.ours,
                 format!(
                     "SELECT b, sum(n)::int8 AS n, bit_xor(x) AS x FROM ({kept} AND {valid} \
-                     UNION ALL {} UNION ALL {}) u{unless_same} GROUP BY 1",
+                     UNION ALL {} UNION ALL {}) u{where_not_same} GROUP BY 1",
                     buckets_of(&format!("{ours} WHERE NOT {valid}")),
                     buckets_of(&t.added),
                 ),
