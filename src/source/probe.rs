@@ -59,21 +59,14 @@ enum State {
 pub struct Probe {
     states: watch::Sender<BTreeMap<QualifiedName, (u32, State)>>,
     /// Stops the probe's query on the source.
-    cancel: tokio_postgres::CancelToken,
+    cancel: Option<tokio_postgres::CancelToken>,
 }
 
 impl Probe {
     /// Starts probing `tables` on `client` (a source connection of its own, which the probe
     /// keeps) in the snapshot `snapshot`.
     pub fn start(client: Client, snapshot: &str, tables: Vec<Probed>) -> Arc<Probe> {
-        let states = tables
-            .into_iter()
-            .map(|p| (p.table, (p.xid, State::Queued)))
-            .collect();
-        let probe = Arc::new(Probe {
-            states: watch::Sender::new(states),
-            cancel: client.cancel_token(),
-        });
+        let probe = Arc::new(Probe::of(tables, Some(client.cancel_token())));
         let snapshot = snapshot.to_string();
         let task = Arc::clone(&probe);
         tokio::spawn(async move {
@@ -82,6 +75,18 @@ impl Probe {
             let _ = task.run(&client, &snapshot).await;
         });
         probe
+    }
+
+    /// `tables`, none started on yet.
+    fn of(tables: Vec<Probed>, cancel: Option<tokio_postgres::CancelToken>) -> Probe {
+        let states = tables
+            .into_iter()
+            .map(|p| (p.table, (p.xid, State::Queued)))
+            .collect();
+        Probe {
+            states: watch::Sender::new(states),
+            cancel,
+        }
     }
 
     /// Whether the source wrote no row of `table` since transaction `xid`, as of the run's
@@ -108,8 +113,8 @@ impl Probe {
             .borrow()
             .values()
             .any(|(_, s)| *s == State::Scanning);
-        if scanning {
-            let _ = self.cancel.cancel_query(tokio_postgres::NoTls).await;
+        if let (true, Some(cancel)) = (scanning, &self.cancel) {
+            let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
         }
     }
 
@@ -174,28 +179,40 @@ impl Probe {
             .collect();
         self.leave(|name, _| !sized.iter().any(|(n, _, _)| *n == name));
         for (table, pages, version) in sized {
-            let mut xid = None;
-            self.states
-                .send_if_modified(|states| match states.get_mut(table) {
-                    Some((x, state)) if *state == State::Queued => {
-                        *state = State::Scanning;
-                        xid = Some(*x);
-                        true
-                    }
-                    _ => false,
-                });
-            let Some(xid) = xid else { continue };
+            let Some(xid) = self.begin(table) else {
+                continue;
+            };
             let written = client
                 .query_one(&written_query(table, xid, pages, version), &[])
                 .await?
                 .get(0);
-            self.states.send_modify(|states| {
-                if let Some((_, state)) = states.get_mut(table) {
-                    *state = State::Found { written };
-                }
-            });
+            self.found(table, written);
         }
         client.batch_execute("COMMIT").await
+    }
+
+    /// Starts on `table`, unless a unit took it first: the transaction id to ask since.
+    fn begin(&self, table: &QualifiedName) -> Option<u32> {
+        let mut xid = None;
+        self.states
+            .send_if_modified(|states| match states.get_mut(table) {
+                Some((x, state)) if *state == State::Queued => {
+                    *state = State::Scanning;
+                    xid = Some(*x);
+                    true
+                }
+                _ => false,
+            });
+        xid
+    }
+
+    /// The answer for `table`.
+    fn found(&self, table: &QualifiedName, written: bool) {
+        self.states.send_modify(|states| {
+            if let Some((_, state)) = states.get_mut(table) {
+                *state = State::Found { written };
+            }
+        });
     }
 }
 
@@ -232,4 +249,94 @@ fn written_query(table: &QualifiedName, xid: u32, pages: i32, version: i32) -> S
     format!(
         "SELECT EXISTS (SELECT FROM ONLY {table} WHERE ctid >= {tail} AND {written}) OR {whole}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn name(table: &str) -> QualifiedName {
+        QualifiedName::new("public".to_string(), table.to_string())
+    }
+
+    /// A waiting unit's answer, which must come.
+    async fn answer(waiting: tokio::task::JoinHandle<bool>) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the unit is still waiting")
+            .unwrap()
+    }
+
+    fn probe_of(tables: &[(&str, u32)]) -> Arc<Probe> {
+        let tables = tables
+            .iter()
+            .map(|(t, xid)| Probed {
+                table: name(t),
+                xid: *xid,
+            })
+            .collect();
+        Arc::new(Probe::of(tables, None))
+    }
+
+    #[tokio::test]
+    async fn a_unit_waits_while_its_table_is_scanned_and_takes_the_answer() {
+        let probe = probe_of(&[("a", 5), ("b", 5), ("c", 5)]);
+        for (table, written, asked, unwritten) in [
+            ("a", false, 5, true),
+            ("b", true, 5, false),
+            ("c", false, 6, false),
+        ] {
+            assert_eq!(probe.begin(&name(table)), Some(5));
+            let waiting = tokio::spawn({
+                let probe = Arc::clone(&probe);
+                async move { probe.unwritten(&name(table), asked).await }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "{table}: answered while scanned");
+            probe.found(&name(table), written);
+            assert_eq!(answer(waiting).await, unwritten, "{table}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_asked_for_before_the_probe_starts_on_it_is_left_to_the_unit() {
+        let probe = probe_of(&[("a", 5)]);
+        assert!(!probe.unwritten(&name("a"), 5).await);
+        assert_eq!(probe.begin(&name("a")), None);
+        // A table the probe never had.
+        assert!(!probe.unwritten(&name("z"), 5).await);
+    }
+
+    #[tokio::test]
+    async fn the_tables_the_plan_reads_otherwise_are_left() {
+        let probe = probe_of(&[("a", 5), ("b", 7), ("c", 9)]);
+        probe.keep_only(&[
+            Probed {
+                table: name("a"),
+                xid: 5,
+            },
+            Probed {
+                table: name("b"),
+                xid: 8,
+            },
+        ]);
+        assert_eq!(probe.begin(&name("a")), Some(5));
+        assert_eq!(probe.begin(&name("b")), None);
+        assert_eq!(probe.begin(&name("c")), None);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_ends_leaves_its_tables_to_the_units() {
+        let probe = probe_of(&[("a", 5), ("b", 5)]);
+        assert_eq!(probe.begin(&name("a")), Some(5));
+        let waiting = tokio::spawn({
+            let probe = Arc::clone(&probe);
+            async move { probe.unwritten(&name("a"), 5).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(LeaveOnDrop(&probe));
+        assert!(!answer(waiting).await);
+        assert_eq!(probe.begin(&name("b")), None);
+    }
 }
