@@ -73,6 +73,20 @@ fn sync_of(pair: &Pair, tables: &[&str]) -> Vec<u8> {
     out.get_output().stdout.clone()
 }
 
+/// The titles of the first `n` rows (by their number) of `public.items` whose key falls in
+/// bucket `b` of 64 (a sync of its 5,000 rows sums their keys up in 64 buckets).
+fn titles_in_bucket(pair: &Pair, b: i64, n: usize) -> Vec<String> {
+    let titles = pair.source.psql(
+        "app",
+        &format!(
+            "SELECT string_agg(title, ',' ORDER BY g) FROM (SELECT title, \
+             substr(title, 6)::int AS g FROM public.items \
+             WHERE (pg_catalog.uuid_hash_extended(id, 0) & 63) = {b} ORDER BY g LIMIT {n}) s"
+        ),
+    );
+    titles.split(',').map(str::to_string).collect()
+}
+
 /// The sync counts of `table` in a summary: inserted, updated, deleted.
 fn changed(out: &[u8], table: &str) -> (i64, i64, i64) {
     let row = summary_row(out, table);
@@ -324,19 +338,8 @@ fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
     let pair = Pair::start();
     pair.source.psql("app", SCHEMA);
     pair.snapcopy().args(["public.items"]).assert().success();
-    // 5,000 rows: 64 buckets. The first keys of three buckets, by title.
-    let bucket = "(pg_catalog.uuid_hash_extended(id, 0) & 63)";
-    let pick = |b: i64, n: usize| -> Vec<String> {
-        let titles = pair.source.psql(
-            "app",
-            &format!(
-                "SELECT string_agg(title, ',' ORDER BY g) FROM (SELECT title, \
-                 substr(title, 6)::int AS g FROM public.items WHERE {bucket} = {b} \
-                 ORDER BY g LIMIT {n}) s"
-            ),
-        );
-        titles.split(',').map(str::to_string).collect()
-    };
+    // 5,000 rows: 64 buckets. The first keys of four buckets, by title.
+    let pick = |b: i64, n: usize| titles_in_bucket(&pair, b, n);
     let quoted = |titles: &[String]| {
         titles
             .iter()
@@ -396,24 +399,14 @@ fn the_next_sync_takes_the_buckets_the_last_one_kept() {
     let pair = Pair::start();
     pair.source.psql("app", SCHEMA);
     pair.snapcopy().args(["public.items"]).assert().success();
-    // Rows of buckets 2 and up (the swapped ones are 0 and 1), by title.
-    let outside = |n: usize| -> Vec<String> {
-        let titles = pair.source.psql(
-            "app",
-            &format!(
-                "SELECT string_agg(title, ',') FROM (SELECT title FROM public.items \
-                 WHERE (pg_catalog.uuid_hash_extended(id, 0) & 63) = 10 + {n} LIMIT 1) s"
-            ),
-        );
-        titles.split(',').map(str::to_string).collect()
-    };
+    // Rows of buckets 10, 11 and 12 (the swapped ones are 0 and 1), by title.
     let delete = |server: &common::PgServer, db: &str, title: &str| {
         server.psql(
             db,
             &format!("DELETE FROM public.items WHERE title = '{title}'"),
         );
     };
-    delete(&pair.source, "app", &outside(0)[0]);
+    delete(&pair.source, "app", &titles_in_bucket(&pair, 10, 1)[0]);
     sync_of(&pair, &["public.items"]);
     let kept = "SELECT key_buckets, (SELECT sum(n) FROM unnest(key_counts) n) \
                 FROM snapcopy.managed_tables WHERE table_name = 'items'";
@@ -422,7 +415,7 @@ fn the_next_sync_takes_the_buckets_the_last_one_kept() {
                 key_counts[2] = key_counts[1], key_xors[1] = key_xors[2], \
                 key_xors[2] = key_xors[1] WHERE table_name = 'items'";
     pair.target.psql("dev", swap);
-    delete(&pair.source, "app", &outside(1)[0]);
+    delete(&pair.source, "app", &titles_in_bucket(&pair, 11, 1)[0]);
     let out = sync_of(&pair, &["public.items"]);
     assert_eq!(changed(&out, "public.items"), (0, 0, 1));
     assert_eq!(buckets(&out, "public.items"), (64, 3));
@@ -430,7 +423,7 @@ fn the_next_sync_takes_the_buckets_the_last_one_kept() {
 
     // A row deleted on the target: what was kept is not taken.
     pair.target.psql("dev", swap);
-    delete(&pair.target, "dev", &outside(2)[0]);
+    delete(&pair.target, "dev", &titles_in_bucket(&pair, 12, 1)[0]);
     let out = sync_of(&pair, &["public.items"]);
     assert_eq!(changed(&out, "public.items"), (1, 0, 0));
     assert_eq!(buckets(&out, "public.items"), (64, 1));

@@ -94,7 +94,7 @@ impl Probe {
     /// table it has not started on is left to the caller.
     pub async fn unwritten(&self, table: &QualifiedName, xid: u32) -> bool {
         let mut states = self.states.subscribe();
-        self.leave(|name, state| name == table && state == State::Queued);
+        self.leave(|name, _| name == table);
         let Ok(states) = states
             .wait_for(|s| !matches!(s.get(table), Some((_, State::Scanning))))
             .await
@@ -121,25 +121,16 @@ impl Probe {
     /// Takes off the probe's list the tables the plan reads otherwise than by `reads` (the
     /// rows written since a transaction id).
     pub fn keep_only(&self, reads: &[Probed]) {
+        self.leave(|name, xid| !reads.iter().any(|p| &p.table == name && p.xid == xid));
+    }
+
+    /// Leaves to their units the tables (with the transaction id each is asked since) that
+    /// `which` picks and the probe has not started on.
+    fn leave(&self, which: impl Fn(&QualifiedName, u32) -> bool) {
         self.states.send_if_modified(|states| {
             let mut changed = false;
             for (name, (xid, state)) in states.iter_mut() {
-                let read = reads.iter().any(|p| &p.table == name && p.xid == *xid);
-                if !read && *state == State::Queued {
-                    *state = State::Left;
-                    changed = true;
-                }
-            }
-            changed
-        });
-    }
-
-    /// Leaves to their units the tables `which` picks that the probe has not started on.
-    fn leave(&self, which: impl Fn(&QualifiedName, State) -> bool) {
-        self.states.send_if_modified(|states| {
-            let mut changed = false;
-            for (name, (_, state)) in states.iter_mut() {
-                if *state == State::Queued && which(name, *state) {
+                if *state == State::Queued && which(name, *xid) {
                     *state = State::Left;
                     changed = true;
                 }
