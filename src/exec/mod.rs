@@ -10,6 +10,7 @@
 //! read-only source transaction. A failure rolls the unit back: its tables keep their previous
 //! contents, and the other units go on.
 
+mod build;
 mod explain;
 pub mod session;
 mod setup;
@@ -32,6 +33,7 @@ use crate::plan::{Step, Unit};
 use crate::progress::Progress;
 use crate::report::TableOutcome;
 use crate::settings::Verbosity;
+use build::Board;
 use explain::{During, StepError};
 use split::{SplitPart, SplitRun};
 use unit::{execute, run_unit, Isolated, Session};
@@ -84,6 +86,7 @@ pub async fn run_units(
     jobs: usize,
     progress: &Progress,
 ) -> Vec<TableOutcome> {
+    let boards: Vec<Board> = units.iter().map(Board::new).collect();
     let mut ranges = Vec::new();
     let mut indexes = Vec::new();
     let mut waits = Vec::new();
@@ -130,12 +133,20 @@ pub async fn run_units(
     }
     // Every range is under way before an index build waits for its table's ranges, and every
     // index build before a unit waits for them: a waiting task never holds the slot that what
-    // it waits for needs.
-    let tasks = ranges.into_iter().chain(indexes).chain(
+    // it waits for needs. A unit waits only for the builds its helpers have started.
+    let helpers = units.iter().zip(&boards).flat_map(|(unit, board)| {
+        (0..unit.builds.helpers).map(move |_| Task::Help { unit, board })
+    });
+    let tasks = ranges.into_iter().chain(indexes).chain(helpers).chain(
         units
             .iter()
             .zip(waits)
-            .map(|(unit, splits)| Task::Unit { unit, splits }),
+            .zip(&boards)
+            .map(|((unit, splits), board)| Task::Unit {
+                unit,
+                splits,
+                board,
+            }),
     );
     let results: Vec<Vec<TableOutcome>> = stream::iter(tasks)
         .map(|task| task.run(run, progress))
@@ -185,10 +196,16 @@ enum Task<'a> {
         run: SplitPart<'a>,
         done: oneshot::Sender<PartResult>,
     },
-    /// A unit, with its split tables to wait for.
+    /// A unit, with its split tables to wait for and the tables it shares with helpers.
     Unit {
         unit: &'a Unit,
         splits: Vec<SplitWait<'a>>,
+        board: &'a Board<'a>,
+    },
+    /// A helper session building some of a unit's new tables.
+    Help {
+        unit: &'a Unit,
+        board: &'a Board<'a>,
     },
 }
 
@@ -230,6 +247,7 @@ impl Task<'_> {
                         &mut run,
                         Isolated::default(),
                         &mut Default::default(),
+                        None,
                     )
                     .await
                     .map(|_| run.seconds)
@@ -240,7 +258,15 @@ impl Task<'_> {
                 let _ = done.send(result);
                 Vec::new()
             }
-            Task::Unit { unit, splits } => run_unit(ctx, unit, splits, progress).await,
+            Task::Unit {
+                unit,
+                splits,
+                board,
+            } => run_unit(ctx, unit, splits, board, progress).await,
+            Task::Help { unit, board } => {
+                build::help(ctx, unit, board).await;
+                Vec::new()
+            }
         }
     }
 }

@@ -8,11 +8,12 @@ use futures::future::join_all;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
+use super::build::Board;
 use super::explain::explain;
 use super::explain::{During, StepError};
 use super::session::{connect, describe, open_session, Side};
 use super::{lock, slowest, Run, SplitWait};
-use crate::plan::{Action, Phase, Step, StepKind, TableInfo, TableIx, Unit};
+use crate::plan::{Action, Branch, Phase, Step, StepKind, TableInfo, TableIx, Unit};
 use crate::progress::{Progress, TableProgress};
 use crate::report::{SyncCounts, TableOutcome, TableStatus};
 use crate::settings::Verbosity;
@@ -124,6 +125,7 @@ pub(super) async fn run_unit(
     ctx: &Run<'_>,
     unit: &Unit,
     splits: Vec<SplitWait<'_>>,
+    board: &Board<'_>,
     progress: &Progress,
 ) -> Vec<TableOutcome> {
     let mut run = UnitRun {
@@ -148,9 +150,12 @@ pub(super) async fn run_unit(
                 undo_table: Some(&unit.undo_table),
                 tables: &unit.tables,
             };
-            execute(ctx, &session, &mut run, isolated, &mut merges).await
+            execute(ctx, &session, &mut run, isolated, &mut merges, Some(board)).await
         }
     };
+    // No helper writes a load table of the unit from here on: those of the tables that
+    // failed, or all of them, can go.
+    board.close().await;
     for i in 0..unit.tables.len() {
         run.touch(TableIx(i));
     }
@@ -315,10 +320,9 @@ async fn rolled_back(
 /// the next run's setup drops them.
 pub(super) async fn discard(ctx: &Run<'_>, unit: &Unit, tables: &[TableIx], progress: &Progress) {
     let sql: Vec<&str> = unit
-        .splits
-        .iter()
-        .filter(|s| tables.contains(&s.table))
-        .map(|s| s.discard.as_str())
+        .discards()
+        .filter(|(t, _)| tables.contains(t))
+        .map(|(_, sql)| sql)
         .collect();
     if sql.is_empty() {
         return;
@@ -367,6 +371,7 @@ pub(super) async fn execute(
     tally: &mut dyn Tally,
     mut isolated: Isolated,
     merges: &mut BTreeMap<TableIx, SplitWait<'_>>,
+    board: Option<&Board<'_>>,
 ) -> Result<(tokio_postgres::Client, Isolated), StepError> {
     let (snapshot, verbosity) = (ctx.snapshot, ctx.verbosity);
     let mut client = open_session(ctx).await?;
@@ -390,10 +395,19 @@ pub(super) async fn execute(
         .iter()
         .filter(|s| !matches!(s.phase, Phase::Connect | Phase::Disconnect))
         .collect();
-    // Whether a step runs, or is left out because a table it belongs to or references failed.
-    let runs = |step: &Step, isolated: &mut Isolated| {
+    // Which tables helpers may build the unit made itself (`true`) or left to a helper.
+    let mut own: BTreeMap<TableIx, bool> = BTreeMap::new();
+    // Whether a step runs, or is left out because a table it belongs to or references failed,
+    // or because it is for the other way the table came in (see `Branch`).
+    let runs = |step: &Step, isolated: &mut Isolated, own: &BTreeMap<TableIx, bool>| {
         if step.table.is_some_and(|i| isolated.failed.contains_key(&i)) {
             return false;
+        }
+        if let (Some(branch), Some(i)) = (step.branch, step.table) {
+            let taken = own.get(&i).copied().unwrap_or(true);
+            if taken != (branch == Branch::Own) {
+                return false;
+            }
         }
         if let Some((j, what)) = &step.also {
             if isolated.failed.contains_key(j) {
@@ -411,7 +425,7 @@ pub(super) async fn execute(
     while next < inside.len() {
         let step = inside[next];
         next += 1;
-        if !runs(step, &mut isolated) {
+        if !runs(step, &mut isolated, &own) {
             continue;
         }
         // Statements whose result nothing reads go together (see `pipelined`).
@@ -430,7 +444,7 @@ pub(super) async fn execute(
                     break;
                 }
                 next += 1;
-                if runs(more, &mut isolated) {
+                if runs(more, &mut isolated, &own) {
                     window.push(more);
                 }
                 if more.phase == Phase::TableEnd {
@@ -465,6 +479,20 @@ pub(super) async fn execute(
                 .find_map(|(r, (s, b))| r.err().map(|e| (*s, *b, e)))
         } else if let (StepKind::Merge, Some(i)) = (&step.kind, step.table) {
             merge(&tx, step, i, merges.remove(&i), tally, &fail).await?;
+            None
+        } else if let (StepKind::Claim, Some(i)) = (&step.kind, step.table) {
+            own.insert(i, board.is_none_or(|b| b.take_for_unit(i)));
+            None
+        } else if let (StepKind::Built, Some(i), Some(board)) = (&step.kind, step.table, board) {
+            match board.built(i).await {
+                Ok((rows, seconds)) => {
+                    tally.rows(i, rows, false);
+                    tally.seconds(i, seconds);
+                }
+                Err(e) => {
+                    isolated.failed.insert(i, e);
+                }
+            }
             None
         } else {
             run_step(&tx, step, tally, ctx)
@@ -619,6 +647,8 @@ pub(super) async fn run_step(
                 }
             }
         }
+        // `execute` takes a table (see `Board`) and waits for a helper's build.
+        StepKind::Claim | StepKind::Built => {}
         // `execute` runs a merge (see `merge`), which waits for the other ranges and counts.
         StepKind::Merge => {
             let rows = tx.execute_typed(&step.sql, &[]).await?;

@@ -43,8 +43,8 @@ pub use crate::target::{ExtensionState, StagingObject, TargetState};
 pub use link::PROXY_MARKER;
 pub use refresh::{Full, Incremental, Refresh, Sync};
 pub use step::{
-    Action, Bounds, Phase, Plan, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
-    TableIx, Unit,
+    Action, Bounds, Branch, Build, Builds, Phase, Plan, Purpose, Pushdown, Range, Split, Step,
+    StepKind, TableInfo, TableIx, Unit,
 };
 pub use subset::{conditions as subset_conditions, resolve_filters, RowFilter};
 

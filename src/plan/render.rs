@@ -74,6 +74,22 @@ impl fmt::Display for Plan {
                     }
                 }
             }
+            let builds = &unit.builds;
+            if !builds.tables.is_empty() {
+                writeln!(
+                    f,
+                    "-- at the same time as the unit, up to {} helper session(s) build the \
+                     unit's new tables it has not reached yet, from the last one back, each \
+                     into a load table in a transaction of its own; the unit moves them into \
+                     place",
+                    builds.helpers
+                )?;
+                write_steps(f, &builds.connect)?;
+                for build in &builds.tables {
+                    write_steps(f, &build.steps)?;
+                }
+                write_steps(f, &builds.disconnect)?;
+            }
             if unit.splits.iter().any(|s| !s.merged) {
                 writeln!(f, "-- the unit, once every range has committed")?;
             } else if !unit.splits.is_empty() {
@@ -88,8 +104,8 @@ impl fmt::Display for Plan {
                     unit.undo_table
                 )?;
             }
-            for split in &unit.splits {
-                writeln!(f, "-- if the unit does not commit:\n{};", split.discard)?;
+            for (_, discard) in unit.discards() {
+                writeln!(f, "-- if the unit does not commit:\n{discard};")?;
             }
         }
         Ok(())
@@ -135,6 +151,10 @@ fn write_step(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
              run's snapshot, $5 highest key read"
         )?,
         _ => {}
+    }
+    // A step the executor answers itself (`Claim`, `Built`) has only its note.
+    if step.sql.is_empty() {
+        return Ok(());
     }
     writeln!(f, "{};", step.text())
 }

@@ -20,24 +20,7 @@ impl UnitContext<'_> {
             && options.split_bytes > 0
             && table.total_bytes >= options.split_bytes
             && (info.action.creates() || self.reloads_in_parts(table, info))
-            && options.staging == StagingKind::View
-            && !table.is_partitioned()
-            && table.partitions.is_empty()
-            // An inheritance child is made INHERITS its parents, a parent before them.
-            && table.inherits.is_empty()
-            && !self.tables.iter().any(|t| t.inherits.contains(&table.name))
-            // Each range reads in a snapshot of its own when the link cannot share the run's:
-            // then only a table no foreign key of the run ties to others, whose rows no other
-            // table's must match.
-            && (self.link.one_snapshot() || !self.tied_by_foreign_keys(table))
-            // A subset is read by its rows' ctids, not in ranges.
-            && !self.subsets.limits(&table.name)
-            // Owned sequences move with the table into its schema; one that other tables'
-            // defaults call must keep its name throughout.
-            && table
-                .sequences
-                .iter()
-                .all(|s| s.name.schema == table.name.schema && !self.is_shared(&s.name));
+            && self.loads_apart(table);
         if !splittable {
             return None;
         }
@@ -73,6 +56,31 @@ impl UnitContext<'_> {
             })
             .collect();
         Some((ranges, by))
+    }
+
+    /// Whether `table` can be loaded apart from its unit, into a load table the unit moves
+    /// into place (a split table's ranges, a helper's build): a table read through a view,
+    /// whose rows go in the run's snapshot or matter to no other table, with no inheritance or
+    /// partitions, no row filter, and only sequences of its own.
+    pub(super) fn loads_apart(&self, table: &Table) -> bool {
+        self.options.staging == StagingKind::View
+            && !table.is_partitioned()
+            && table.partitions.is_empty()
+            // An inheritance child is made INHERITS its parents, a parent before them.
+            && table.inherits.is_empty()
+            && !self.tables.iter().any(|t| t.inherits.contains(&table.name))
+            // Each range reads in a snapshot of its own when the link cannot share the run's:
+            // then only a table no foreign key of the run ties to others, whose rows no other
+            // table's must match.
+            && (self.link.one_snapshot() || !self.tied_by_foreign_keys(table))
+            // A subset is read by its rows' ctids, not in ranges.
+            && !self.subsets.limits(&table.name)
+            // Owned sequences move with the table into its schema; one that other tables'
+            // defaults call must keep its name throughout.
+            && table
+                .sequences
+                .iter()
+                .all(|s| s.name.schema == table.name.schema && !self.is_shared(&s.name))
     }
 
     /// Whether a reload of `table` goes in parts: a large table whose keys are built after its

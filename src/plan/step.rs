@@ -46,6 +46,55 @@ pub struct Unit {
     /// Undoes a table's block (see [`Phase::TableStart`]) on both sides after one of its
     /// statements failed: the table is then not copied, and the unit goes on without it.
     pub undo_table: String,
+    /// New tables that helper sessions may build while the unit loads the others.
+    pub builds: Builds,
+}
+
+/// New tables of a unit that helper sessions build at the same time as the unit, each into a
+/// load table in a transaction of its own (made, loaded in the run's snapshot, indexed,
+/// committed), which the unit then moves into place: a unit of hundreds of small tables (all
+/// tied to one hub by foreign keys) is otherwise one session's work, statement after
+/// statement. The unit takes the tables from the front of the list as it reaches them
+/// ([`StepKind::Claim`]: then it makes and loads the table itself, as usual), the helpers from
+/// the back; what a helper built, the unit moves in after its own tables
+/// ([`StepKind::Built`]). Each table still appears in the unit's transaction, with all its
+/// rows or not at all: a unit that does not commit drops the load tables, and a table whose
+/// build failed fails alone, as one whose block failed does.
+#[derive(Debug, Clone, Default)]
+pub struct Builds {
+    /// The tables, in the unit's load order.
+    pub tables: Vec<Build>,
+    /// How many helper sessions to start at most (one of them per `jobs` session left).
+    pub helpers: usize,
+    /// What a helper runs before its first table (the link's connection, in the run's
+    /// snapshot) and after its last.
+    pub connect: Vec<Step>,
+    pub disconnect: Vec<Step>,
+}
+
+/// One table a helper session may build.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// The table.
+    pub table: TableIx,
+    /// Its load table made, loaded and indexed, in a transaction of its own.
+    pub steps: Vec<Step>,
+    /// Drops the load table (that of a unit that did not commit, or of a table that failed).
+    pub discard: String,
+}
+
+impl Unit {
+    /// The statements that drop the load tables of the unit's split and built tables, with
+    /// their tables.
+    pub fn discards(&self) -> impl Iterator<Item = (TableIx, &str)> {
+        let splits = self.splits.iter().map(|s| (s.table, s.discard.as_str()));
+        splits.chain(
+            self.builds
+                .tables
+                .iter()
+                .map(|b| (b.table, b.discard.as_str())),
+        )
+    }
 }
 
 /// A large table loaded by several sessions at once, each reading one range of its rows in
@@ -410,6 +459,13 @@ pub enum StepKind {
         /// The keys one run takes.
         batch: Option<u64>,
     },
+    /// Where the unit reaches a table helper sessions may build (see [`Builds`]): the unit
+    /// takes the table unless a helper has, and then runs the table's [`Branch::Own`]
+    /// statements; no SQL.
+    Claim,
+    /// Where the unit moves in a table a helper built: it waits for the build, whose failure
+    /// fails the table alone, then runs the table's [`Branch::Moved`] statements; no SQL.
+    Built,
     /// The registry row; `$1` rows loaded, `$2` rows skipped, `$3` pushed down, `$4` the
     /// source's time of the run's snapshot, `$5` the high-water mark read, `$6` how many rows
     /// the table gained (sync).
@@ -444,6 +500,18 @@ pub struct Step {
     /// and what the statement makes, for the warning when it is skipped because that table
     /// failed.
     pub also: Option<(TableIx, String)>,
+    /// For a table helper sessions may build: whether the statement runs when the unit made
+    /// the table itself, or when a helper did (see [`Builds`]).
+    pub branch: Option<Branch>,
+}
+
+/// Which way a table helper sessions may build came into the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    /// The unit took it ([`StepKind::Claim`]) and makes it as any other new table.
+    Own,
+    /// A helper built it, and the unit moves it into place ([`StepKind::Built`]).
+    Moved,
 }
 
 /// Setup statements whose failure has a cause of its own to explain.
@@ -473,6 +541,7 @@ impl Step {
             note: None,
             purpose: Purpose::Other,
             also: None,
+            branch: None,
         }
     }
 

@@ -13,8 +13,8 @@ use super::refresh::Refresh;
 use super::rows::loaded_columns;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
-    Action, Bounds, Phase, PlanOptions, Purpose, Pushdown, Range, Split, Step, StepKind, TableInfo,
-    TableIx, Unit, LOAD_MARKER,
+    Action, Bounds, Branch, Build, Builds, Phase, PlanOptions, Purpose, Pushdown, Range, Split,
+    Step, StepKind, TableInfo, TableIx, Unit, LOAD_MARKER,
 };
 use crate::source::{Constraint, ConstraintKind, Index, SharedSequence, Table, TriggerState};
 use crate::sql::{literal, Ident, QualifiedName};
@@ -107,6 +107,7 @@ impl UnitContext<'_> {
             })
             .collect();
         let (prepare, splits) = self.splits(&ordered, &infos, &loads);
+        let built = self.built(&ordered, &infos, &loads);
         let mut steps = self.connect_steps();
         steps.extend(self.subset_steps(&ordered));
         // The user's tables keep their foreign keys through the load: the deferrable ones wait
@@ -138,10 +139,12 @@ impl UnitContext<'_> {
                 })
             });
         let together = together(&ordered, &infos, &cyclic);
+        // The tables helpers built, moved in after the unit's own.
+        let mut moved = Vec::new();
         for (i, (table, info)) in ordered.iter().zip(&infos).enumerate() {
             let ix = TableIx(i);
             let load = loads[i].as_ref().map(|(_, load)| load);
-            let loading = Loading {
+            let loading = |load| Loading {
                 load,
                 first: loads[i].as_ref().map(|(ranges, _)| &ranges[0]),
                 own_rows: !together.contains(&i),
@@ -152,14 +155,38 @@ impl UnitContext<'_> {
                     .map(|(_, x)| *x)
                     .collect(),
             };
-            steps.extend(self.table_steps(
-                table,
-                info,
-                ix,
-                loading,
-                &cleared.readd,
-                deferred_checks,
-            ));
+            let table_steps = |load| {
+                self.table_steps(
+                    table,
+                    info,
+                    ix,
+                    loading(load),
+                    &cleared.readd,
+                    deferred_checks,
+                )
+            };
+            if let Some(load) = &built[i] {
+                steps.push(
+                    Step::new(Phase::PreData, Some(ix), String::new())
+                        .of_kind(StepKind::Claim)
+                        .with_note(format!(
+                            "unless a helper session has taken {}, the unit makes it:",
+                            table.name.human()
+                        )),
+                );
+                steps.extend(branch(table_steps(None), Branch::Own));
+                moved.push(
+                    Step::new(Phase::PreData, Some(ix), String::new())
+                        .of_kind(StepKind::Built)
+                        .with_note(format!(
+                            "if a helper session built {}, once it has committed:",
+                            table.name.human()
+                        )),
+                );
+                moved.extend(table_steps(Some(load)));
+                continue;
+            }
+            steps.extend(table_steps(load));
             if together.last() == Some(&i) {
                 let members: Vec<(&Table, &TableInfo, TableIx)> = together
                     .iter()
@@ -168,6 +195,7 @@ impl UnitContext<'_> {
                 steps.extend(self.rows_together(&members));
             }
         }
+        steps.extend(branch(moved, Branch::Moved));
         if users {
             steps.push(Step::new(
                 Phase::Data,
@@ -197,8 +225,93 @@ impl UnitContext<'_> {
             steps,
             splits,
             undo_table: self.link.undo_sql(),
+            builds: self.builds(&ordered, &built),
         };
         (unit, prepare)
+    }
+
+    /// The load names of the unit's new tables that helper sessions may build (see
+    /// [`Builds`]), by position: none unless the run has a session to spare and the unit at
+    /// least [`BUILDS_FROM`] such tables. A table qualifies as a split one would (its rows
+    /// read in the run's snapshot, no inheritance, no partitions, no row filter, only
+    /// sequences of its own) and fails alone.
+    fn built(
+        &self,
+        ordered: &[&Table],
+        infos: &[TableInfo],
+        loads: &[Option<(Vec<Bounds>, LoadNames)>],
+    ) -> Vec<Option<LoadNames>> {
+        let built: Vec<Option<LoadNames>> = ordered
+            .iter()
+            .zip(infos)
+            .zip(loads)
+            .map(|((table, info), split)| {
+                let apart = split.is_none()
+                    && info.action == Action::Create
+                    && self.link.one_snapshot()
+                    && self.loads_apart(table);
+                apart.then(|| self.load_names(table))
+            })
+            .collect();
+        let count = built.iter().flatten().count();
+        if self.options.split_ranges < 2 || count < BUILDS_FROM {
+            return ordered.iter().map(|_| None).collect();
+        }
+        built
+    }
+
+    /// What helper sessions run for the tables [`Self::built`] chose.
+    fn builds(&self, ordered: &[&Table], built: &[Option<LoadNames>]) -> Builds {
+        let tables: Vec<Build> = ordered
+            .iter()
+            .zip(built)
+            .enumerate()
+            .filter_map(|(i, (table, load))| {
+                let load = load.as_ref()?;
+                let i = TableIx(i);
+                let mut steps = create_table_steps(table, i, Some(load), None);
+                steps.push(Step::new(
+                    Phase::PreData,
+                    Some(i),
+                    format!(
+                        "COMMENT ON TABLE {} IS {}",
+                        load.table,
+                        literal(LOAD_MARKER)
+                    ),
+                ));
+                steps.push(
+                    Step::new(
+                        Phase::Data,
+                        Some(i),
+                        self.insert_rows(
+                            table,
+                            &load.table,
+                            &self.link.read(&self.read_of(table, None)),
+                        ),
+                    )
+                    .of_kind(StepKind::Rows),
+                );
+                steps.extend(
+                    prebuilt_indexes(table, load)
+                        .into_iter()
+                        .map(|p| Step::new(Phase::PostData, Some(i), p.create)),
+                );
+                Some(Build {
+                    table: i,
+                    steps,
+                    discard: format!("DROP TABLE IF EXISTS {} CASCADE", load.table),
+                })
+            })
+            .collect();
+        if tables.is_empty() {
+            return Builds::default();
+        }
+        Builds {
+            helpers: (self.options.split_ranges - 1).min(tables.len() / BUILDS_FROM),
+            connect: self.connect_steps(),
+            disconnect: self.disconnect_steps(),
+            tables,
+        }
     }
 
     /// The split tables' load tables, made by the setup, and their ranges and index builds.
@@ -695,6 +808,22 @@ impl UnitContext<'_> {
             .existing_constraints
             .contains(&(table.clone(), c.name.raw().to_string()))
     }
+}
+
+/// The fewest new tables a unit has for helper sessions to build some of them (see
+/// [`Builds`]): below it, a helper's own session (a connection, the link's, the snapshot) and
+/// the moves cost about what it saves.
+pub(super) const BUILDS_FROM: usize = 8;
+
+/// The statements, marked as run on one branch (see [`Branch`]).
+fn branch(steps: Vec<Step>, branch: Branch) -> Vec<Step> {
+    steps
+        .into_iter()
+        .map(|s| Step {
+            branch: Some(branch),
+            ..s
+        })
+        .collect()
 }
 
 /// The user's tables of a unit (`--data-only`) that must take their rows in one statement:

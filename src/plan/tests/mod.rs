@@ -480,6 +480,8 @@ fn what(step: &Step) -> String {
         StepKind::Synced { batch: Some(_) } => " [synced batch]",
         StepKind::Record => " [record]",
         StepKind::Secret { .. } => " [secret]",
+        StepKind::Claim => " [claim]",
+        StepKind::Built => " [built]",
     };
     format!("{}{kind}", words.join(" "))
 }

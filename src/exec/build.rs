@@ -1,0 +1,201 @@
+//! Helper sessions that build a unit's new tables at the same time as the unit (see
+//! [`crate::plan::Builds`]), and the board through which the unit and the helpers share them
+//! out: the unit takes the tables from the front as it reaches them, the helpers from the
+//! back, so that each table is made once, and a table a helper has taken is one the unit moves
+//! in once the helper has committed it.
+
+use std::time::Instant;
+
+use futures::channel::oneshot;
+
+use super::explain::{explain, During, StepError};
+use super::lock;
+use super::session::{describe, open_session};
+use super::unit::{elapsed, execute_with, log_step, run_step, Recorded, Tally};
+use super::Run;
+use crate::plan::{Build, TableIx, Unit};
+use crate::report::SyncCounts;
+
+/// What a helper's build of one table gave: its rows and seconds, or why it failed.
+pub(super) type Built = Result<(i64, f64), StepError>;
+
+/// Who has taken which of a unit's tables helpers may build.
+pub(super) struct Board<'a> {
+    builds: &'a [Build],
+    inner: std::sync::Mutex<Taken>,
+}
+
+/// The state of the board's tables, by position in [`Board::builds`].
+struct Taken {
+    /// Whether someone (the unit or a helper) has taken the table.
+    taken: Vec<bool>,
+    /// A helper's result, for each table a helper took, until the unit reads it.
+    results: Vec<Option<oneshot::Receiver<Built>>>,
+}
+
+impl<'a> Board<'a> {
+    pub(super) fn new(unit: &'a Unit) -> Board<'a> {
+        let n = unit.builds.tables.len();
+        Board {
+            builds: &unit.builds.tables,
+            inner: std::sync::Mutex::new(Taken {
+                taken: vec![false; n],
+                results: (0..n).map(|_| None).collect(),
+            }),
+        }
+    }
+
+    fn position(&self, i: TableIx) -> Option<usize> {
+        self.builds.iter().position(|b| b.table == i)
+    }
+
+    /// The unit reaches table `i`: whether it makes the table itself (no helper has taken
+    /// it; from now on none will).
+    pub(super) fn take_for_unit(&self, i: TableIx) -> bool {
+        let Some(k) = self.position(i) else {
+            return true;
+        };
+        let mut inner = lock(&self.inner);
+        !std::mem::replace(&mut inner.taken[k], true)
+    }
+
+    /// The next table for a helper: the last one nobody has taken, with where its result
+    /// goes.
+    fn take_for_helper(&self) -> Option<(&'a Build, oneshot::Sender<Built>)> {
+        let mut inner = lock(&self.inner);
+        let k = inner.taken.iter().rposition(|t| !t)?;
+        inner.taken[k] = true;
+        let (send, receive) = oneshot::channel();
+        inner.results[k] = Some(receive);
+        Some((&self.builds[k], send))
+    }
+
+    /// Whether a table is left for a helper to take.
+    fn has_work(&self) -> bool {
+        lock(&self.inner).taken.iter().any(|t| !t)
+    }
+
+    /// What the helper that took table `i` made of it, once it has committed.
+    pub(super) async fn built(&self, i: TableIx) -> Built {
+        let receive = self
+            .position(i)
+            .and_then(|k| lock(&self.inner).results[k].take());
+        let stopped = || {
+            StepError::new(
+                During::Split,
+                "the helper session that built it stopped without a result".into(),
+            )
+        };
+        let result = match receive {
+            Some(receive) => receive.await.unwrap_or_else(|_| Err(stopped())),
+            None => Err(stopped()),
+        };
+        result.map_err(|e| StepError {
+            table: Some(i),
+            ..e
+        })
+    }
+
+    /// Takes every table no one has taken away from the helpers and waits for those they are
+    /// building: after it, no helper writes a load table of the unit (which is then safe to
+    /// drop).
+    pub(super) async fn close(&self) {
+        let pending: Vec<oneshot::Receiver<Built>> = {
+            let mut inner = lock(&self.inner);
+            inner.taken.iter_mut().for_each(|t| *t = true);
+            inner.results.iter_mut().filter_map(Option::take).collect()
+        };
+        for receive in pending {
+            let _ = receive.await;
+        }
+    }
+}
+
+/// A helper session: opened when a table is left to build, it takes tables from the board
+/// until none is left, each made, loaded and indexed in a transaction of its own. A helper
+/// that cannot open its session or the link's leaves the tables to the unit.
+pub(super) async fn help(ctx: &Run<'_>, unit: &Unit, board: &Board<'_>) {
+    if !board.has_work() {
+        return;
+    }
+    let Ok(mut client) = open_session(ctx).await else {
+        return;
+    };
+    // What a helper commits is a load table, which only the unit's commit makes anyone's: it
+    // need not wait for its WAL (the unit's commit flushes it).
+    let _ = client.batch_execute("SET synchronous_commit = off").await;
+    for step in &unit.builds.connect {
+        log_step(ctx.verbosity, step.text());
+        if execute_with(&client, &step.sql, &[&ctx.snapshot.id])
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    while let Some((build, send)) = board.take_for_helper() {
+        let result = build_one(ctx, &mut client, build).await;
+        let _ = send.send(result);
+        if client.is_closed() {
+            // The tables left go to the unit.
+            return;
+        }
+    }
+    for step in &unit.builds.disconnect {
+        log_step(ctx.verbosity, step.text());
+        let _ = client.batch_execute(&step.sql).await;
+    }
+}
+
+/// One table's build, committed: its rows and seconds.
+async fn build_one(ctx: &Run<'_>, client: &mut tokio_postgres::Client, build: &Build) -> Built {
+    let started = Instant::now();
+    let opening = |e: tokio_postgres::Error| StepError {
+        table: Some(build.table),
+        ..StepError::new(During::Opening, describe(&e))
+    };
+    let tx = client.transaction().await.map_err(opening)?;
+    let mut tally = Rows(0);
+    for step in &build.steps {
+        log_step(ctx.verbosity, step.text());
+        run_step(&tx, step, &mut tally, ctx)
+            .await
+            .map_err(|e| StepError {
+                table: Some(build.table),
+                during: During::Step(step.phase),
+                message: explain(step, &e, ctx.source_role),
+            })?;
+    }
+    tx.commit().await.map_err(|e| StepError {
+        table: Some(build.table),
+        ..StepError::new(During::Commit, describe(&e))
+    })?;
+    Ok((tally.0, elapsed(started)))
+}
+
+/// The rows a build loaded.
+struct Rows(i64);
+
+impl Tally for Rows {
+    fn touch(&mut self, _: TableIx) {}
+
+    fn rows(&mut self, _: TableIx, rows: i64, _: bool) {
+        self.0 = rows;
+    }
+
+    fn inserted(&mut self, i: TableIx, _: i64, inserted: i64, _: Option<String>) {
+        self.rows(i, inserted, false);
+    }
+
+    fn merged(&mut self, _: TableIx, rows: i64) {
+        self.0 += rows;
+    }
+
+    fn synced(&mut self, _: TableIx, _: &SyncCounts) {}
+
+    fn record(&self, _: TableIx) -> Recorded {
+        Recorded::default()
+    }
+
+    fn seconds(&mut self, _: TableIx, _: f64) {}
+}
