@@ -219,6 +219,18 @@ pub(super) struct LoadNames {
     pub(super) index_tag: String,
 }
 
+impl LoadNames {
+    /// Marks the load table as snapcopy's (see [`super::LOAD_MARKER`]), for the sweep after
+    /// an interrupted run.
+    pub(super) fn marker(&self) -> String {
+        format!(
+            "COMMENT ON TABLE {} IS {}",
+            self.table,
+            crate::sql::literal(super::LOAD_MARKER)
+        )
+    }
+}
+
 /// An index of a split table built on its load table before the unit runs.
 pub(super) struct Prebuilt<'a> {
     /// What the index is for.

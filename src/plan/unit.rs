@@ -14,10 +14,10 @@ use super::rows::loaded_columns;
 use super::split::{prebuilt_indexes, LoadNames};
 use super::{
     Action, Bounds, Branch, Build, Builds, Phase, PlanOptions, Purpose, Pushdown, Range, Split,
-    Step, StepKind, TableInfo, TableIx, Unit, LOAD_MARKER,
+    Step, StepKind, TableInfo, TableIx, Unit,
 };
 use crate::source::{Constraint, ConstraintKind, Index, SharedSequence, Table, TriggerState};
-use crate::sql::{literal, Ident, QualifiedName};
+use crate::sql::{Ident, QualifiedName};
 use crate::target::{registry, TargetState};
 
 /// What [`UnitContext::clear`] did: its statements, the constraints it dropped for the reload
@@ -270,15 +270,7 @@ impl UnitContext<'_> {
                 let load = load.as_ref()?;
                 let i = TableIx(i);
                 let mut steps = create_table_steps(table, i, Some(load), None);
-                steps.push(Step::new(
-                    Phase::PreData,
-                    Some(i),
-                    format!(
-                        "COMMENT ON TABLE {} IS {}",
-                        load.table,
-                        literal(LOAD_MARKER)
-                    ),
-                ));
+                steps.push(Step::new(Phase::PreData, Some(i), load.marker()));
                 steps.push(
                     Step::new(
                         Phase::Data,
@@ -350,11 +342,7 @@ impl UnitContext<'_> {
                         .map(|s| for_table(s.sql)),
                 );
             }
-            prepare.push(for_table(format!(
-                "COMMENT ON TABLE {} IS {}",
-                load.table,
-                literal(LOAD_MARKER)
-            )));
+            prepare.push(for_table(load.marker()));
             prepare[first].note = Some(if merged {
                 format!(
                     "{} reloads in {} ranges at once: its unit loads the first and copies the \
