@@ -356,17 +356,53 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
     }
     sql.push_str(
         "ALTER TABLE public.c39 ADD FOREIGN KEY (c40_id) REFERENCES public.c40 (id); \
-         UPDATE public.c39 SET c40_id = id; UPDATE public.c40 SET a = -1 WHERE id = 300; ANALYZE",
+         UPDATE public.c39 SET c40_id = id; UPDATE public.c40 SET a = -1 WHERE id = 300; \
+         CREATE TABLE public.lonely (id int PRIMARY KEY); ANALYZE",
     );
     pair.source.psql("app", &sql);
+    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
+
+    // A unit that does not commit (its registry row for c05 is refused, after every table is
+    // made) leaves nothing: not its own tables, not those the helper built.
+    pair.snapcopy().arg("public.lonely").assert().success();
     pair.target.psql(
         "dev",
-        "CREATE DOMAIN public.amount AS integer CHECK (VALUE >= 0)",
+        "ALTER TABLE snapcopy.managed_tables ADD CONSTRAINT not_c05 CHECK (table_name <> 'c05')",
     );
+    let out = pair
+        .snapcopy()
+        .args(["--jobs", "2", "--exclude", "public.lonely", "public.*"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not_c05"), "{stderr}");
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace \
+             AND relname <> 'lonely' AND relname NOT LIKE 'lonely%'"
+        ),
+        "0"
+    );
+    assert!(
+        pair.target
+            .log()
+            .contains("INSERT INTO \"snapcopy\".\"load "),
+        "no helper loaded a table"
+    );
+    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    pair.target.psql(
+        "dev",
+        "ALTER TABLE snapcopy.managed_tables DROP CONSTRAINT not_c05; \
+         DROP DOMAIN IF EXISTS public.amount; \
+         CREATE DOMAIN public.amount AS integer CHECK (VALUE >= 0)",
+    );
+    let logged = pair.target.log().len();
 
     let out = pair
         .snapcopy()
-        .args(["--jobs", "2", "public.*"])
+        .args(["--jobs", "2", "--exclude", "public.lonely", "public.*"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -375,7 +411,7 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
 
     // A helper built tables from the back of the unit (c40 among them, whose build failed:
     // it alone is not copied), the unit made the others itself, and moved the helper's in.
-    let log = pair.target.log();
+    let log = pair.target.log()[logged..].to_string();
     let moved = log.matches("SET SCHEMA \"public\"").count();
     let made = log.matches("CREATE TABLE \"public\".\"c").count();
     assert!(moved >= 1 && made >= 1, "moved {moved}, made {made}");
@@ -401,7 +437,6 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
             .psql("dev", "SELECT to_regclass('public.c40') IS NULL"),
         "t"
     );
-    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
     assert_eq!(pair.target.psql("dev", no_load_tables), "0");
 
     // Every other table as on the source: definition (keys, identity, defaults, checks,
@@ -441,6 +476,6 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
     assert_eq!(
         pair.target
             .psql("dev", "SELECT count(*) FROM snapcopy.managed_tables"),
-        "40"
+        "41"
     );
 }
