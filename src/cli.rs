@@ -167,8 +167,9 @@ pub struct CopyArgs {
     pub link: Option<LinkKind>,
 
     /// Target sessions working at once: each loads a group of tables that foreign keys join
-    /// (largest first), or one range of a large table split across sessions
-    /// (SNAPCOPY_SPLIT_MB, default 256) [default: the number of CPU cores here, at most 4:
+    /// (largest first), one range of a large table split across sessions
+    /// (SNAPCOPY_SPLIT_MB, default 256), or some of a group's new tables, built alongside it
+    /// [default: the number of CPU cores here, at most 4:
     /// dev targets usually run on this machine, and each session keeps one core busy].
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
