@@ -6,6 +6,7 @@
 //! target; [`report`] prints the summary. Each command is a module of [`commands`]; this file
 //! only dispatches. `ARCHITECTURE.md` maps the modules and where to make a change.
 
+pub mod claims;
 pub mod cli;
 pub mod commands;
 pub mod config;

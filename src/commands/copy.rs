@@ -274,8 +274,9 @@ async fn plan_copy(
 
 /// The chosen tables an incremental run may read only the rows written since their last run
 /// of, before the catalog tells for sure (see [`plan::Plan::probed`]): ordinary tables without
-/// children in a run without row filters (a subset reads rows by other tables' too), whose last run recorded a mark of the same relation and no
-/// growing column's high-water mark (a table read above one never scans its rows).
+/// children in a run without row filters (a subset reads rows by other tables' too), whose
+/// last run recorded a mark of the same relation and no growing column's high-water mark (a
+/// table read above one never scans its rows).
 fn probed(
     chosen: &[source::Candidate],
     managed: &[crate::target::Managed],

@@ -6,91 +6,53 @@
 
 use std::time::Instant;
 
-use futures::channel::oneshot;
-
 use super::explain::{explain, During, StepError};
-use super::lock;
 use super::session::{describe, open_session};
 use super::unit::{elapsed, execute_with, log_step, run_step, Recorded, Tally};
 use super::Run;
+use crate::claims::Claims;
 use crate::plan::{Build, TableIx, Unit};
 use crate::report::SyncCounts;
 
 /// What a helper's build of one table gave: its rows and seconds, or why it failed.
 pub(super) type Built = Result<(i64, f64), StepError>;
 
-/// Who has taken which of a unit's tables helpers may build.
+/// Who has taken which of a unit's tables helpers may build: the unit claims them as it
+/// reaches them, helpers take the last one open (see [`Claims`]).
 pub(super) struct Board<'a> {
     builds: &'a [Build],
-    inner: std::sync::Mutex<Taken>,
-}
-
-/// The state of the board's tables, by position in [`Board::builds`].
-struct Taken {
-    /// Whether someone (the unit or a helper) has taken the table.
-    taken: Vec<bool>,
-    /// A helper's result, for each table a helper took, until the unit reads it.
-    results: Vec<Option<oneshot::Receiver<Built>>>,
+    claims: Claims<TableIx, Built>,
 }
 
 impl<'a> Board<'a> {
     pub(super) fn new(unit: &'a Unit) -> Board<'a> {
-        let n = unit.builds.tables.len();
         Board {
             builds: &unit.builds.tables,
-            inner: std::sync::Mutex::new(Taken {
-                taken: vec![false; n],
-                results: (0..n).map(|_| None).collect(),
-            }),
+            claims: Claims::new(unit.builds.tables.iter().map(|b| b.table)),
         }
-    }
-
-    fn position(&self, i: TableIx) -> Option<usize> {
-        self.builds.iter().position(|b| b.table == i)
     }
 
     /// The unit reaches table `i`: whether it makes the table itself (no helper has taken
     /// it; from now on none will).
     pub(super) fn take_for_unit(&self, i: TableIx) -> bool {
-        let Some(k) = self.position(i) else {
-            return true;
-        };
-        let mut inner = lock(&self.inner);
-        !std::mem::replace(&mut inner.taken[k], true)
-    }
-
-    /// The next table for a helper: the last one nobody has taken, with where its result
-    /// goes.
-    fn take_for_helper(&self) -> Option<(&'a Build, oneshot::Sender<Built>)> {
-        let mut inner = lock(&self.inner);
-        let k = inner.taken.iter().rposition(|t| !t)?;
-        inner.taken[k] = true;
-        let (send, receive) = oneshot::channel();
-        inner.results[k] = Some(receive);
-        Some((&self.builds[k], send))
-    }
-
-    /// Whether a table is left for a helper to take.
-    fn has_work(&self) -> bool {
-        lock(&self.inner).taken.iter().any(|t| !t)
+        self.claims.claim(&i)
     }
 
     /// What the helper that took table `i` made of it, once it has committed.
     pub(super) async fn built(&self, i: TableIx) -> Built {
-        let receive = self
-            .position(i)
-            .and_then(|k| lock(&self.inner).results[k].take());
-        let stopped = || {
-            StepError::new(
+        let stopped = || StepError {
+            table: Some(i),
+            ..StepError::new(
                 During::Split,
                 "the helper session that built it stopped without a result".into(),
             )
         };
-        let result = match receive {
-            Some(receive) => receive.await.unwrap_or_else(|_| Err(stopped())),
-            None => Err(stopped()),
-        };
-        result.map_err(|e| StepError {
+        let built = self
+            .claims
+            .answer(&i)
+            .await
+            .unwrap_or_else(|| Err(stopped()));
+        built.map_err(|e| StepError {
             table: Some(i),
             ..e
         })
@@ -100,14 +62,7 @@ impl<'a> Board<'a> {
     /// building: after it, no helper writes a load table of the unit (which is then safe to
     /// drop).
     pub(super) async fn close(&self) {
-        let pending: Vec<oneshot::Receiver<Built>> = {
-            let mut inner = lock(&self.inner);
-            inner.taken.iter_mut().for_each(|t| *t = true);
-            inner.results.iter_mut().filter_map(Option::take).collect()
-        };
-        for receive in pending {
-            let _ = receive.await;
-        }
+        self.claims.settle().await;
     }
 }
 
@@ -115,7 +70,7 @@ impl<'a> Board<'a> {
 /// until none is left, each made, loaded and indexed in a transaction of its own. A helper
 /// that cannot open its session or the link's leaves the tables to the unit.
 pub(super) async fn help(ctx: &Run<'_>, unit: &Unit, board: &Board<'_>) {
-    if !board.has_work() {
+    if !board.claims.any_open() {
         return;
     }
     let Ok(mut client) = open_session(ctx).await else {
@@ -133,9 +88,13 @@ pub(super) async fn help(ctx: &Run<'_>, unit: &Unit, board: &Board<'_>) {
             return;
         }
     }
-    while let Some((build, send)) = board.take_for_helper() {
-        let result = build_one(ctx, &mut client, build).await;
-        let _ = send.send(result);
+    while let Some(taking) = board.claims.take_last() {
+        let build = board
+            .builds
+            .iter()
+            .find(|b| b.table == *taking.key())
+            .expect("the board's tables are the unit's builds");
+        taking.answer(build_one(ctx, &mut client, build).await);
         if client.is_closed() {
             // The tables left go to the unit.
             return;

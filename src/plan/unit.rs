@@ -166,23 +166,18 @@ impl UnitContext<'_> {
                 )
             };
             if let Some(load) = &built[i] {
-                steps.push(
-                    Step::new(Phase::PreData, Some(ix), String::new())
-                        .of_kind(StepKind::Claim)
-                        .with_note(format!(
-                            "unless a helper session has taken {}, the unit makes it:",
-                            table.name.human()
-                        )),
-                );
+                let name = table.name.human();
+                steps.push(waypoint(
+                    StepKind::Claim,
+                    ix,
+                    format!("unless a helper session has taken {name}, the unit makes it:"),
+                ));
                 steps.extend(branch(table_steps(None), Branch::Own));
-                moved.push(
-                    Step::new(Phase::PreData, Some(ix), String::new())
-                        .of_kind(StepKind::Built)
-                        .with_note(format!(
-                            "if a helper session built {}, once it has committed:",
-                            table.name.human()
-                        )),
-                );
+                moved.push(waypoint(
+                    StepKind::Built,
+                    ix,
+                    format!("if a helper session built {name}, once it has committed:"),
+                ));
                 moved.extend(table_steps(Some(load)));
                 continue;
             }
@@ -802,6 +797,14 @@ impl UnitContext<'_> {
 /// [`Builds`]): below it, a helper's own session (a connection, the link's, the snapshot) and
 /// the moves cost about what it saves.
 pub(super) const BUILDS_FROM: usize = 8;
+
+/// A step the executor answers itself, without SQL ([`StepKind::Claim`], [`StepKind::Built`]),
+/// with what the dry run says of it.
+fn waypoint(kind: StepKind, i: TableIx, note: String) -> Step {
+    Step::new(Phase::PreData, Some(i), String::new())
+        .of_kind(kind)
+        .with_note(note)
+}
 
 /// The statements, marked as run on one branch (see [`Branch`]).
 fn branch(steps: Vec<Step>, branch: Branch) -> Vec<Step> {

@@ -17,10 +17,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::ChangeMark;
+use crate::claims::Claims;
 use crate::sql::QualifiedName;
 
 /// Tables smaller than this many pages are not probed: reading one costs little more than
@@ -41,23 +41,11 @@ pub struct Probed {
     pub xid: u32,
 }
 
-/// Where the probe is with a table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Not started on yet.
-    Queued,
-    /// Being scanned.
-    Scanning,
-    /// Scanned: whether any row was written since.
-    Found { written: bool },
-    /// Left to the unit: it needed the table first, the plan does not read it since its mark,
-    /// or the probe failed.
-    Left,
-}
-
-/// The probe of a run: its tables' states, which its task moves on and units wait on.
+/// The probe of a run: its tables, each with the transaction id it is asked since, and the
+/// answers (whether any row was written since), which its task gives and units wait on.
 pub struct Probe {
-    states: watch::Sender<BTreeMap<QualifiedName, (u32, State)>>,
+    xids: BTreeMap<QualifiedName, u32>,
+    claims: Claims<QualifiedName, bool>,
     /// Stops the probe's query on the source.
     cancel: Option<tokio_postgres::CancelToken>,
 }
@@ -70,8 +58,8 @@ impl Probe {
         let snapshot = snapshot.to_string();
         let task = Arc::clone(&probe);
         tokio::spawn(async move {
-            // Whatever ends the task (a failure, a panic), no unit waits on it after.
-            let _leave = LeaveOnDrop(&task);
+            // A table the task stops on without an answer (a failure, a panic) is left to its
+            // unit (see `Taking`).
             let _ = task.run(&client, &snapshot).await;
         });
         probe
@@ -79,41 +67,32 @@ impl Probe {
 
     /// `tables`, none started on yet.
     fn of(tables: Vec<Probed>, cancel: Option<tokio_postgres::CancelToken>) -> Probe {
-        let states = tables
-            .into_iter()
-            .map(|p| (p.table, (p.xid, State::Queued)))
-            .collect();
+        let xids: BTreeMap<QualifiedName, u32> =
+            tables.into_iter().map(|p| (p.table, p.xid)).collect();
         Probe {
-            states: watch::Sender::new(states),
+            claims: Claims::new(xids.keys().cloned()),
+            xids,
             cancel,
         }
     }
 
     /// Whether the source wrote no row of `table` since transaction `xid`, as of the run's
     /// snapshot: true only when the probe found so. Waits while the probe scans the table; a
-    /// table it has not started on is left to the caller.
+    /// table it has not started on is left to the caller, and so is one asked since another
+    /// transaction than the probe's.
     pub async fn unwritten(&self, table: &QualifiedName, xid: u32) -> bool {
-        let mut states = self.states.subscribe();
-        self.leave(|name, _| name == table);
-        let Ok(states) = states
-            .wait_for(|s| !matches!(s.get(table), Some((_, State::Scanning))))
-            .await
-        else {
+        if self.xids.get(table) != Some(&xid) || self.claims.claim(table) {
+            self.claims.leave(|name| name == table);
             return false;
-        };
-        states.get(table) == Some(&(xid, State::Found { written: false }))
+        }
+        self.claims.answer(table).await == Some(false)
     }
 
     /// Stops the probe, if it still scans a table (the run no longer needs its answer: a
     /// scan left running goes on on the source until it ends).
     pub async fn stop(&self) {
-        self.leave(|_, _| true);
-        let scanning = self
-            .states
-            .borrow()
-            .values()
-            .any(|(_, s)| *s == State::Scanning);
-        if let (true, Some(cancel)) = (scanning, &self.cancel) {
+        self.claims.leave(|_| true);
+        if let (true, Some(cancel)) = (self.claims.any_taken(), &self.cancel) {
             let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
         }
     }
@@ -121,21 +100,10 @@ impl Probe {
     /// Takes off the probe's list the tables the plan reads otherwise than by `reads` (the
     /// rows written since a transaction id).
     pub fn keep_only(&self, reads: &[Probed]) {
-        self.leave(|name, xid| !reads.iter().any(|p| &p.table == name && p.xid == xid));
-    }
-
-    /// Leaves to their units the tables (with the transaction id each is asked since) that
-    /// `which` picks and the probe has not started on.
-    fn leave(&self, which: impl Fn(&QualifiedName, u32) -> bool) {
-        self.states.send_if_modified(|states| {
-            let mut changed = false;
-            for (name, (xid, state)) in states.iter_mut() {
-                if *state == State::Queued && which(name, *xid) {
-                    *state = State::Left;
-                    changed = true;
-                }
-            }
-            changed
+        self.claims.leave(|name| {
+            !reads
+                .iter()
+                .any(|p| &p.table == name && self.xids.get(name) == Some(&p.xid))
         });
     }
 
@@ -147,12 +115,8 @@ impl Probe {
                 crate::sql::literal(snapshot)
             ))
             .await?;
-        let tables: BTreeMap<String, QualifiedName> = self
-            .states
-            .borrow()
-            .keys()
-            .map(|n| (n.to_string(), n.clone()))
-            .collect();
+        let tables: BTreeMap<String, &QualifiedName> =
+            self.xids.keys().map(|n| (n.to_string(), n)).collect();
         let names: Vec<&String> = tables.keys().collect();
         // Sizes from the catalog's estimate: asking the relations themselves would lock each.
         let rows = client
@@ -166,62 +130,23 @@ impl Probe {
             .await?;
         let sized: Vec<(&QualifiedName, i32, i32)> = rows
             .iter()
-            .filter_map(|r| Some((tables.get(r.get::<_, &str>(0))?, r.get(1), r.get(2))))
+            .filter_map(|r| Some((*tables.get(r.get::<_, &str>(0))?, r.get(1), r.get(2))))
             .collect();
-        self.leave(|name, _| !sized.iter().any(|(n, _, _)| *n == name));
+        self.claims
+            .leave(|name| !sized.iter().any(|(n, _, _)| *n == name));
         for (table, pages, version) in sized {
-            let Some(xid) = self.begin(table) else {
+            // A unit took it first.
+            let Some(taking) = self.claims.take(table) else {
                 continue;
             };
+            let xid = self.xids[table];
             let written = client
                 .query_one(&written_query(table, xid, pages, version), &[])
                 .await?
                 .get(0);
-            self.found(table, written);
+            taking.answer(written);
         }
         client.batch_execute("COMMIT").await
-    }
-
-    /// Starts on `table`, unless a unit took it first: the transaction id to ask since.
-    fn begin(&self, table: &QualifiedName) -> Option<u32> {
-        let mut xid = None;
-        self.states
-            .send_if_modified(|states| match states.get_mut(table) {
-                Some((x, state)) if *state == State::Queued => {
-                    *state = State::Scanning;
-                    xid = Some(*x);
-                    true
-                }
-                _ => false,
-            });
-        xid
-    }
-
-    /// The answer for `table`.
-    fn found(&self, table: &QualifiedName, written: bool) {
-        self.states.send_modify(|states| {
-            if let Some((_, state)) = states.get_mut(table) {
-                *state = State::Found { written };
-            }
-        });
-    }
-}
-
-/// Leaves every table the probe has not answered to its unit when the probe's task ends.
-struct LeaveOnDrop<'a>(&'a Probe);
-
-impl Drop for LeaveOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.states.send_if_modified(|states| {
-            let mut changed = false;
-            for (_, state) in states.values_mut() {
-                if matches!(*state, State::Queued | State::Scanning) {
-                    *state = State::Left;
-                    changed = true;
-                }
-            }
-            changed
-        });
     }
 }
 
@@ -272,29 +197,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_unit_waits_while_its_table_is_scanned_and_takes_the_answer() {
-        let probe = probe_of(&[("a", 5), ("b", 5), ("c", 5)]);
-        for (table, written, asked, unwritten) in [
-            ("a", false, 5, true),
-            ("b", true, 5, false),
-            ("c", false, 6, false),
-        ] {
-            assert_eq!(probe.begin(&name(table)), Some(5));
+        let probe = probe_of(&[("a", 5), ("b", 5)]);
+        for (table, written, unwritten) in [("a", false, true), ("b", true, false)] {
+            let taking = probe.claims.take(&name(table)).unwrap();
             let waiting = tokio::spawn({
                 let probe = Arc::clone(&probe);
-                async move { probe.unwritten(&name(table), asked).await }
+                async move { probe.unwritten(&name(table), 5).await }
             });
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!waiting.is_finished(), "{table}: answered while scanned");
-            probe.found(&name(table), written);
+            taking.answer(written);
             assert_eq!(answer(waiting).await, unwritten, "{table}");
         }
     }
 
     #[tokio::test]
-    async fn a_table_asked_for_before_the_probe_starts_on_it_is_left_to_the_unit() {
-        let probe = probe_of(&[("a", 5)]);
+    async fn a_table_asked_for_before_the_probe_starts_on_it_or_since_another_xid_is_the_units() {
+        let probe = probe_of(&[("a", 5), ("b", 5)]);
         assert!(!probe.unwritten(&name("a"), 5).await);
-        assert_eq!(probe.begin(&name("a")), None);
+        assert!(probe.claims.take(&name("a")).is_none());
+        // Asked since another transaction: the unit reads it, the probe does not.
+        assert!(!probe.unwritten(&name("b"), 6).await);
+        assert!(probe.claims.take(&name("b")).is_none());
         // A table the probe never had.
         assert!(!probe.unwritten(&name("z"), 5).await);
     }
@@ -312,22 +236,21 @@ mod tests {
                 xid: 8,
             },
         ]);
-        assert_eq!(probe.begin(&name("a")), Some(5));
-        assert_eq!(probe.begin(&name("b")), None);
-        assert_eq!(probe.begin(&name("c")), None);
+        assert!(probe.claims.take(&name("a")).is_some());
+        assert!(probe.claims.take(&name("b")).is_none());
+        assert!(probe.claims.take(&name("c")).is_none());
     }
 
     #[tokio::test]
-    async fn a_probe_that_ends_leaves_its_tables_to_the_units() {
-        let probe = probe_of(&[("a", 5), ("b", 5)]);
-        assert_eq!(probe.begin(&name("a")), Some(5));
+    async fn a_probe_that_stops_on_a_table_leaves_it_to_its_unit() {
+        let probe = probe_of(&[("a", 5)]);
+        let taking = probe.claims.take(&name("a")).unwrap();
         let waiting = tokio::spawn({
             let probe = Arc::clone(&probe);
             async move { probe.unwritten(&name("a"), 5).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(LeaveOnDrop(&probe));
+        drop(taking);
         assert!(!answer(waiting).await);
-        assert_eq!(probe.begin(&name("b")), None);
     }
 }
