@@ -8,6 +8,10 @@ use std::process::Stdio;
 
 use common::{assert_copied_exactly, checksum, definition, Pair};
 
+/// The target's load tables, and their indexes and sequences, by their names: none once a
+/// run has ended, whatever became of it.
+const LOAD_RELATIONS: &str = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
+
 /// Split from 1 MB, in batches of 1 MB: small tables exercise every path.
 fn split_small(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
     cmd.env("SNAPCOPY_SPLIT_MB", "1")
@@ -169,8 +173,7 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
         ),
         "web true"
     );
-    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
     assert_eq!(
         pair.target.psql(
             "dev",
@@ -214,7 +217,7 @@ fn a_large_table_loads_in_ranges_from_parallel_sessions_in_one_snapshot() {
         .args(["--mode", "incremental"])
         .assert()
         .success();
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
 }
 
 #[test]
@@ -233,7 +236,6 @@ fn a_range_or_index_build_that_fails_leaves_the_target_as_it_was() {
         "dev",
         "CREATE DOMAIN public.amount AS integer CHECK (VALUE >= 0)",
     );
-    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
 
     let out = split_small(&mut pair.snapcopy())
         .args(["--jobs", "2", "big"])
@@ -252,7 +254,7 @@ fn a_range_or_index_build_that_fails_leaves_the_target_as_it_was() {
             .psql("dev", "SELECT to_regclass('public.big') IS NULL"),
         "t"
     );
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
     assert_eq!(
         pair.target
             .psql("dev", "SELECT count(*) FROM snapcopy.managed_tables"),
@@ -293,7 +295,7 @@ fn a_range_or_index_build_that_fails_leaves_the_target_as_it_was() {
         ),
         before
     );
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
 
     // The ranges land but an index build fails (the target's own function of that name, which
     // snapcopy leaves as it is, fails): the same.
@@ -323,7 +325,7 @@ fn a_range_or_index_build_that_fails_leaves_the_target_as_it_was() {
         ),
         before
     );
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
 }
 
 #[test]
@@ -360,7 +362,6 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
          CREATE TABLE public.lonely (id int PRIMARY KEY); ANALYZE",
     );
     pair.source.psql("app", &sql);
-    let no_load_tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'load %'";
 
     // A unit that does not commit (its registry row for c05 is refused, after every table is
     // made) leaves nothing: not its own tables, not those the helper built.
@@ -391,7 +392,7 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
             .contains("INSERT INTO \"snapcopy\".\"load "),
         "no helper loaded a table"
     );
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
     pair.target.psql(
         "dev",
         "ALTER TABLE snapcopy.managed_tables DROP CONSTRAINT not_c05; \
@@ -437,7 +438,7 @@ fn a_unit_of_many_new_tables_is_built_by_helper_sessions_and_each_table_appears_
             .psql("dev", "SELECT to_regclass('public.c40') IS NULL"),
         "t"
     );
-    assert_eq!(pair.target.psql("dev", no_load_tables), "0");
+    assert_eq!(pair.target.psql("dev", LOAD_RELATIONS), "0");
 
     // Every other table as on the source: definition (keys, identity, defaults, checks,
     // indexes, comment), rows, sequences, registry row.

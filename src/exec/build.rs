@@ -44,7 +44,10 @@ impl<'a> Board<'a> {
             table: Some(i),
             ..StepError::new(
                 During::Split,
-                "the helper session that built it stopped without a result".into(),
+                "the helper session that built it stopped without a result (its connection \
+                 was lost, or snapcopy has a bug); run again, or with --jobs 1, where the unit \
+                 makes every table itself"
+                    .into(),
             )
         };
         let built = self
@@ -73,19 +76,24 @@ pub(super) async fn help(ctx: &Run<'_>, unit: &Unit, board: &Board<'_>) {
     if !board.claims.any_open() {
         return;
     }
-    let Ok(mut client) = open_session(ctx).await else {
-        return;
+    // `-v` says why a helper did not start (its unit then makes every table itself).
+    let not_started = |why: String| {
+        log_step(
+            ctx.verbosity,
+            &format!("-- a helper session did not start ({why}): its unit makes the tables"),
+        )
+    };
+    let mut client = match open_session(ctx).await {
+        Ok(client) => client,
+        Err(e) => return not_started(e.message),
     };
     // What a helper commits is a load table, which only the unit's commit makes anyone's: it
     // need not wait for its WAL (the unit's commit flushes it).
     let _ = client.batch_execute("SET synchronous_commit = off").await;
     for step in &unit.builds.connect {
         log_step(ctx.verbosity, step.text());
-        if execute_with(&client, &step.sql, &[&ctx.snapshot.id])
-            .await
-            .is_err()
-        {
-            return;
+        if let Err(e) = execute_with(&client, &step.sql, &[&ctx.snapshot.id]).await {
+            return not_started(describe(&e));
         }
     }
     while let Some(taking) = board.claims.take_last() {
