@@ -86,19 +86,15 @@ pub fn keep_key_sums(
     buckets: i64,
     kept: &str,
 ) -> String {
-    let dense = |column: &str| {
-        format!(
-            "(SELECT pg_catalog.array_agg(coalesce(s.{column}, 0) ORDER BY g.b) \
-             FROM pg_catalog.generate_series(0, {}) g(b) LEFT JOIN ({sums}) s ON s.b = g.b)",
-            buckets - 1
-        )
-    };
+    // Both arrays, every bucket in order (an empty one 0), from one pass over `sums`.
     format!(
-        "UPDATE {} SET key_buckets = {buckets}, key_counts = {}, key_xors = {} \
+        "UPDATE {} SET key_buckets = {buckets}, (key_counts, key_xors) = \
+         (SELECT pg_catalog.array_agg(coalesce(s.n, 0) ORDER BY g.b), \
+         pg_catalog.array_agg(coalesce(s.x, 0) ORDER BY g.b) \
+         FROM pg_catalog.generate_series(0, {}) g(b) LEFT JOIN ({sums}) s ON s.b = g.b) \
          WHERE table_schema = {} AND table_name = {} AND {kept}",
         table(staging_schema),
-        dense("n"),
-        dense("x"),
+        buckets - 1,
         literal(name.schema.raw()),
         literal(name.name.raw()),
     )
