@@ -2,6 +2,7 @@
 //! the statements.
 
 use super::*;
+use crate::plan::unit::BUILDS_FROM;
 
 #[test]
 fn first_copy_with_views() {
@@ -584,4 +585,123 @@ fn a_unit_beyond_a_lock_table_is_refused_with_what_it_locks() {
         "{refused:?}"
     );
     assert!(beyond_locks(&plan.units, &catalog, &roomy, &LockRoom::new(1, 4)).is_empty());
+}
+
+/// A unit creating at least `BUILDS_FROM` tables a helper can build (here a hub and the
+/// tables referencing it) shares them with helper sessions when the run has a session to
+/// spare: each such table has both ways in, the unit's own statements after a `Claim` and the
+/// move of a helper's load table after a `Built`, and the foreign keys come after both.
+#[test]
+fn a_unit_of_enough_new_tables_shares_them_with_helper_sessions() {
+    let catalog_of = |children: usize| {
+        let mut hub = table("hub");
+        hub.columns = vec![column("id", "integer")];
+        hub.constraints = vec![constraint(
+            "hub_pkey",
+            ConstraintKind::PrimaryKey,
+            "PRIMARY KEY (id)",
+        )];
+        let mut tables = vec![hub];
+        for k in 1..=children {
+            let mut t = table(&format!("c{k}"));
+            t.columns = vec![column("id", "integer"), column("hub_id", "integer")];
+            t.constraints = vec![
+                constraint(
+                    &format!("c{k}_pkey"),
+                    ConstraintKind::PrimaryKey,
+                    "PRIMARY KEY (id)",
+                ),
+                constraint(
+                    &format!("c{k}_hub_id_fkey"),
+                    ConstraintKind::ForeignKey {
+                        references: QualifiedName::new("public", "hub"),
+                    },
+                    "FOREIGN KEY (hub_id) REFERENCES public.hub(id)",
+                ),
+            ];
+            tables.push(t);
+        }
+        Catalog {
+            tables,
+            ..Default::default()
+        }
+    };
+    let builds_of = |children: usize, jobs: usize| {
+        let mut opts = options(StagingKind::View);
+        opts.split_ranges = jobs;
+        let plan = plan(&catalog_of(children), &TargetState::default(), &opts);
+        assert_eq!(plan.units.len(), 1);
+        plan.units[0].clone()
+    };
+    // Below the threshold, or without a session to spare: the unit makes every table.
+    assert!(builds_of(BUILDS_FROM - 2, 2).builds.tables.is_empty());
+    assert!(builds_of(BUILDS_FROM - 1, 1).builds.tables.is_empty());
+    let unit = builds_of(BUILDS_FROM - 1, 2);
+    assert_eq!(unit.builds.tables.len(), BUILDS_FROM);
+    assert_eq!(unit.builds.helpers, 1);
+    assert_eq!(builds_of(2 * BUILDS_FROM, 4).builds.helpers, 2);
+    for build in &unit.builds.tables {
+        let i = build.table;
+        let name = &unit.tables[i].name;
+        let of = |branch: Option<Branch>| -> Vec<String> {
+            unit.steps
+                .iter()
+                .filter(|s| s.table == Some(i) && s.branch == branch)
+                .map(what)
+                .collect()
+        };
+        let own = of(Some(Branch::Own));
+        let moved = of(Some(Branch::Moved));
+        assert!(own.contains(&"CREATE TABLE".to_string()), "{name}: {own:?}");
+        assert!(
+            moved.contains(&"ALTER TABLE".to_string()),
+            "{name}: {moved:?}"
+        );
+        let sql = |branch| {
+            unit.steps
+                .iter()
+                .filter(|s| s.table == Some(i) && s.branch == Some(branch))
+                .map(|s| s.sql.clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(sql(Branch::Moved).contains("SET SCHEMA"), "{name}");
+        assert!(!sql(Branch::Own).contains("load "), "{name}");
+        let kinds = |kind: StepKind| {
+            unit.steps
+                .iter()
+                .filter(|s| s.table == Some(i) && s.kind == kind)
+                .count()
+        };
+        assert_eq!(
+            (kinds(StepKind::Claim), kinds(StepKind::Built)),
+            (1, 1),
+            "{name}"
+        );
+        // The helper's statements: its load table, marked, loaded, its key's index.
+        let helper: Vec<String> = build.steps.iter().map(what).collect();
+        assert_eq!(
+            helper,
+            [
+                "CREATE TABLE",
+                "COMMENT ON TABLE",
+                "INSERT INTO [rows]",
+                "CREATE UNIQUE INDEX"
+            ],
+            "{name}"
+        );
+        assert!(
+            build.steps[0].sql.contains("\"snapcopy\".\"load "),
+            "{name}"
+        );
+    }
+    // The foreign keys, on no branch, after every table's statements.
+    let last_branch = unit.steps.iter().rposition(|s| s.branch.is_some()).unwrap();
+    let first_key = unit
+        .steps
+        .iter()
+        .position(|s| s.phase == Phase::ForeignKeys)
+        .unwrap();
+    assert!(first_key > last_branch);
+    assert!(unit.steps[first_key].branch.is_none());
 }
