@@ -289,6 +289,70 @@ fn sync_makes_the_target_equal_writing_only_the_rows_that_differ() {
     );
 }
 
+/// A large table (100,000 rows or more) synced since its last run has the source read its keys
+/// written since on a second connection, in the run's snapshot, while the first sums up every
+/// key: both queries are under way before the target reads its own rows (the dry run shows the
+/// order), and the sync finds what each side wrote and deleted as a small table's does.
+#[test]
+fn a_large_table_has_the_source_read_its_written_keys_and_every_key_at_once() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        "CREATE TABLE public.events (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO public.events SELECT g, 'event ' || g FROM generate_series(1, 120000) g;
+         DELETE FROM public.events WHERE id = 1;
+         ANALYZE public.events;",
+    );
+    pair.snapcopy().args(["public.events"]).assert().success();
+    pair.source.psql(
+        "app",
+        "INSERT INTO public.events SELECT g, 'new ' || g FROM generate_series(200001, 200100) g;
+         UPDATE public.events SET v = 'edited' WHERE id % 2000 = 7;
+         DELETE FROM public.events WHERE id % 4000 = 11;",
+    );
+    pair.target.psql(
+        "dev",
+        "UPDATE public.events SET v = 'local' WHERE id IN (500, 600);
+         DELETE FROM public.events WHERE id = 700;
+         INSERT INTO public.events VALUES (300000, 'mine');",
+    );
+    let plan = pair
+        .snapcopy()
+        .args(["plan", "--mode", "sync", "public.events"])
+        .assert()
+        .success();
+    let plan = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    let at = |text: &str| {
+        plan.find(text)
+            .unwrap_or_else(|| panic!("no {text} in the plan:\n{plan}"))
+    };
+    let second = at("dblink_connect('snapcopy_source_second', 'snapcopy_source')");
+    let written = at("dblink_send_query('snapcopy_source_second'");
+    let every_key = at("dblink_send_query('snapcopy_source', 'SELECT (h & ");
+    let local = at("CREATE TEMPORARY TABLE pg_temp.snapcopy_sync_local_0");
+    let closed = at("dblink_disconnect('snapcopy_source_second')");
+    assert!(
+        second < written && written < every_key && every_key < local && local < closed,
+        "{plan}"
+    );
+    let out = sync_of(&pair, &["public.events"]);
+    assert_eq!(
+        summary_row(&out, "public.events")["note"],
+        "rows written since the last run"
+    );
+    // 99 inserted (200011 deleted again) and the one deleted on the target; 60 updated on the
+    // source and 2 on the target; 30 deleted on the source and the one inserted on the target.
+    assert_eq!(changed(&out, "public.events"), (100, 62, 31));
+    // A small table's sync has no second connection.
+    pair.source.psql("app", SCHEMA);
+    pair.snapcopy().args(["public.items"]).assert().success();
+    pair.snapcopy()
+        .args(["plan", "--mode", "sync", "public.items"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("snapcopy_source_second").not());
+}
+
 /// Where the marks do not hold (the target's from another cluster, as after a restore
 /// elsewhere), sync hashes every row and finds the same. An incremental run leaves local edits
 /// alone, so after it the next sync hashes every row too.

@@ -130,21 +130,22 @@ pub struct Managed {
 /// refresh and whether each is still the table snapcopy made; empty when the staging schema
 /// has no registry yet.
 pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<Vec<Managed>> {
-    if !exists(client, staging_schema).await? {
+    let Some(column) = columns(client, staging_schema).await? else {
         return Ok(Vec::new());
-    }
-    // The oid and the link through to_jsonb: a registry made before they were recorded lacks
-    // the columns until the next setup adds them.
+    };
     let sql = format!(
         "SELECT r.table_schema, r.table_name, r.source_shape::text, \
-         coalesce((pg_catalog.to_jsonb(r) ->> 'table_oid')::oid <> c.oid, false), \
-         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), r.high_water, \
-         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false), \
-         pg_catalog.to_jsonb(r) ->> 'source_mark', pg_catalog.to_jsonb(r) ->> 'target_mark' \
+         coalesce({} <> c.oid, false), coalesce({}, 'dblink'), r.high_water, \
+         coalesce({}, false), {}, {} \
          FROM {} r \
          LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = r.table_schema \
          LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name \
          ORDER BY r.table_schema, r.table_name",
+        column("table_oid", "oid"),
+        column("link", "text"),
+        column("data_only", "boolean"),
+        column("source_mark", "text"),
+        column("target_mark", "text"),
         table(staging_schema)
     );
     let rows = client
@@ -170,9 +171,9 @@ pub async fn managed(client: &Client, staging_schema: &Ident) -> anyhow::Result<
 
 /// What `snapcopy status` shows of each managed table.
 pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<Vec<StatusRow>> {
-    if !exists(client, staging_schema).await? {
+    let Some(column) = columns(client, staging_schema).await? else {
         return Ok(Vec::new());
-    }
+    };
     let sql = format!(
         "SELECT pg_catalog.quote_ident(table_schema) || '.' || \
          pg_catalog.quote_ident(table_name), source, \
@@ -180,10 +181,10 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
          staging_kind, mode, \
          pg_catalog.to_char(refreshed_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
          pg_catalog.to_char(source_snapshot_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-         rows_loaded, rows_total, pushed_down, \
-         coalesce(pg_catalog.to_jsonb(r) ->> 'link', 'dblink'), \
-         coalesce((pg_catalog.to_jsonb(r) ->> 'data_only')::boolean, false) \
+         rows_loaded, rows_total, pushed_down, coalesce({}, 'dblink'), coalesce({}, false) \
          FROM {} r ORDER BY table_schema, table_name",
+        column("link", "text"),
+        column("data_only", "boolean"),
         table(staging_schema)
     );
     Ok(client
@@ -208,17 +209,33 @@ pub async fn status(client: &Client, staging_schema: &Ident) -> anyhow::Result<V
         .collect())
 }
 
-/// Whether the staging schema has a registry.
-async fn exists(client: &Client, staging_schema: &Ident) -> anyhow::Result<bool> {
-    Ok(client
-        .query_one(
-            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
-             pg_catalog.quote_ident($2)) IS NOT NULL",
+/// How a query reads a column of the staging schema's registry, if it has one: a function of
+/// the column's name and type that gives `r.<column>`, or a NULL of that type where the
+/// registry lacks the column (made by an older snapcopy, until the next setup adds it).
+async fn columns(
+    client: &Client,
+    staging_schema: &Ident,
+) -> anyhow::Result<Option<impl Fn(&str, &str) -> String>> {
+    let names: Vec<String> = client
+        .query(
+            "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.' || \
+             pg_catalog.quote_ident($2)) AND a.attnum > 0 AND NOT a.attisdropped",
             &[&staging_schema.raw(), &REGISTRY],
         )
         .await
         .context("could not look for snapcopy's registry")?
-        .get(0))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let has = !names.is_empty();
+    Ok(has.then_some(move |name: &str, ty: &str| {
+        if names.iter().any(|n| n == name) {
+            format!("r.{}", Ident::new(name))
+        } else {
+            format!("NULL::{ty}")
+        }
+    }))
 }
 
 /// The last high-water mark the registry holds for `table`, as SQL text that reads it on the

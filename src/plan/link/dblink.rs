@@ -3,17 +3,26 @@
 //! moment. Queries travel as text; results come back whole (a large read goes in batches from
 //! a cursor).
 
-use super::{extension_step, server_options, server_steps, Cursor, Link, Read};
+use super::{extension_step, server_options, server_steps, Cursor, Link, Read, Second};
 use crate::cli::LinkKind;
 use crate::plan::{Phase, PlanOptions, Purpose, Step};
 use crate::source::Table;
 use crate::sql::{literal, Ident, QualifiedName};
 
+/// The name of a session's second connection to the source (see [`Link::second`]).
+const SECOND: &str = "snapcopy_source_second";
+
+/// The target session's setting that holds the run's snapshot.
+const SNAPSHOT_SETTING: &str = "snapcopy.snapshot";
+
 /// The dblink link.
+#[derive(Clone)]
 pub(in crate::plan) struct Dblink<'a> {
     options: &'a PlanOptions,
     /// The foreign server's name, which is also the connection's.
     server: String,
+    /// The connection's name: the server's, or [`SECOND`]'s.
+    connection: String,
     /// The schema of dblink's functions: the target's, or the staging schema where the setup
     /// creates the extension.
     schema: Ident,
@@ -32,6 +41,7 @@ impl<'a> Dblink<'a> {
         Dblink {
             options,
             server: server.to_string(),
+            connection: server.to_string(),
             schema: installed
                 .cloned()
                 .unwrap_or_else(|| options.staging_schema.clone()),
@@ -41,7 +51,34 @@ impl<'a> Dblink<'a> {
     }
 
     fn conn(&self) -> String {
-        literal(&self.server)
+        literal(&self.connection)
+    }
+
+    /// What opens the connection and begins its source transaction in the run's snapshot
+    /// (`snapshot`: SQL of type text with the snapshot's id).
+    fn opening(&self, snapshot: &str) -> Vec<String> {
+        let (dblink, conn) = (&self.schema, self.conn());
+        let mut sql = vec![
+            format!(
+                "SELECT {dblink}.dblink_connect({conn}, {})",
+                literal(&self.server)
+            ),
+            self.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            format!(
+                "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
+                 pg_catalog.quote_literal({snapshot}))"
+            ),
+        ];
+        // The key, from the target session's setting, for this source transaction only.
+        if self.masked {
+            sql.push(format!(
+                "SELECT {dblink}.dblink_exec({conn}, 'SET LOCAL {key} = ' \
+                 || pg_catalog.quote_literal(pg_catalog.current_setting({setting})))",
+                key = crate::mask::KEY_SETTING,
+                setting = literal(crate::mask::KEY_SETTING),
+            ));
+        }
+        sql
     }
 
     /// `SELECT dblink_exec(<conn>, <command>)`.
@@ -126,42 +163,16 @@ impl Link for Dblink<'_> {
         .with_purpose(Purpose::LinkCheck(LinkKind::Dblink))]
     }
 
+    /// The session keeps the run's snapshot in a setting (`set_config` returns it) for the
+    /// second connection it may open (see [`Link::second`]).
     fn connect_steps(&self) -> Vec<Step> {
-        let (dblink, conn) = (&self.schema, self.conn());
-        let mut steps = vec![
-            Step::new(
-                Phase::Connect,
-                None,
-                format!("SELECT {dblink}.dblink_connect({conn}, {conn})"),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                self.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-            ),
-            Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, 'SET TRANSACTION SNAPSHOT ' || \
-                     pg_catalog.quote_literal($1::text))"
-                ),
-            ),
-        ];
-        // The key, from the target session's setting, for this source transaction only.
-        if self.masked {
-            steps.push(Step::new(
-                Phase::Connect,
-                None,
-                format!(
-                    "SELECT {dblink}.dblink_exec({conn}, 'SET LOCAL {key} = ' \
-                     || pg_catalog.quote_literal(pg_catalog.current_setting({setting})))",
-                    key = crate::mask::KEY_SETTING,
-                    setting = literal(crate::mask::KEY_SETTING),
-                ),
-            ));
-        }
-        steps
+        self.opening(&format!(
+            "pg_catalog.set_config({}, $1::text, false)",
+            literal(SNAPSHOT_SETTING)
+        ))
+        .into_iter()
+        .map(|sql| Step::new(Phase::Connect, None, sql))
+        .collect()
     }
 
     fn disconnect_steps(&self) -> Vec<Step> {
@@ -302,5 +313,32 @@ impl Link for Dblink<'_> {
 
     fn keeps_staging_objects(&self) -> bool {
         true
+    }
+
+    fn second(&self) -> Option<Second<'_>> {
+        let second = Dblink {
+            connection: SECOND.to_string(),
+            ..self.clone()
+        };
+        let conn = second.conn();
+        let dblink = &self.schema;
+        // A table's block that failed may have left it open.
+        let mut open = vec![format!(
+            "SELECT {dblink}.dblink_disconnect(c) \
+             FROM pg_catalog.unnest({dblink}.dblink_get_connections()) c WHERE c = {conn}"
+        )];
+        open.extend(second.opening(&format!(
+            "pg_catalog.current_setting({})",
+            literal(SNAPSHOT_SETTING)
+        )));
+        let close = vec![
+            second.exec("COMMIT"),
+            format!("SELECT {dblink}.dblink_disconnect({conn})"),
+        ];
+        Some(Second {
+            open,
+            close,
+            link: Box::new(second),
+        })
     }
 }

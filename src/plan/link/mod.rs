@@ -91,6 +91,24 @@ pub(super) trait Link {
     /// Whether staging objects made through this link last time are still there after the
     /// setup (postgres_fdw's go with the foreign tables the setup makes anew).
     fn keeps_staging_objects(&self) -> bool;
+
+    /// A second connection to the source in the run's snapshot, for a table's statements that
+    /// have the source run two queries at once (sync's two passes over a large table): the
+    /// statements that open it and close it, and the link that reads through it. Only dblink
+    /// has one.
+    fn second(&self) -> Option<Second<'_>> {
+        None
+    }
+}
+
+/// A second connection to the source (see [`Link::second`]).
+pub(super) struct Second<'a> {
+    /// Opens it (closing one a failed table left open) and begins its transaction.
+    pub(super) open: Vec<String>,
+    /// Ends its transaction and closes it.
+    pub(super) close: Vec<String>,
+    /// Reads through it.
+    pub(super) link: Box<dyn Link + 'a>,
 }
 
 /// Why `link` cannot read `table`, if it cannot: postgres_fdw reads an inheritance parent
