@@ -329,7 +329,7 @@ fn a_large_table_has_the_source_read_its_written_keys_and_every_key_at_once() {
     let second = at("dblink_connect('snapcopy_source_second', 'snapcopy_source')");
     let written = at("dblink_send_query('snapcopy_source_second'");
     let every_key = at("dblink_send_query('snapcopy_source', 'SELECT (h & ");
-    let local = at("CREATE TEMPORARY TABLE pg_temp.snapcopy_sync_local_0");
+    let local = at("CREATE TEMPORARY TABLE pg_temp.snapcopy_sync_our_totals_0");
     let closed = at("dblink_disconnect('snapcopy_source_second')");
     assert!(
         second < written && written < every_key && every_key < local && local < closed,

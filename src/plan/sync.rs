@@ -53,6 +53,12 @@ const PROBED_KEYS: i64 = 50_000;
 const BUCKET: &str = "\"snapcopy bucket\"";
 const HASH: &str = "\"snapcopy hash\"";
 
+/// The column of the target's totals (see `UnitContext::changed_since`) that gathers the `n`th
+/// column of the keys written on it since its mark.
+fn local_column(n: usize) -> String {
+    format!("\"snapcopy local {}\"", n + 1)
+}
+
 /// The temporary tables of one table's comparison, named after its place in the unit.
 struct Temps {
     /// The target's buckets.
@@ -69,8 +75,6 @@ struct Temps {
     fetch: String,
     /// The target's keys the source lacks.
     gone: String,
-    /// The keys of the target's rows written since its mark.
-    local: String,
     /// The source's keys written since its mark that the target lacks.
     added: String,
     /// The one key more of the buckets where the target has one more (with its bucket).
@@ -83,7 +87,8 @@ struct Temps {
     same: String,
     /// Whether the buckets the last sync kept are the target's.
     kept: String,
-    /// The target's keys' count and the XOR of their hashes.
+    /// The target's keys' count and the XOR of their hashes, and the keys written on it since
+    /// its mark.
     our_totals: String,
 }
 
@@ -98,7 +103,6 @@ impl Temps {
             their_rows: name("their_rows"),
             fetch: name("fetch"),
             gone: name("gone"),
-            local: name("local"),
             added: name("added"),
             single: name("single"),
             probed: name("probed"),
@@ -118,7 +122,6 @@ impl Temps {
             &self.their_rows,
             &self.fetch,
             &self.gone,
-            &self.local,
             &self.added,
             &self.single,
             &self.probed,
@@ -367,10 +370,32 @@ impl UnitContext<'_> {
         if second.is_some() {
             steps.push(every_key.clone());
         }
+        // The target's keys' count and hash (to compare with the source's, and with the buckets
+        // the last sync kept) and the keys written on it since its mark: one pass, while the
+        // source reads. (Two passes took 0.24 s of the target's 0.36 s on 1M rows.)
+        let local_keys: Vec<String> = key
+            .0
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                format!(
+                    "pg_catalog.array_agg({}) FILTER (WHERE {}) AS {}",
+                    c.name,
+                    local.written_after(),
+                    local_column(n)
+                )
+            })
+            .collect();
+        let local_unnested: Vec<String> = (0..key.0.len())
+            .map(|n| format!("pg_catalog.unnest(o.{})", local_column(n)))
+            .collect();
         steps.extend([
             temporary(
-                &t.local,
-                format!("SELECT {names} FROM {ours} WHERE {}", local.written_after()),
+                &t.our_totals,
+                format!(
+                    "SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x, {} FROM {ours}",
+                    local_keys.join(", ")
+                ),
             ),
             temporary(
                 &t.fetch,
@@ -390,12 +415,12 @@ impl UnitContext<'_> {
             ))
             .of_kind(StepKind::Synced { batch: None }),
             step(format!(
-                "INSERT INTO {fetch} SELECT {local_names} FROM {local} l \
+                "INSERT INTO {fetch} SELECT l.* FROM {our_totals} o, ROWS FROM ({}) AS l({names}) \
                  WHERE NOT EXISTS (SELECT FROM {fetch} f WHERE {})",
+                local_unnested.join(", "),
                 key.matched("f", "l"),
                 fetch = t.fetch,
-                local = t.local,
-                local_names = key.names("l."),
+                our_totals = t.our_totals,
             )),
             // The source's new keys, which the target is about to get: by the key's index (a
             // table loaded since it was last analyzed may look cheaper to hash whole).
@@ -416,23 +441,10 @@ impl UnitContext<'_> {
             // keys of the buckets that differ).
             step("SET LOCAL enable_indexonlyscan = off".to_string()),
         ]);
-        // 2. The source's buckets (or its keys' totals first), while the target reads its keys'
-        // count and hash: to compare with the source's, and with the buckets the last sync kept
-        // (when it kept some: else not read).
+        // 2. The source's buckets (or its keys' totals first).
         if second.is_none() {
             steps.push(every_key);
         }
-        steps.extend([temporary(
-            &t.our_totals,
-            format!(
-                "SELECT count(*) AS n, coalesce(bit_xor({hash}), 0) AS x FROM {ours}{}",
-                if totals {
-                    String::new()
-                } else {
-                    format!(" WHERE {has_kept}")
-                }
-            ),
-        )]);
         // A table the source's statistics have never seen a row deleted from (append-only
         // tables, the common case for a daily sync) compares the keys' totals (count and XOR
         // of their hashes) first, the target's with the new keys it is about to get: when they
