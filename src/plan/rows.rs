@@ -19,7 +19,7 @@ impl UnitContext<'_> {
                 _ => self.missing_rows(table, info, i),
             },
             Action::UserRows => vec![self.user_rows_step(table, i)],
-            Action::Sync => self.sync_rows(table, i),
+            Action::Sync => self.sync_rows(table, info, i),
             Action::Create | Action::Reload | Action::Rebuild | Action::Replace => {
                 self.full_rows(table, info, i)
             }

@@ -191,7 +191,14 @@ impl UnitContext<'_> {
             ))
             .of_kind(StepKind::Synced { batch: None }),
         );
-        let done: Vec<String> = t.all().into_iter().filter(|n| n != &t.fetch).collect();
+        // The keys to read stay for the rows' statements, and so do the new ones (see
+        // `sync_rows`).
+        let kept_for_rows = [&t.fetch, &t.added];
+        let done: Vec<String> = t
+            .all()
+            .into_iter()
+            .filter(|n| !kept_for_rows.contains(&n))
+            .collect();
         steps.push(step(format!("DROP TABLE IF EXISTS {}", done.join(", "))));
         steps.push(step("RESET enable_mergejoin".to_string()));
         steps
@@ -634,7 +641,7 @@ impl UnitContext<'_> {
 
     /// The rows of `table` that differ from the source's, read by key from the source in
     /// batches: each updates the target's row with the key, or is inserted where it has none.
-    pub(super) fn sync_rows(&self, table: &Table, i: TableIx) -> Vec<Step> {
+    pub(super) fn sync_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
         let key = sync_key(table);
         let t = Temps::of(i);
         let ours = table.own_rows();
@@ -650,15 +657,26 @@ impl UnitContext<'_> {
         // Every row read updates the target's row with its key, if there is one: a key the
         // target holds in another form (an equal value that hashes apart, 1.0 and 1.00) is
         // updated, not inserted twice.
+        // A key the comparison found new (since the last run) has no row to update: it is not
+        // looked up (on 1M rows, 10,000 lookups of the key's index, 27 ms).
+        let old = if matches!(info.pushdown, Some(Pushdown::Since(_))) {
+            format!(
+                " AND NOT EXISTS (SELECT FROM {} a WHERE {})",
+                t.added,
+                key.matched("a", "s")
+            )
+        } else {
+            String::new()
+        };
         let update = if set.is_empty() {
             // Every column is the key's: a row that differs is another key.
             format!(
-                "SELECT {key_names} FROM {ours} d JOIN src s ON {}",
+                "SELECT {key_names} FROM {ours} d JOIN src s ON {}{old}",
                 key.matched("d", "s")
             )
         } else {
             format!(
-                "UPDATE {ours} d SET {} FROM src s WHERE {} RETURNING {key_names}",
+                "UPDATE {ours} d SET {} FROM src s WHERE {}{old} RETURNING {key_names}",
                 set.join(", "),
                 key.matched("d", "s"),
             )
