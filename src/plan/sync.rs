@@ -25,7 +25,7 @@ use super::compare::{buckets, key_hash, keys_of_batch, table_rows, KeyColumns, K
 use super::link::Link;
 use super::unit::UnitContext;
 use super::{Phase, Pushdown, Step, StepKind, TableInfo, TableIx};
-use crate::source::{Column, Table};
+use crate::source::{Column, ConstraintKind, Table};
 use crate::sql::literal;
 
 /// About this many rows of a table fall in one bucket when rows are hashed: the buckets'
@@ -176,7 +176,7 @@ impl UnitContext<'_> {
             step("SET LOCAL enable_mergejoin = off".to_string()),
         ];
         match info.pushdown {
-            Some(Pushdown::Since(xid)) => steps.extend(self.changed_since(table, xid, i)),
+            Some(Pushdown::Since(xid)) => steps.extend(self.changed_since(table, info, xid, i)),
             _ => steps.extend(self.rows_hashed(table, i)),
         }
         // The target's rows whose key the source lacks, gone (by index, not a scan).
@@ -286,7 +286,7 @@ impl UnitContext<'_> {
     /// in the registry (the source's then), as long as the target's keys are the ones it left:
     /// their count and hash (one scan, without the buckets' hash table) agree with the kept
     /// buckets'; else the target sums up its own.
-    fn changed_since(&self, table: &Table, xid: u32, i: TableIx) -> Vec<Step> {
+    fn changed_since(&self, table: &Table, info: &TableInfo, xid: u32, i: TableIx) -> Vec<Step> {
         let local = self
             .target
             .local_marks
@@ -410,7 +410,11 @@ impl UnitContext<'_> {
             ),
             step(written_link.finish_sql()),
         ]);
-        if let Some(second) = &second {
+        // The rows of the keys written on either side go in early, through the second
+        // connection, while the source sums up every key (see `applies_early`); else the second
+        // connection is done.
+        let early = second.as_ref().filter(|_| applies_early(table, info));
+        if let (Some(second), None) = (&second, early) {
             steps.extend(second.close.iter().cloned().map(step));
         }
         steps.extend([
@@ -512,6 +516,10 @@ impl UnitContext<'_> {
                 ),
             ),
         ]);
+        if let Some(second) = early {
+            steps.push(self.rows_written(table, info, i, second.link.as_ref()));
+            steps.extend(second.close.iter().cloned().map(step));
+        }
         steps.extend(buckets_differing(self.link, &t, i));
         // The source's buckets are the target's once it has synced: kept for the next sync.
         steps.push(step(crate::target::registry::keep_key_sums(
@@ -528,17 +536,24 @@ impl UnitContext<'_> {
                 .map(|same| format!(" {word} NOT {same}"))
                 .unwrap_or_default()
         };
-        // 3. The target's keys of the buckets that differ, with those it is about to get.
+        // 3. The target's keys of the buckets that differ, with those it is about to get (it
+        // has them already where they went in early).
+        let new_keys = match early {
+            Some(_) => String::new(),
+            None => format!(
+                " UNION ALL SELECT {names}, {bucket}, {hash} FROM {added} \
+                 WHERE {bucket} IN (SELECT b FROM {differ})",
+                differ = t.differ,
+                added = t.added
+            ),
+        };
         steps.push(temporary(
             &t.our_rows,
             format!(
                 "SELECT {names}, {bucket} AS {BUCKET}, {hash} AS {HASH} FROM {ours} \
-                 WHERE {bucket} IN (SELECT b FROM {differ}){} UNION ALL \
-                 SELECT {names}, {bucket}, {hash} FROM {added} \
-                 WHERE {bucket} IN (SELECT b FROM {differ})",
+                 WHERE {bucket} IN (SELECT b FROM {differ}){}{new_keys}",
                 unless_same("AND"),
                 differ = t.differ,
-                added = t.added
             ),
         ));
         steps.push(step("RESET enable_indexonlyscan".to_string()));
@@ -642,6 +657,12 @@ impl UnitContext<'_> {
     /// The rows of `table` that differ from the source's, read by key from the source in
     /// batches: each updates the target's row with the key, or is inserted where it has none.
     pub(super) fn sync_rows(&self, table: &Table, info: &TableInfo, i: TableIx) -> Vec<Step> {
+        vec![self.rows_written(table, info, i, self.link)]
+    }
+
+    /// The statement of [`Self::sync_rows`], reading through `link`: the next
+    /// [`KEYS_PER_BATCH`] keys of the table's `fetch`, run until it takes fewer.
+    fn rows_written(&self, table: &Table, info: &TableInfo, i: TableIx, link: &dyn Link) -> Step {
         let key = sync_key(table);
         let t = Temps::of(i);
         let ours = table.own_rows();
@@ -681,7 +702,7 @@ impl UnitContext<'_> {
                 key.matched("d", "s"),
             )
         };
-        vec![Step::new(
+        Step::new(
             Phase::Data,
             Some(i),
             format!(
@@ -696,14 +717,14 @@ impl UnitContext<'_> {
                  (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), 0::int8, \
                  (SELECT coalesce(sum(pg_catalog.pg_column_size(s.*)), 0) FROM src s)::int8",
                 fetch = t.fetch,
-                read = self.link.read(&rows),
+                read = link.read(&rows),
                 batch_match = key.matched("u", "s"),
                 insert = self.insert_rows(table, &table.name, "new"),
             ),
         )
         .of_kind(StepKind::Synced {
             batch: Some(KEYS_PER_BATCH),
-        })]
+        })
     }
 }
 
@@ -714,6 +735,33 @@ fn sync_key(table: &Table) -> KeyColumns<'_> {
         table,
         &table.key(None).map(|k| k.columns).unwrap_or_default(),
     )
+}
+
+/// Whether the rows of a large table's keys written on either side may go in while its
+/// comparison runs, before the rows the source lacks are deleted (see
+/// `UnitContext::changed_since`): when the table is snapcopy's (its constraints are the
+/// source's), no other key or unique index could meet a value a row about to be deleted still
+/// holds, and no foreign key has it wait for another table's rows (a unit writes its tables'
+/// rows in load order, after every table's deletes). Its triggers see the same writes in
+/// another order, so a table with triggers waits too.
+fn applies_early(table: &Table, info: &TableInfo) -> bool {
+    let key = sync_key(table);
+    let is_key = |columns: &[crate::sql::Ident]| {
+        columns.len() == key.0.len() && columns.iter().zip(&key.0).all(|(a, b)| a == &b.name)
+    };
+    !info.data_only
+        && table.triggers.is_empty()
+        && !table.is_partitioned()
+        && table.partitions.is_empty()
+        && table.constraints.iter().all(|c| match c.kind {
+            ConstraintKind::Check => true,
+            ConstraintKind::PrimaryKey | ConstraintKind::Unique => is_key(&c.columns),
+            ConstraintKind::Exclude | ConstraintKind::ForeignKey { .. } => false,
+        })
+        && !table
+            .indexes
+            .iter()
+            .any(|x| x.definition.starts_with("CREATE UNIQUE"))
 }
 
 /// The source's buckets, read through `link` while the target made its own (`ours`), and
