@@ -330,9 +330,19 @@ fn a_large_table_has_the_source_read_its_written_keys_and_every_key_at_once() {
     let written = at("dblink_send_query('snapcopy_source_second'");
     let every_key = at("dblink_send_query('snapcopy_source', 'SELECT (h & ");
     let local = at("CREATE TEMPORARY TABLE pg_temp.snapcopy_sync_our_totals_0");
+    // The rows of the written keys go in through the second connection before the target
+    // reads the source's buckets (the table has no other unique index, foreign key or
+    // trigger), and the second connection closes then.
+    let rows = at("dblink('snapcopy_source_second', 'SELECT \"id\", \"v\" FROM ONLY");
     let closed = at("dblink_disconnect('snapcopy_source_second')");
+    let buckets = at("dblink_get_result('snapcopy_source') AS t(b int4");
     assert!(
-        second < written && written < every_key && every_key < local && local < closed,
+        second < written
+            && written < every_key
+            && every_key < local
+            && local < rows
+            && rows < closed
+            && closed < buckets,
         "{plan}"
     );
     let out = sync_of(&pair, &["public.events"]);
@@ -391,12 +401,13 @@ fn without_the_marks_sync_hashes_every_row_and_finds_the_same() {
     assert_eq!(summary_row(&out, "public.items")["note"], "");
 }
 
-/// Deletes that share a bucket of the keys' hashes: two on the source in one bucket (the
-/// target's keys there are looked up on the source), and in another a delete on the source and
-/// one on the target (their counts agree, so the source's keys of that bucket are read whole).
-/// A third bucket has one delete on the source and a row inserted on the target: two keys more
-/// on the target, whose hashes do not add up to one key's. A fourth has the same and a delete
-/// on the target: one key more on the target, but no key there has the hash the sums tell.
+/// Deletes that share a bucket of the keys' hashes: two on the source in one bucket (two keys
+/// more on the target, the one pair there whose hashes XOR to the sums' difference), and in
+/// another a delete on the source and one on the target (their counts agree, so the source's
+/// keys of that bucket are read whole). A third bucket has one delete on the source and a row
+/// inserted on the target: two keys more on the target, both to go. A fourth has the same and a
+/// delete on the target: one key more on the target, but no key there has the hash the sums
+/// tell (its keys are looked up on the source).
 #[test]
 fn deletes_sharing_a_bucket_are_told_apart_from_the_targets_own() {
     let pair = Pair::start();

@@ -77,7 +77,8 @@ struct Temps {
     gone: String,
     /// The source's keys written since its mark that the target lacks.
     added: String,
-    /// The one key more of the buckets where the target has one more (with its bucket).
+    /// The one key more of the buckets where the target has one more, and the two keys more
+    /// of those where it has two whose hashes tell them (with their bucket).
     single: String,
     /// The target's keys in the other buckets that differ, looked up on the source.
     probed: String,
@@ -413,7 +414,9 @@ impl UnitContext<'_> {
         // The rows of the keys written on either side go in early, through the second
         // connection, while the source sums up every key (see `applies_early`); else the second
         // connection is done.
-        let early = second.as_ref().filter(|_| applies_early(table, info));
+        let early = second
+            .as_ref()
+            .filter(|_| applies_early(table, info.data_only));
         if let (Some(second), None) = (&second, early) {
             steps.extend(second.close.iter().cloned().map(step));
         }
@@ -559,15 +562,24 @@ impl UnitContext<'_> {
         steps.push(step("RESET enable_indexonlyscan".to_string()));
         // A bucket where the target has one key more (the common case: a row deleted on the
         // source) tells that key's hash: the XOR of the two sides' sums. Its key is found on
-        // the target alone.
+        // the target alone. So are two keys more, the one pair of the bucket's keys whose hashes
+        // XOR to it (the next most common case: 120 of the 1,900 buckets of 2,000 deletes in a
+        // 1M-row table, whose 7,800 keys were otherwise looked up on the source).
         steps.push(temporary(
             &t.single,
             format!(
-                "SELECT o.{BUCKET}, {} FROM {} o JOIN {} d ON d.b = o.{BUCKET} AND d.extra = 1 \
-                 AND d.h = o.{HASH}",
-                key.names("o."),
-                t.our_rows,
-                t.differ
+                "WITH two AS MATERIALIZED (SELECT o.*, o.{HASH} # d.h AS partner \
+                 FROM {our_rows} o JOIN {differ} d ON d.b = o.{BUCKET} AND d.extra = 2) \
+                 SELECT o.{BUCKET}, {names_o} FROM {our_rows} o JOIN {differ} d \
+                 ON d.b = o.{BUCKET} AND d.extra = 1 AND d.h = o.{HASH} \
+                 UNION ALL SELECT p.{BUCKET}, {names_p} FROM (SELECT o.{BUCKET}, {names_o}, \
+                 count(*) OVER (PARTITION BY o.{BUCKET}) AS found FROM two o \
+                 JOIN two q ON q.{BUCKET} = o.{BUCKET} AND q.{HASH} = o.partner \
+                 AND q.{HASH} <> o.{HASH}) p WHERE p.found = 2",
+                names_o = key.names("o."),
+                names_p = key.names("p."),
+                our_rows = t.our_rows,
+                differ = t.differ
             ),
         ));
         // The target's keys in the other buckets are looked up on the source, by its key's
@@ -636,7 +648,7 @@ impl UnitContext<'_> {
             t.our_rows,
             key.matched("o", "s")
         )));
-        // Gone: the one key more of a bucket, and in the others the keys the source lacks.
+        // Gone: the keys more a bucket's sums tell, and in the others the keys the source lacks.
         steps.push(temporary(
             &t.gone,
             format!(
@@ -744,12 +756,12 @@ fn sync_key(table: &Table) -> KeyColumns<'_> {
 /// holds, and no foreign key has it wait for another table's rows (a unit writes its tables'
 /// rows in load order, after every table's deletes). Its triggers see the same writes in
 /// another order, so a table with triggers waits too.
-fn applies_early(table: &Table, info: &TableInfo) -> bool {
+pub(super) fn applies_early(table: &Table, data_only: bool) -> bool {
     let key = sync_key(table);
     let is_key = |columns: &[crate::sql::Ident]| {
         columns.len() == key.0.len() && columns.iter().zip(&key.0).all(|(a, b)| a == &b.name)
     };
-    !info.data_only
+    !data_only
         && table.triggers.is_empty()
         && !table.is_partitioned()
         && table.partitions.is_empty()

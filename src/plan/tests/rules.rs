@@ -705,3 +705,51 @@ fn a_unit_of_enough_new_tables_shares_them_with_helper_sessions() {
     assert!(first_key > last_branch);
     assert!(unit.steps[first_key].branch.is_none());
 }
+
+/// A large table's written rows go in during its sync's comparison, before its deletes, only
+/// where the order cannot matter: its one key is the sync key, no foreign key, no trigger, and
+/// snapcopy made it.
+#[test]
+fn a_synced_tables_rows_go_in_early_only_where_the_order_cannot_matter() {
+    use crate::plan::sync::applies_early;
+    use crate::source::{Trigger, TriggerState};
+    let mut plain = table("plain");
+    plain.columns = vec![
+        Column {
+            not_null: true,
+            ..column("id", "bigint")
+        },
+        column("v", "text"),
+    ];
+    plain.constraints = vec![
+        constraint("plain_pkey", ConstraintKind::PrimaryKey, "PRIMARY KEY (id)"),
+        constraint(
+            "plain_v_check",
+            ConstraintKind::Check,
+            "CHECK ((v <> ''::text))",
+        ),
+    ];
+    let index = |name: &str, unique: &str| Index {
+        name: Ident::new(name),
+        definition: format!("CREATE {unique}INDEX {name} ON public.plain USING btree (v)"),
+        body: Some("btree (v)".into()),
+    };
+    plain.indexes = vec![index("plain_v_idx", "")];
+    assert!(applies_early(&plain, false));
+    assert!(!applies_early(&plain, true), "a user's own table");
+
+    let mut unique = plain.clone();
+    unique.indexes.push(index("plain_v_key", "UNIQUE "));
+    assert!(!applies_early(&unique, false), "a unique index");
+    let mut triggered = plain.clone();
+    triggered.triggers.push(Trigger {
+        name: Ident::new("plain_audit"),
+        definition: "CREATE TRIGGER plain_audit AFTER INSERT ON public.plain FOR EACH ROW \
+                     EXECUTE FUNCTION public.audit()"
+            .into(),
+        state: TriggerState::Enabled,
+    });
+    assert!(!applies_early(&triggered, false), "a trigger");
+    assert!(!applies_early(&customers(), false), "a second unique key");
+    assert!(!applies_early(&orders(), false), "a foreign key");
+}
