@@ -598,7 +598,8 @@ fn an_interrupted_or_failed_sync_leaves_the_previous_contents() {
     );
     let before = checksum(&pair.target, "dev", "public.big");
 
-    // SIGINT while the changed rows go in, after the deletes.
+    // SIGINT while the changed rows go in (a large table of snapcopy's: during the comparison,
+    // through the second connection).
     let child = pair.spawn(&["-q", "--mode", "sync", "public.big"]);
     pair.wait_for_target_statement("WITH batch AS (DELETE FROM pg_temp.snapcopy_sync");
     let status = Command::new("kill")
