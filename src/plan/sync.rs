@@ -557,15 +557,27 @@ impl UnitContext<'_> {
                 added = t.added
             ),
         };
-        steps.push(temporary(
-            &t.our_rows,
-            format!(
-                "SELECT {names}, {bucket} AS {BUCKET}, {hash} AS {HASH} FROM {ours} \
-                 WHERE {bucket} IN (SELECT b FROM {differ}){}{new_keys}",
-                unless_same("AND"),
-                differ = t.differ,
-            ),
-        ));
+        // The buckets as a constant array (`%L` in a statement the target puts together when
+        // it runs): a constant list is looked up through a hash table built once, where a
+        // subquery's is probed through a subplan per row (on 1M rows, 0.23-0.24 s against
+        // 0.28 s). `%` in the statement's own text is doubled for `format`.
+        let double = |sql: String| sql.replace('%', "%%");
+        let scan = format!(
+            "{}%L{}",
+            double(format!(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS \
+                 SELECT {names}, {bucket} AS {BUCKET}, {hash} AS {HASH} FROM {ours} \
+                 WHERE {bucket} = ANY (",
+                t.our_rows
+            )),
+            double(format!("::int4[]){}{new_keys}", unless_same("AND"))),
+        );
+        steps.push(step(format!(
+            "DO $snapcopy$ BEGIN EXECUTE pg_catalog.format({}, \
+             (SELECT pg_catalog.array_agg(b)::text FROM {})); END $snapcopy$",
+            literal(&scan),
+            t.differ
+        )));
         steps.push(step("RESET enable_indexonlyscan".to_string()));
         // A bucket where the target has one key more (the common case: a row deleted on the
         // source) tells that key's hash: the XOR of the two sides' sums. Its key is found on
