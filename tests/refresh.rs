@@ -1225,3 +1225,53 @@ fn a_reload_checks_each_foreign_key_once_as_postgresql_would() {
     pair.snapcopy().args(tables).assert().success();
     same(&pair);
 }
+
+/// A registry an older snapcopy made lacks the columns added since: status reads it (the link
+/// taken for dblink), and a run takes its tables for snapcopy's and adds the columns back.
+#[test]
+fn a_registry_an_older_snapcopy_made_is_read_and_brought_up_to_date() {
+    let pair = start(Link::Dblink);
+    pair.snapcopy()
+        .args(["public.customers", "public.orders", "public.events"])
+        .assert()
+        .success();
+    let optional = "'table_oid', 'link', 'data_only', 'source_mark', 'target_mark', \
+                    'key_buckets', 'key_counts', 'key_xors'";
+    pair.target.psql(
+        "dev",
+        "ALTER TABLE snapcopy.managed_tables DROP COLUMN table_oid, DROP COLUMN link, \
+         DROP COLUMN data_only, DROP COLUMN source_mark, DROP COLUMN target_mark, \
+         DROP COLUMN key_buckets, DROP COLUMN key_counts, DROP COLUMN key_xors",
+    );
+    let status = pair
+        .snapcopy()
+        .args(["status", "--json"])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    assert_eq!(status["tables"].as_array().unwrap().len(), 3, "{status}");
+    assert!(
+        status["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["link"] == "dblink"),
+        "{status}"
+    );
+    let out = incremental(&pair, &["public.customers", "public.orders"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        summary_row(&out.stdout, "public.orders")["action"],
+        "insert"
+    );
+    assert_eq!(
+        pair.target.psql(
+            "dev",
+            &format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'snapcopy' \
+                 AND table_name = 'managed_tables' AND column_name IN ({optional})"
+            )
+        ),
+        "8"
+    );
+}

@@ -363,6 +363,44 @@ fn a_large_table_has_the_source_read_its_written_keys_and_every_key_at_once() {
         .stdout(predicate::str::contains("snapcopy_source_second").not());
 }
 
+/// Names with `%` in them (the target puts one of the comparison's statements together with
+/// `format` when it runs): a table, its key and a column, synced since the last run.
+#[test]
+fn names_with_percent_signs_sync() {
+    let pair = Pair::start();
+    pair.source.psql(
+        "app",
+        r#"CREATE TABLE public."odd%name" ("k%L" integer PRIMARY KEY, "v%s" text);
+           INSERT INTO public."odd%name" SELECT g, 'v' || g FROM generate_series(1, 3000) g;
+           ANALYZE;"#,
+    );
+    pair.snapcopy().args(["public.odd%name"]).assert().success();
+    pair.source.psql(
+        "app",
+        r#"DELETE FROM public."odd%name" WHERE "k%L" % 100 = 0;
+           UPDATE public."odd%name" SET "v%s" = 'edited' WHERE "k%L" < 5;
+           INSERT INTO public."odd%name" VALUES (5000, 'new');"#,
+    );
+    pair.target.psql(
+        "dev",
+        r#"UPDATE public."odd%name" SET "v%s" = 'mine' WHERE "k%L" = 7"#,
+    );
+    let out = pair
+        .snapcopy()
+        .args(["--mode", "sync", "--json", "public.odd%name"])
+        .assert()
+        .success();
+    let out = out.get_output().stdout.clone();
+    let name = r#"public."odd%name""#;
+    same(&pair, name);
+    assert_eq!(
+        summary_row(&out, name)["note"],
+        "rows written since the last run"
+    );
+    // 5000 in; 1-4 edited on the source and 7 on the target, back; every 100th gone.
+    assert_eq!(changed(&out, name), (1, 5, 30));
+}
+
 /// Where the marks do not hold (the target's from another cluster, as after a restore
 /// elsewhere), sync hashes every row and finds the same. An incremental run leaves local edits
 /// alone, so after it the next sync hashes every row too.
